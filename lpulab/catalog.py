@@ -1,0 +1,497 @@
+"""The data catalog: ``data/**/*.toml`` -> validated, frozen dataclasses with SI floats.
+
+Every number in a catalog file is an inline table ``{value, unit, source, kind}``; the
+loader converts it with pint into SI (bytes, bytes/s, FLOP/s, W, USD, s ...) and keeps
+where it came from. A file with an unknown field, a missing or unknown unit, a missing
+source, a negative value or a bad kind is refused with the file and the field named.
+
+This module is the only place in lpulab that reads input files. Each file it reads is
+remembered with its SHA-256 (:func:`files_read`) so a report can state its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import paths, units
+
+KINDS = ("vendor-peak", "derived", "measured", "estimate")
+CONFIDENCES = ("official", "third-party", "media", "unverified", "measured")
+CATEGORIES = ("gpu", "lpu", "tpu", "cpu")
+TIERS = ("sram", "l1", "l2", "l3", "hbm", "gddr", "dram")
+PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+#: Storage width of one value at each precision, bytes.
+PRECISION_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+QUANTITY_KEYS = {"value", "unit", "source", "kind", "sparsity", "note", "formula", "low", "high"}
+
+_FILES_READ: dict[str, str] = {}
+
+
+class CatalogError(ValueError):
+    """A catalog file that does not follow the schema; the message names file and field."""
+
+
+def files_read() -> dict[str, str]:
+    """Every data file read so far in this process: path relative to the repo -> sha256."""
+    return dict(sorted(_FILES_READ.items()))
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def read_toml(path: Path) -> dict:
+    """Read a TOML file, record its hash, and turn syntax errors into CatalogError."""
+    path = Path(path)
+    raw = path.read_bytes()
+    _FILES_READ[_rel(path)] = hashlib.sha256(raw).hexdigest()
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{_rel(path)}: not valid TOML ({exc})") from None
+
+
+def record_read(path: Path) -> bytes:
+    """Read a non-TOML input file (e.g. a CSV) through the catalog so its hash is recorded."""
+    raw = Path(path).read_bytes()
+    _FILES_READ[_rel(Path(path))] = hashlib.sha256(raw).hexdigest()
+    return raw
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    title: str
+    url: str
+    date: str
+    confidence: str
+
+
+@dataclass(frozen=True)
+class Value:
+    """One sourced number. ``si`` is the float lpulab computes with."""
+
+    si: float
+    value: float
+    unit: str
+    source: Source
+    kind: str
+    sparsity: str | None = None
+    note: str | None = None
+    formula: str | None = None
+    low_si: float | None = None
+    high_si: float | None = None
+
+    def __float__(self) -> float:
+        return self.si
+
+    @property
+    def is_range(self) -> bool:
+        return self.low_si is not None and self.high_si is not None
+
+    def cite(self) -> str:
+        s = self.source
+        return f"{s.title} ({s.date}), {s.url} [{s.confidence}, {self.kind}]"
+
+
+class _Ctx:
+    """Where we are in a file, for error messages."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rel = _rel(path)
+
+    def fail(self, where: str, msg: str):
+        raise CatalogError(f"{self.rel}: {where}: {msg}")
+
+
+def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> None:
+    if not isinstance(table, Mapping):
+        ctx.fail(where, f"expected a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        ctx.fail(where, f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    missing = [k for k in required if k not in table]
+    if missing:
+        ctx.fail(where, f"missing field(s) {', '.join(missing)}")
+
+
+def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
+    if not raw:
+        ctx.fail("sources", "at least one source is required")
+    out = {}
+    for key, s in raw.items():
+        where = f"sources.{key}"
+        _check_keys(ctx, where, s, {"title", "url", "date", "confidence"}, ("title", "url", "date", "confidence"))
+        if s["confidence"] not in CONFIDENCES:
+            ctx.fail(where + ".confidence", f"{s['confidence']!r} is not one of {', '.join(CONFIDENCES)}")
+        out[key] = Source(key, str(s["title"]), str(s["url"]), str(s["date"]), s["confidence"])
+    return out
+
+
+def _value(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapping[str, Source],
+           need_sparsity: bool = False) -> Value:
+    if not isinstance(raw, Mapping):
+        ctx.fail(where, "a number must be an inline table {value, unit, source, kind}, not a bare value")
+    _check_keys(ctx, where, raw, QUANTITY_KEYS, ("value", "unit", "source", "kind"))
+    v = raw["value"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        ctx.fail(where + ".value", f"expected a finite number, got {v!r}")
+    if v < 0:
+        ctx.fail(where + ".value", f"negative value {v} (values are magnitudes)")
+    try:
+        units.check_unit(raw["unit"], dimension)
+    except units.UnitError as exc:
+        ctx.fail(where + ".unit", str(exc))
+    if raw["source"] not in sources:
+        ctx.fail(where + ".source", f"unknown source {raw['source']!r} (sources: {', '.join(sources)})")
+    if raw["kind"] not in KINDS:
+        ctx.fail(where + ".kind", f"{raw['kind']!r} is not one of {', '.join(KINDS)}")
+    if raw["kind"] == "derived" and not raw.get("formula"):
+        ctx.fail(where + ".formula", "a derived value must name its formula")
+    sparsity = raw.get("sparsity")
+    if need_sparsity and sparsity not in ("dense", "sparse"):
+        ctx.fail(where + ".sparsity", "a compute peak must say sparsity = 'dense' or 'sparse'")
+    if sparsity is not None and sparsity not in ("dense", "sparse"):
+        ctx.fail(where + ".sparsity", f"{sparsity!r} is not 'dense' or 'sparse'")
+    lo, hi = raw.get("low"), raw.get("high")
+    if (lo is None) != (hi is None):
+        ctx.fail(where, "give both low and high, or neither")
+    if lo is not None:
+        for name, b in (("low", lo), ("high", hi)):
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0:
+                ctx.fail(f"{where}.{name}", f"expected a non-negative number, got {b!r}")
+        if not lo <= v <= hi:
+            ctx.fail(where, f"value {v} lies outside its range [{lo}, {hi}]")
+    conv = lambda x: None if x is None else units.to_si(float(x), raw["unit"], dimension)  # noqa: E731
+    return Value(
+        si=conv(v), value=float(v), unit=raw["unit"], source=sources[raw["source"]], kind=raw["kind"],
+        sparsity=sparsity, note=raw.get("note"), formula=raw.get("formula"), low_si=conv(lo), high_si=conv(hi),
+    )
+
+
+def _choice(ctx: _Ctx, where: str, v: Any, allowed) -> str:
+    if v not in allowed:
+        ctx.fail(where, f"{v!r} is not one of {', '.join(allowed)}")
+    return v
+
+
+def _string(ctx: _Ctx, where: str, v: Any) -> str:
+    if not isinstance(v, str):
+        ctx.fail(where, f"expected a string, got {v!r}")
+    return v
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class MemoryTier:
+    name: str
+    placement: str
+    capacity: Value | None
+    bandwidth: Value | None
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    bandwidth: Value | None
+    links: Value | None
+    latency: Value | None
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    name: str
+    vendor: str
+    category: str
+    released: str
+    memory: Mapping[str, MemoryTier]
+    compute: Mapping[str, Value]
+    compute_sparse: Mapping[str, Value]
+    interconnect: Mapping[str, Link]
+    power: Mapping[str, Value]
+    price: Mapping[str, Value]
+    clock: Value | None
+    sources: Mapping[str, Source]
+    notes: str = ""
+    path: str = ""
+
+    @property
+    def main_tier(self) -> str:
+        """The tier that holds a model's weights: on-die SRAM for an LPU, else the largest
+        off-chip memory (HBM, GDDR, DRAM)."""
+        if "sram" in self.memory:
+            return "sram"
+        off = [t for t in self.memory.values() if t.placement == "off-chip" and t.capacity]
+        if not off:
+            raise CatalogError(f"{self.path}: no off-chip memory tier with a capacity to hold weights")
+        return max(off, key=lambda t: t.capacity.si).name
+
+    def tier(self, name: str | None = None) -> MemoryTier:
+        name = name or self.main_tier
+        if name not in self.memory:
+            raise KeyError(f"device {self.id!r} has no memory tier {name!r} (tiers: {', '.join(self.memory)})")
+        return self.memory[name]
+
+    def bandwidth(self, tier: str | None = None) -> float:
+        t = self.tier(tier)
+        if t.bandwidth is None:
+            raise KeyError(f"device {self.id!r}: tier {t.name!r} has no bandwidth in the catalog")
+        return t.bandwidth.si
+
+    def capacity(self, tier: str | None = None) -> float:
+        t = self.tier(tier)
+        if t.capacity is None:
+            raise KeyError(f"device {self.id!r}: tier {t.name!r} has no capacity in the catalog")
+        return t.capacity.si
+
+    def peak(self, precision: str) -> float:
+        """Dense peak FLOP/s (or OP/s) at ``precision``."""
+        if precision not in self.compute:
+            raise KeyError(
+                f"device {self.id!r} has no {precision} peak (has: {', '.join(self.compute)})"
+            )
+        return self.compute[precision].si
+
+
+_DEVICE_TOP = {"id", "name", "vendor", "category", "released", "notes", "sources", "memory",
+               "compute", "clock", "interconnect", "power", "price"}
+
+
+def parse_device(raw: Mapping, path: Path) -> Device:
+    ctx = _Ctx(Path(path))
+    _check_keys(ctx, "(top level)", raw, _DEVICE_TOP, ("id", "name", "vendor", "category", "released", "sources", "memory"))
+    if raw["id"] != Path(path).stem:
+        ctx.fail("id", f"{raw['id']!r} must equal the file name {Path(path).stem!r}")
+    sources = _sources(ctx, raw["sources"])
+    memory = {}
+    for tname, t in raw["memory"].items():
+        where = f"memory.{tname}"
+        _choice(ctx, where, tname, TIERS)
+        _check_keys(ctx, where, t, {"placement", "capacity", "bandwidth"}, ("placement",))
+        memory[tname] = MemoryTier(
+            tname, _choice(ctx, where + ".placement", t["placement"], ("on-chip", "off-chip")),
+            _value(ctx, where + ".capacity", t["capacity"], "bytes", sources) if "capacity" in t else None,
+            _value(ctx, where + ".bandwidth", t["bandwidth"], "bandwidth", sources) if "bandwidth" in t else None,
+        )
+    if not memory:
+        ctx.fail("memory", "at least one memory tier is required")
+    compute, sparse = {}, {}
+    for prec, c in raw.get("compute", {}).items():
+        where = f"compute.{prec}"
+        _choice(ctx, where, prec, PRECISIONS)
+        _check_keys(ctx, where, c, {"peak", "peak_sparse"}, ("peak",))
+        compute[prec] = _value(ctx, where + ".peak", c["peak"], "compute", sources, need_sparsity=True)
+        if compute[prec].sparsity != "dense":
+            ctx.fail(where + ".peak.sparsity", "`peak` must be the dense figure; put a sparse one in `peak_sparse`")
+        if "peak_sparse" in c:
+            sparse[prec] = _value(ctx, where + ".peak_sparse", c["peak_sparse"], "compute", sources, need_sparsity=True)
+    links = {}
+    for lname, ln in raw.get("interconnect", {}).items():
+        where = f"interconnect.{lname}"
+        _check_keys(ctx, where, ln, {"bandwidth", "links", "latency"})
+        links[lname] = Link(
+            lname,
+            _value(ctx, where + ".bandwidth", ln["bandwidth"], "bandwidth", sources) if "bandwidth" in ln else None,
+            _value(ctx, where + ".links", ln["links"], "count", sources) if "links" in ln else None,
+            _value(ctx, where + ".latency", ln["latency"], "time", sources) if "latency" in ln else None,
+        )
+    power = {}
+    if "power" in raw:
+        _check_keys(ctx, "power", raw["power"], {"tdp", "typical", "max"})
+        power = {k: _value(ctx, f"power.{k}", v, "power", sources) for k, v in raw["power"].items()}
+    price = {}
+    if "price" in raw:
+        _check_keys(ctx, "price", raw["price"], {"unit_price"})
+        price = {k: _value(ctx, f"price.{k}", v, "money", sources) for k, v in raw["price"].items()}
+    clock = None
+    if "clock" in raw:
+        _check_keys(ctx, "clock", raw["clock"], {"frequency"}, ("frequency",))
+        clock = _value(ctx, "clock.frequency", raw["clock"]["frequency"], "frequency", sources)
+    return Device(
+        id=raw["id"], name=_string(ctx, "name", raw["name"]), vendor=_string(ctx, "vendor", raw["vendor"]),
+        category=_choice(ctx, "category", raw["category"], CATEGORIES),
+        released=str(raw["released"]), memory=memory, compute=compute, compute_sparse=sparse,
+        interconnect=links, power=power, price=price, clock=clock, sources=sources,
+        notes=str(raw.get("notes", "")), path=ctx.rel,
+    )
+
+
+def _entry_path(folder: Path, id_or_path: str | Path, what: str) -> Path:
+    p = Path(id_or_path)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    candidate = folder / f"{id_or_path}.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(q.stem for q in folder.glob("*.toml"))
+    raise KeyError(f"unknown {what} {str(id_or_path)!r}; known: {', '.join(known)}")
+
+
+def load_device(id_or_path: str | Path, folder: Path | None = None) -> Device:
+    """Load one device by id (``data/hardware/<id>.toml``) or by path to a TOML file."""
+    path = _entry_path(folder or paths.HARDWARE, id_or_path, "device")
+    return parse_device(read_toml(path), path)
+
+
+def device_ids(folder: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (folder or paths.HARDWARE).glob("*.toml"))
+
+
+def devices(folder: Path | None = None) -> dict[str, Device]:
+    return {i: load_device(i, folder) for i in device_ids(folder)}
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    family: str
+    released: str
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    ffn_size: int
+    vocab_size: int
+    max_context: int
+    experts: int
+    active_experts: int
+    ffn_gated: bool
+    tied_embeddings: bool
+    norm: str
+    published_parameters: Value
+    values: Mapping[str, Value] = field(default_factory=dict)
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 1
+
+
+_MODEL_INTS = ("layers", "hidden_size", "attention_heads", "kv_heads", "head_dim", "ffn_size",
+               "vocab_size", "max_context", "experts", "active_experts")
+
+
+def parse_model(raw: Mapping, path: Path) -> Model:
+    ctx = _Ctx(Path(path))
+    _check_keys(ctx, "(top level)", raw, {"id", "name", "family", "released", "notes", "sources", "architecture", "parameters"},
+                ("id", "name", "family", "released", "sources", "architecture", "parameters"))
+    if raw["id"] != Path(path).stem:
+        ctx.fail("id", f"{raw['id']!r} must equal the file name {Path(path).stem!r}")
+    sources = _sources(ctx, raw["sources"])
+    arch = raw["architecture"]
+    _check_keys(ctx, "architecture", arch, set(_MODEL_INTS) | {"ffn_gated", "tied_embeddings", "norm"},
+                _MODEL_INTS + ("ffn_gated", "tied_embeddings", "norm"))
+    vals, ints = {}, {}
+    for k in _MODEL_INTS:
+        vals[k] = _value(ctx, f"architecture.{k}", arch[k], "count", sources)
+        if vals[k].si != int(vals[k].si) or vals[k].si < 1:
+            ctx.fail(f"architecture.{k}.value", f"expected a positive whole number, got {vals[k].value}")
+        ints[k] = int(vals[k].si)
+    for k in ("ffn_gated", "tied_embeddings"):
+        if not isinstance(arch[k], bool):
+            ctx.fail(f"architecture.{k}", f"expected true or false, got {arch[k]!r}")
+    _choice(ctx, "architecture.norm", arch["norm"], ("rmsnorm", "layernorm"))
+    if ints["active_experts"] > ints["experts"]:
+        ctx.fail("architecture.active_experts", "cannot exceed experts")
+    if ints["attention_heads"] % ints["kv_heads"]:
+        ctx.fail("architecture.kv_heads", "attention_heads must be a multiple of kv_heads")
+    _check_keys(ctx, "parameters", raw["parameters"], {"published", "published_active"}, ("published",))
+    pub = _value(ctx, "parameters.published", raw["parameters"]["published"], "count", sources)
+    if "published_active" in raw["parameters"]:
+        vals["published_active"] = _value(ctx, "parameters.published_active", raw["parameters"]["published_active"], "count", sources)
+    return Model(
+        id=raw["id"], name=raw["name"], family=raw["family"], released=str(raw["released"]),
+        ffn_gated=arch["ffn_gated"], tied_embeddings=arch["tied_embeddings"], norm=arch["norm"],
+        published_parameters=pub, values=vals, sources=sources, path=ctx.rel, **ints,
+    )
+
+
+def load_model(id_or_path: str | Path, folder: Path | None = None) -> Model:
+    path = _entry_path(folder or paths.MODELS, id_or_path, "model")
+    return parse_model(read_toml(path), path)
+
+
+def model_ids(folder: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (folder or paths.MODELS).glob("*.toml"))
+
+
+# --------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    slug: str
+    wording_zh: str
+    wording_en: str
+    source: str
+    source_url: str
+    metric: str
+    claimed: float
+    comparison: str
+    tolerance: float
+    notebook: str
+    note: str = ""
+
+
+COMPARISONS = ("at-least", "approximately")
+
+
+def load_claims(path: Path | None = None) -> dict[str, Claim]:
+    """The claim ledger's definitions, ``data/claims.toml``."""
+    path = Path(path or paths.CLAIMS)
+    ctx = _Ctx(path)
+    raw = read_toml(path)
+    fields = {"slug", "wording_zh", "wording_en", "source", "source_url", "metric", "claimed",
+              "comparison", "tolerance", "notebook", "note"}
+    out = {}
+    for cid, c in raw.items():
+        _check_keys(ctx, cid, c, fields, tuple(sorted(fields - {"note"})))
+        _choice(ctx, f"{cid}.comparison", c["comparison"], COMPARISONS)
+        for k in ("claimed", "tolerance"):
+            if not isinstance(c[k], (int, float)) or c[k] < 0:
+                ctx.fail(f"{cid}.{k}", f"expected a non-negative number, got {c[k]!r}")
+        out[cid] = Claim(id=cid, **{k: c[k] for k in fields if k in c})
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_all() -> tuple[list[str], list[str]]:
+    """Load every catalog file; return (names of good entries, error messages)."""
+    ok, errors = [], []
+    for folder, loader in ((paths.HARDWARE, load_device), (paths.MODELS, load_model)):
+        for p in sorted(folder.glob("*.toml")):
+            try:
+                loader(p)
+                ok.append(_rel(p))
+            except (CatalogError, KeyError) as exc:
+                errors.append(str(exc))
+    try:
+        load_claims()
+        ok.append(_rel(paths.CLAIMS))
+    except (CatalogError, FileNotFoundError) as exc:
+        errors.append(str(exc))
+    return ok, errors

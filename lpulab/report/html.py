@@ -1,0 +1,90 @@
+"""report.html: the executed notebook with code hidden, plus parameters, provenance, citation.
+
+nbconvert renders the notebook (figures are embedded as base64 images); lpulab adds a
+header cell (title, DRAFT banner, verdicts, parameter table) and a footer cell (provenance,
+how to cite). Every value that came from a user is HTML-escaped by Jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jinja2
+import nbformat
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+HEADER = _ENV.from_string("""
+<div class="lpulab-header">
+{% if dirty %}<div class="lpulab-draft" style="background:#fde68a;border:2px solid #b45309;padding:8px;font-weight:bold">
+DRAFT: run from a working tree with uncommitted changes; the numbers may not match commit {{ commit[:12] }}.</div>{% endif %}
+<p><a href="../index.html">&larr; all reports and the claim ledger</a></p>
+<p>Report <code>{{ report_id }}</code> &middot; notebook <code>{{ notebook }}</code> &middot; {{ utc_time }}</p>
+{% if verdicts %}<h2>Verdicts</h2><table class="lpulab-verdicts">
+<thead><tr><th>claim</th><th>claimed</th><th>as stated</th><th>reproduced</th><th>best estimate [band]</th><th>verdict</th></tr></thead><tbody>
+{% for v in verdicts %}<tr><td>{{ v.claim }}</td><td>{{ v.comparison }} {{ '%.3g' % v.claimed }}x (tol. {{ '%.0f' % (100 * v.tolerance) }} %)</td>
+<td>{{ '%.3g' % v.as_stated }}x</td><td>{{ 'yes' if v.reproduces else 'no' }}</td>
+<td>{{ '%.3g' % v.estimate }}x [{{ '%.3g' % v.low }}, {{ '%.3g' % v.high }}]</td><td><b>{{ v.holds }}</b></td></tr>
+{% endfor %}</tbody></table>{% endif %}
+<h2>Parameters</h2><table class="lpulab-params"><thead><tr><th>name</th><th>value</th></tr></thead><tbody>
+{% for k, v in params.items() %}<tr><td><code>{{ k }}</code></td><td><code>{{ v }}</code></td></tr>{% endfor %}
+</tbody></table>
+</div>
+""")
+
+FOOTER = _ENV.from_string("""
+<div class="lpulab-footer">
+<h2>How to cite</h2>
+<pre class="lpulab-cite">{{ cite.plain }}</pre>
+<pre class="lpulab-bibtex">{{ cite.bibtex }}</pre>
+<h2>Provenance</h2>
+<table class="lpulab-provenance"><tbody>
+<tr><td>git commit</td><td><code>{{ prov.git.commit }}</code>{% if prov.git.dirty %} (dirty){% endif %}</td></tr>
+<tr><td>parameter hash</td><td><code>{{ prov.param_hash }}</code></td></tr>
+<tr><td>notebook sha256</td><td><code>{{ prov.notebook_sha256 }}</code></td></tr>
+<tr><td>run (UTC)</td><td>{{ prov.utc_time }}, {{ '%.1f' % prov.duration_s }} s, kernel {{ prov.kernel }}</td></tr>
+{% for k, v in prov.versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}
+</tbody></table>
+<h3>Data files read</h3><table class="lpulab-files"><tbody>
+{% for f, h in prov.data_files.items() %}<tr><td><code>{{ f }}</code></td><td><code>{{ h }}</code></td></tr>{% endfor %}
+</tbody></table>
+</div>
+""")
+
+
+def _html_cell(markup: str):
+    cell = nbformat.v4.new_code_cell(source="")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": markup})]
+    cell.metadata["tags"] = ["lpulab-report-chrome"]
+    return cell
+
+
+def notebook_title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+def render(nb, *, report_id: str, params: dict, provenance: dict, verdicts: list, cite: dict) -> str:
+    """The report's HTML as a string."""
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    header = HEADER.render(
+        dirty=provenance["git"]["dirty"], commit=provenance["git"]["commit"], report_id=report_id,
+        notebook=provenance["notebook"], utc_time=provenance["utc_time"], verdicts=verdicts,
+        params={k: repr(v) for k, v in params.items()},
+    )
+    footer = FOOTER.render(cite=cite, prov=provenance)
+    # the title stays first; the header follows it
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, _html_cell(header))
+    nb.cells.append(_html_cell(footer))
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.exclude_anchor_links = True
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb) or report_id}})
+    return body

@@ -1,0 +1,138 @@
+"""Units at the boundary: pint parses what people and data files write, SI floats inside.
+
+>>> to_si(80, "TB/s")
+80000000000000.0
+>>> to_si(220, "MiB")
+230686720.0
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import pint
+
+def _registry() -> pint.UnitRegistry:
+    # pint's default file makes the bit dimensionless, which would let bytes, counts and
+    # frequencies convert into one another. Here information has a dimension of its own.
+    here = Path(pint.__file__).parent
+    text = (here / "default_en.txt").read_text()
+    text = text.replace("\nbit = []\n", "\nbit = [information]\n", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lpulab_units.txt"
+        path.write_text(text)
+        (Path(tmp) / "constants_en.txt").write_text((here / "constants_en.txt").read_text())
+        reg = pint.UnitRegistry(str(path))
+    # Counts of operations. One multiply-add is two FLOPs; integer ops (TOP/s) count alike.
+    reg.define("FLOP = [operation] = flop")
+    reg.define("OP = FLOP")
+    reg.define("USD = [currency] = dollar")
+    reg.define("token = [token]")
+    return reg
+
+
+ureg = _registry()
+
+#: The SI unit each physical kind is stored in, and the unit humans read it in.
+DIMENSIONS = {
+    "bytes": ("byte", "GB"),
+    "bandwidth": ("byte / second", "TB/s"),
+    "compute": ("FLOP / second", "TFLOP/s"),
+    "frequency": ("hertz", "GHz"),
+    "power": ("watt", "W"),
+    "energy": ("joule", "kWh"),
+    "money": ("USD", "USD"),
+    "time": ("second", "s"),
+    "count": ("count", "count"),
+    "rate": ("token / second", "token/s"),
+    "energy_price": ("USD / joule", "USD/kWh"),
+    "money_rate": ("USD / second", "USD/h"),
+}
+
+
+class UnitError(ValueError):
+    """A unit that pint cannot parse, or one of the wrong dimension."""
+
+
+@functools.lru_cache(maxsize=512)
+def _unit(unit: str):
+    if unit == "":
+        return ureg.dimensionless
+    try:
+        return ureg.Unit(unit)
+    except Exception as exc:  # pint raises several types here
+        raise UnitError(f"unknown unit {unit!r} ({exc})") from None
+
+
+def check_unit(unit: str, dimension: str | None = None) -> None:
+    """Raise UnitError unless ``unit`` parses (and has the dimension ``dimension``)."""
+    u = _unit(unit)
+    if dimension is not None:
+        si = _unit(DIMENSIONS[dimension][0])
+        if u.dimensionality != si.dimensionality:
+            raise UnitError(
+                f"unit {unit!r} is not a {dimension} unit (expected something like "
+                f"{DIMENSIONS[dimension][1]!r})"
+            )
+
+
+def dimension_of(unit: str) -> str:
+    """The name of the physical kind ``unit`` measures (a key of :data:`DIMENSIONS`)."""
+    u = _unit(unit)
+    for name, (si, _) in DIMENSIONS.items():
+        if _unit(si).dimensionality == u.dimensionality:
+            return name
+    raise UnitError(f"unit {unit!r} is of no kind lpulab knows ({', '.join(DIMENSIONS)})")
+
+
+def _si_unit(unit: str, dimension: str | None):
+    check_unit(unit, dimension)
+    return _unit(DIMENSIONS[dimension or dimension_of(unit)][0])
+
+
+def to_si(value, unit: str, dimension: str | None = None):
+    """Convert ``value`` in ``unit`` to a float (or array) in the SI unit of its kind.
+
+    The kind (bytes, bandwidth, compute ...) is ``dimension`` or is inferred from ``unit``;
+    bytes stay bytes (pint's own base unit would be the bit).
+    """
+    si = _si_unit(unit, dimension)
+    factor = float(ureg.Quantity(1.0, _unit(unit)).to(si).magnitude)
+    return value * factor if not isinstance(value, (int, float)) else float(value) * factor
+
+
+def from_si(value, unit: str, dimension: str | None = None):
+    """Convert an SI float (or array) to ``unit`` (the inverse of :func:`to_si`)."""
+    si = _si_unit(unit, dimension)
+    factor = float(ureg.Quantity(1.0, _unit(unit)).to(si).magnitude)
+    return value / factor
+
+
+def parse_quantity(text: str, dimension: str | None = None) -> float:
+    """Parse what a user types, e.g. ``"3.35 TB/s"`` or ``"185 W"``, to an SI float."""
+    try:
+        q = ureg.Quantity(text)
+    except Exception as exc:
+        raise UnitError(f"cannot parse quantity {text!r} ({exc})") from None
+    return to_si(float(q.magnitude), str(q.units) if not q.unitless else "count", dimension)
+
+
+def fmt(value: float, unit: str, digits: int = 3) -> str:
+    """Format an SI value for people: ``fmt(8e13, "TB/s") == "80 TB/s"``."""
+    v = from_si(value, unit)
+    return f"{v:.{digits}g} {unit}"
+
+
+def format_columns(df, formats: dict):
+    """A copy of ``df`` for display: each column in ``formats`` ({column: unit}) shown in
+    that unit, the unit moved into the header (``"x"`` formats a ratio as ``23.9x``)."""
+    out = df.copy()
+    for col, unit in formats.items():
+        if unit == "x":
+            out[col] = [f"{v:.3g}x" for v in df[col]]
+        else:
+            out[col] = [f"{from_si(v, unit):.3g}" if v == v else "n/a" for v in df[col]]
+            out = out.rename(columns={col: f"{col} ({unit})"})
+    return out
