@@ -476,6 +476,54 @@ def load_claims(path: Path | None = None) -> dict[str, Claim]:
     return out
 
 
+# --------------------------------------------------------------------------- measurements
+
+MEASUREMENT_COLUMNS = ("id", "date", "source_title", "source_url", "confidence", "model", "hardware", "chips",
+                       "software", "precision", "scenario", "concurrency", "input_tokens", "output_tokens",
+                       "metric", "value", "unit", "note")
+#: metric -> the kind of unit it must have
+MEASUREMENT_METRICS = {"output_tok_s_per_user": "rate", "output_tok_s_aggregate": "rate", "ttft_s": "time",
+                       "tpot_s": "time", "samples_per_s": "request_rate"}
+
+
+def load_measurements(name: str = "speed", folder: Path | None = None):
+    """A measurements table (``data/measurements/<name>.csv``) as a pandas DataFrame with a
+    ``value_si`` column; every row is checked (columns, metric, unit, value, source)."""
+    import io
+
+    import pandas as pd
+
+    path = Path(folder or paths.MEASUREMENTS) / f"{name}.csv"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(folder or paths.MEASUREMENTS).glob("*.csv"))
+        raise KeyError(f"no measurements {name!r}; known: {', '.join(known)}")
+    ctx = _Ctx(path)
+    df = pd.read_csv(io.BytesIO(record_read(path)), dtype={"date": str})
+    missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
+    extra = [c for c in df.columns if c not in MEASUREMENT_COLUMNS]
+    if missing or extra:
+        ctx.fail("columns", f"missing {missing or 'none'}, unknown {extra or 'none'} (expected: {', '.join(MEASUREMENT_COLUMNS)})")
+    if df["id"].duplicated().any():
+        ctx.fail("id", f"duplicate ids: {', '.join(df['id'][df['id'].duplicated()])}")
+    si = []
+    for r in df.itertuples():
+        where = f"row {r.id!r}"
+        if r.metric not in MEASUREMENT_METRICS:
+            ctx.fail(where + ".metric", f"{r.metric!r} is not one of {', '.join(MEASUREMENT_METRICS)}")
+        if not isinstance(r.source_url, str) or not r.source_url or not isinstance(r.source_title, str):
+            ctx.fail(where + ".source_url", "every row needs a source title and URL")
+        if r.confidence not in CONFIDENCES:
+            ctx.fail(where + ".confidence", f"{r.confidence!r} is not one of {', '.join(CONFIDENCES)}")
+        if not (isinstance(r.value, (int, float)) and math.isfinite(r.value) and r.value >= 0):
+            ctx.fail(where + ".value", f"expected a non-negative number, got {r.value!r}")
+        try:
+            si.append(units.to_si(float(r.value), r.unit, MEASUREMENT_METRICS[r.metric]))
+        except units.UnitError as exc:
+            ctx.fail(where + ".unit", str(exc))
+    df["value_si"] = si
+    return df
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -489,6 +537,12 @@ def validate_all() -> tuple[list[str], list[str]]:
                 ok.append(_rel(p))
             except (CatalogError, KeyError) as exc:
                 errors.append(str(exc))
+    for p in sorted(paths.MEASUREMENTS.glob("*.csv")):
+        try:
+            load_measurements(p.stem)
+            ok.append(_rel(p))
+        except (CatalogError, KeyError) as exc:
+            errors.append(str(exc))
     try:
         load_claims()
         ok.append(_rel(paths.CLAIMS))

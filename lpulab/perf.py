@@ -221,3 +221,101 @@ def calibrate(rows: pd.DataFrame, predict, x0: dict, bounds: dict, fit_mask=None
     table["rel_error"] = table["predicted"] / table["measured"] - 1.0
     table["fitted"] = fit_mask
     return Calibration(names, values, table, float(sol.cost), bool(sol.success), str(sol.message))
+
+
+# --------------------------------------------------------------------------- from a model
+
+
+def _work(counts, model, tokens, precision) -> Work:
+    from .workload import Precision
+
+    p = Precision.of(precision)
+    message = np.asarray(tokens, float) * model.hidden_size * p.a
+    return Work(np.asarray(counts.flops, float), np.asarray(counts.bytes, float),
+                np.asarray(counts.weight, float), message, model.layers)
+
+
+def decode_work(model, batch, context, precision=None) -> Work:
+    """One decode step of ``batch`` sequences that have ``context`` tokens in their cache."""
+    from . import workload
+
+    c = workload.totals(model, "decode", batch, context, None, precision)
+    return _work(c, model, batch, precision)
+
+
+def prefill_work(model, requests, prompt, precision=None) -> Work:
+    """Prefill of ``requests`` prompts of ``prompt`` tokens fused into one step. ``requests``
+    may be fractional (the average number starting per step): everything but the weights
+    scales with it, and the weights are read once."""
+    from . import workload
+
+    r = np.asarray(requests, float)
+    one = workload.totals(model, "prefill", 1, 0, prompt, precision)
+    w = np.asarray(one.weight, float)
+    return Work(r * np.asarray(one.flops, float), r * (np.asarray(one.bytes, float) - w) + np.where(r > 0, w, 0.0),
+                np.where(r > 0, w, 0.0), r * np.asarray(prompt, float) * model.hidden_size * _act_bytes(precision),
+                model.layers)
+
+
+def _act_bytes(precision) -> float:
+    from .workload import Precision
+
+    return Precision.of(precision).a
+
+
+def kv_fits(model, dep: Deployment, concurrency, context, precision=None, reserve: float = 0.0):
+    """Whether the weights plus the KV cache of ``concurrency`` streams of ``context`` tokens
+    (per replica) fit in a replica's memory, keeping ``reserve`` (a fraction) free."""
+    from . import workload
+    from .workload import Precision
+
+    p = Precision.of(precision)
+    need = workload.weight_bytes(model, p.weights) + workload.kv_bytes(model, concurrency, context, p.kv)
+    have = dep.per_replica * dep.device.capacity() * (1.0 - reserve)
+    return np.asarray(need <= have)
+
+
+def max_concurrency(model, dep: Deployment, context, precision=None, reserve: float = 0.0) -> int:
+    """The most streams per replica whose KV cache fits beside the weights (0 if the weights
+    alone do not fit)."""
+    from . import workload
+    from .workload import Precision
+
+    p = Precision.of(precision)
+    free = dep.per_replica * dep.device.capacity() * (1.0 - reserve) - workload.weight_bytes(model, p.weights)
+    per_stream = workload.kv_bytes(model, 1, context, p.kv)
+    return int(max(free // per_stream, 0))
+
+
+def operating_points(model, dep: Deployment, concurrency, prompt: int, output: int, precision=None,
+                     microbatches=None, reserve: float = 0.0, as_frame: bool = True):
+    """Latency and throughput of ``dep`` serving ``model`` at each ``concurrency`` (streams per
+    replica; an array gives the whole latency-throughput frontier in one call).
+
+    Requests have ``prompt`` input and ``output`` generated tokens; a stream's cache holds
+    ``prompt + output/2`` tokens on average. Prefill of the requests that start during a step
+    is fused into that step (continuous batching). Returns a DataFrame (or a dict of arrays
+    with ``as_frame=False``) with concurrency, tpot_s, per_user_tok_s, aggregate_tok_s,
+    ttft_s, bound and fits.
+    """
+    if prompt < 1 or output < 1:
+        raise ValueError(f"prompt and output must be >= 1 token, got {prompt}, {output}")
+    m = dep.pipeline if microbatches is None else int(microbatches)
+    conc = np.asarray(concurrency, float)
+    if np.any(conc < 1):
+        raise ValueError("concurrency must be >= 1 stream")
+    m = np.minimum(m, conc)                        # never more micro-batches than streams
+    micro = np.ceil(conc / m)                      # streams per micro-batch
+    ctx = np.floor(prompt + output / 2.0)
+    dec = decode_work(model, micro, ctx, precision)
+    pre = prefill_work(model, micro / output, prompt, precision)
+    first = prefill_work(model, 1.0, prompt, precision)
+    out = serve(dec, pre, dep, micro * m, output, microbatches=m, first_token_work=first)
+    out["aggregate_tok_s"] = dep.replicas * micro * m / out["tpot_s"]
+    out["concurrency"] = conc
+    out["fits"] = kv_fits(model, dep, micro * m, prompt + output, precision, reserve)
+    if not as_frame:
+        return out
+    n = np.broadcast(*[np.asarray(v) for v in out.values()]).shape
+    return pd.DataFrame({k: np.broadcast_to(np.asarray(v), n) for k, v in out.items()})[
+        ["concurrency", "tpot_s", "per_user_tok_s", "aggregate_tok_s", "ttft_s", "bound", "fits"]]

@@ -79,3 +79,66 @@ def roofline(roofs: list[Roofs], tiers: dict, points=(), title="Roofline", imin=
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def frontier(curves: dict, measured=None, title="Latency against throughput"):
+    """Per-user tokens/s (x) against aggregate tokens/s (y) for each deployment in ``curves``
+    (label -> DataFrame from :func:`lpulab.perf.operating_points`); points that do not fit in
+    memory are dropped; ``measured`` rows (columns label, per_user, aggregate) are overlaid."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    for label, df in curves.items():
+        ok = df[df["fits"]]
+        line, = ax.plot(ok["per_user_tok_s"], ok["aggregate_tok_s"], marker="o", ms=3, lw=2, label=label)
+        for r in ok.iloc[[0, len(ok) // 2, -1]].itertuples() if len(ok) > 2 else ok.itertuples():
+            ax.annotate(f"{r.concurrency:g}", (r.per_user_tok_s, r.aggregate_tok_s), fontsize=7,
+                        color=line.get_color(), xytext=(4, 2), textcoords="offset points")
+    if measured is not None and len(measured):
+        for r in measured.itertuples():
+            ax.plot(r.per_user, r.aggregate, marker="*", ms=13, color="black", ls="none")
+            ax.annotate(r.label, (r.per_user, r.aggregate), fontsize=8, xytext=(5, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("per-user decode speed (tokens/s per stream)")
+    ax.set_ylabel("aggregate output (tokens/s, whole deployment)")
+    ax.set_title(title + "  (numbers: streams in flight)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ratio_curve(x, ratios: dict, threshold=None, xlabel="", ylabel="ratio", title=""):
+    """One or more ratio curves against ``x`` (log-log), with the claimed value as a line
+    and the parity line at 1x."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, y in ratios.items():
+        ax.plot(x, y, lw=2, marker="o", ms=3, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="crimson", ls="--", lw=1.5, label=f"claimed {threshold:g}x")
+    ax.axhline(1.0, color="grey", lw=1, ls=":", label="parity")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def predicted_vs_measured(table, title="Predicted against measured"):
+    """Scatter of a calibration table (columns predicted, measured, fitted, metric), log-log,
+    with the 1:1 line and a +-25 % band."""
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    sns.scatterplot(data=table.assign(role=np.where(table["fitted"], "fitted", "checked")), x="measured",
+                    y="predicted", hue="metric", style="role", s=80, ax=ax)
+    lo = min(table["measured"].min(), table["predicted"].min()) / 2
+    hi = max(table["measured"].max(), table["predicted"].max()) * 2
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, color="black", lw=1)
+    ax.fill_between(xs, xs * 0.75, xs * 1.25, color="grey", alpha=0.15, label="+-25 %")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -29,7 +29,8 @@ def _registry() -> pint.UnitRegistry:
     reg.define("FLOP = [operation] = flop")
     reg.define("OP = FLOP")
     reg.define("USD = [currency] = dollar")
-    reg.define("token = [token]")
+    reg.define("token = [token] = tok")
+    reg.define("sample = [sample]")
     return reg
 
 
@@ -47,6 +48,7 @@ DIMENSIONS = {
     "time": ("second", "s"),
     "count": ("count", "count"),
     "rate": ("token / second", "token/s"),
+    "request_rate": ("sample / second", "samples/s"),
     "energy_price": ("USD / joule", "USD/kWh"),
     "money_rate": ("USD / second", "USD/h"),
 }
