@@ -236,10 +236,29 @@ def _work(counts, model, tokens, precision) -> Work:
 
 
 def decode_work(model, batch, context, precision=None) -> Work:
-    """One decode step of ``batch`` sequences that have ``context`` tokens in their cache."""
+    """One decode step of ``batch`` sequences that have ``context`` tokens in their cache.
+
+    For a dense model every count of a decode step is affine in ``B`` and ``B*(P+1)``
+    (docs/counting.md), so large arrays are evaluated from three scalar shapes, exactly,
+    instead of building every operator's count at full array size. Mixture-of-experts
+    models (expected distinct experts are not affine in B) take the direct path.
+    """
     from . import workload
 
-    c = workload.totals(model, "decode", batch, context, None, precision)
+    B, P = np.asarray(batch, float), np.asarray(context, float)
+    if model.experts > 1 or max(B.size, P.size) < 4096:
+        c = workload.totals(model, "decode", batch, context, None, precision)
+        return _work(c, model, batch, precision)
+    f10, f20, f11 = (workload.totals(model, "decode", b, p, None, precision) for b, p in ((1, 0), (2, 0), (1, 1)))
+    BP = B * (P + 1)
+
+    def affine(col):
+        x10, x20, x11 = (float(getattr(f, col)) for f in (f10, f20, f11))
+        d = x11 - x10
+        b = x20 - x10 - d
+        return (x10 - b - d) + b * B + d * BP
+
+    c = workload.Counts(*(affine(col) for col in workload.COLUMNS))
     return _work(c, model, batch, precision)
 
 

@@ -130,3 +130,17 @@ def test_calibration_reports_unfitted_rows_too():
     with pytest.raises(ValueError, match="cannot determine"):
         perf.calibrate(rows, lambda p, r: p["k"] * r.x, {"k": 1.0, "j": 1.0},
                        {"k": (0.1, 10.0), "j": (0.1, 10.0)}, fit_mask=[True, False, False])
+
+
+def test_affine_decode_path_equals_the_direct_count():
+    from lpulab import workload
+
+    m = catalog.load_model("llama-2-70b")
+    rng = np.random.default_rng(0)
+    B = rng.integers(1, 5000, 5000).astype(float)
+    P = rng.integers(0, 4096, 5000).astype(float)
+    fast = perf.decode_work(m, B, P, "fp8")             # >= 4096 entries: the affine path
+    direct = workload.totals(m, "decode", B, P, None, "fp8")
+    assert np.allclose(fast.flops, direct.flops, rtol=1e-12)
+    assert np.allclose(fast.bytes, direct.bytes, rtol=1e-12)
+    assert np.allclose(fast.weight, direct.weight, rtol=1e-12)
