@@ -256,27 +256,20 @@ def expected_experts(model: Model, tokens):
 # --------------------------------------------------------------------------- operators
 
 
-def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> list[Op]:
-    """The operators of the embedding, of ONE transformer layer (all layers are alike) and
-    of the head, with counts as arrays broadcast over ``batch``, ``context``, ``tokens``.
-
-    The model's totals are ``embedding + layers * layer + head``; see :func:`totals`.
-    """
-    p = Precision.of(precision)
-    B, S, P = _shape(phase, batch, context, tokens)
+def _formulas(model: Model, p: Precision, one, N, K, KVT, R, D) -> list[Op]:
+    """docs/counting.md, written once. Every count is linear in the terms ``one`` (1),
+    ``N = B*S``, ``K = K_att``, ``KVT = B*(P+S)`` (cached tokens read), ``R = B`` and
+    ``D`` (distinct experts touched; 1 for a dense model): :func:`op_counts` passes their
+    values, :func:`parts` passes unit vectors to read off each count's coefficients."""
     h, H, G, dh, F, V, L, E, k = _dims(model)
     w, a, c = p.w, p.a, p.c
-    N = B * S
-    K = B * (S * P + S * (S + 1) / 2)
-    R = B
     q, kvd = H * dh, G * dh
-    zero = 0.0 * (B + S + P)  # broadcasts every count to the full shape
 
-    def C(flops=zero, weight=zero, ar=zero, aw=zero, kr=zero, kw=zero):
-        return Counts(*(np.asarray(x, float) + zero for x in (flops, weight, ar, aw, kr, kw)))
+    def C(flops=0.0, weight=0.0, ar=0.0, aw=0.0, kr=0.0, kw=0.0):
+        return Counts(flops, weight, ar, aw, kr, kw)
 
     def norm(name, group):
-        return Op(name, group, "norm", C(RMSNORM_FLOPS * N * h, h * a, N * h * a, N * h * a))
+        return Op(name, group, "norm", C(RMSNORM_FLOPS * N * h, h * a * one, N * h * a, N * h * a))
 
     def residual(name):
         return Op(name, "layer", "elementwise", C(RESIDUAL_FLOPS * N * h, 0, 2 * N * h * a, N * h * a))
@@ -284,23 +277,22 @@ def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=No
     out = [Op("embedding", "embedding", "gather", C(0, N * h * w, 0, N * h * a))]
     lay = [
         norm("attn_norm", "layer"),
-        Op("q_proj", "layer", "matmul", C(2 * N * h * q, h * q * w, N * h * a, N * q * a)),
-        Op("k_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w, N * h * a, 0, 0, N * kvd * c)),
-        Op("v_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w, N * h * a, 0, 0, N * kvd * c)),
+        Op("q_proj", "layer", "matmul", C(2 * N * h * q, h * q * w * one, N * h * a, N * q * a)),
+        Op("k_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w * one, N * h * a, 0, 0, N * kvd * c)),
+        Op("v_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w * one, N * h * a, 0, 0, N * kvd * c)),
         Op("rope", "layer", "elementwise", C(ROPE_FLOPS * N * (q + kvd), 0, N * (q + kvd) * a, N * (q + kvd) * a)),
-        Op("attn_scores", "layer", "attention", C(2 * dh * H * K, 0, N * q * a, H * K * a, B * (P + S) * kvd * c)),
+        Op("attn_scores", "layer", "attention", C(2 * dh * H * K, 0, N * q * a, H * K * a, KVT * kvd * c)),
         Op("softmax", "layer", "attention", C(SOFTMAX_FLOPS * H * K, 0, H * K * a, H * K * a)),
-        Op("attn_values", "layer", "attention", C(2 * dh * H * K, 0, H * K * a, N * q * a, B * (P + S) * kvd * c)),
-        Op("o_proj", "layer", "matmul", C(2 * N * q * h, q * h * w, N * q * a, N * h * a)),
+        Op("attn_values", "layer", "attention", C(2 * dh * H * K, 0, H * K * a, N * q * a, KVT * kvd * c)),
+        Op("o_proj", "layer", "matmul", C(2 * N * q * h, q * h * w * one, N * q * a, N * h * a)),
         residual("attn_residual"),
         norm("ffn_norm", "layer"),
     ]
     if E > 1:
-        D = expected_experts(model, N)
         pre, T = "experts.", N * k  # every token visits k experts
-        lay.append(Op("router", "layer", "matmul", C(2 * N * h * E, h * E * w, N * h * a, N * E * a)))
+        lay.append(Op("router", "layer", "matmul", C(2 * N * h * E, h * E * w * one, N * h * a, N * E * a)))
     else:
-        D, pre, T = 1.0, "", N
+        pre, T = "", N
     if model.ffn_gated:
         lay += [
             Op(pre + "gate_proj", "layer", "matmul", C(2 * T * h * F, D * h * F * w, T * h * a, T * F * a)),
@@ -319,18 +311,66 @@ def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=No
     out += lay
     out += [
         norm("final_norm", "head"),
-        Op("lm_head", "head", "matmul", C(2 * R * h * V, h * V * w, R * h * a, R * V * a)),
+        Op("lm_head", "head", "matmul", C(2 * R * h * V, h * V * w * one, R * h * a, R * V * a)),
     ]
     return out
 
 
+def _terms(model: Model, phase, batch, context, tokens):
+    """Values of the terms (one, N, K, KVT, R, D) for a shape, as broadcast float arrays."""
+    B, S, P = _shape(phase, batch, context, tokens)
+    N = B * S
+    D = expected_experts(model, N) if model.is_moe else 1.0
+    return 1.0, N, B * (S * P + S * (S + 1) / 2), B * (P + S), B, np.asarray(D, float)
+
+
+def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> list[Op]:
+    """The operators of the embedding, of ONE transformer layer (all layers are alike) and
+    of the head, with counts broadcast over ``batch``, ``context``, ``tokens``.
+
+    The model's totals are ``embedding + layers * layer + head``; see :func:`totals`.
+    """
+    return _formulas(model, Precision.of(precision), *_terms(model, phase, batch, context, tokens))
+
+
 def parts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> dict[str, Counts]:
     """Counts of the ``embedding``, of ONE ``layer`` and of the ``head`` (final norm + LM
-    head), vectorised. A pipeline stage holding layers i..j costs ``(j-i+1) * layer``."""
-    acc: dict[str, Counts] = {}
-    for op in op_counts(model, phase, batch, context, tokens, precision):
-        acc[op.group] = acc[op.group] + op.counts if op.group in acc else op.counts
-    return acc
+    head), vectorised. A pipeline stage holding layers i..j costs ``(j-i+1) * layer``.
+
+    Each count is read off the formulas as coefficients of the six terms and evaluated as
+    one dot product per field: a million configurations cost a few dozen array operations.
+    """
+    p = Precision.of(precision)
+    unit = np.eye(6)
+    basis = _formulas(model, p, unit[0], unit[1], unit[2], unit[3], unit[4], unit[5] if model.is_moe else unit[0])
+    coef: dict[str, np.ndarray] = {}
+    for op in basis:
+        m = np.array([np.broadcast_to(np.asarray(getattr(op.counts, col), float), (6,)) for col in COLUMNS])
+        coef[op.group] = coef[op.group] + m if op.group in coef else m
+    terms = _terms(model, phase, batch, context, tokens)
+    shape = _broadcast_shape(batch, context, tokens)
+    out = {}
+    for g, m in coef.items():
+        fields = []
+        for row in m:
+            acc = 0.0
+            for cval, t in zip(row, terms):
+                if cval:
+                    acc = acc + cval * t
+            fields.append(acc)
+        out[g] = _full(Counts(*fields), shape)
+    return out
+
+
+def _broadcast_shape(batch, context, tokens):
+    return np.broadcast_shapes(np.shape(batch), np.shape(context), np.shape(1 if tokens is None else tokens))
+
+
+def _full(c: Counts, shape) -> Counts:
+    """Every field as a float (scalar shape) or a float array of the full broadcast shape."""
+    if shape == ():
+        return Counts(*(float(getattr(c, col)) for col in COLUMNS))
+    return Counts(*(np.broadcast_to(np.asarray(getattr(c, col), float), shape).copy() for col in COLUMNS))
 
 
 def totals(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> Counts:
@@ -338,8 +378,7 @@ def totals(model: Model, phase: str = "decode", batch=1, context=0, tokens=None,
     tokens in one call: ``embedding + L * layer + head``. Equals the sum of
     :func:`op_table` (a test checks it)."""
     pt = parts(model, phase, batch, context, tokens, precision)
-    out = pt["embedding"] + pt["layer"] * model.layers + pt["head"]
-    return Counts(*(_scalar(getattr(out, col)) for col in COLUMNS))
+    return pt["embedding"] + pt["layer"] * model.layers + pt["head"]
 
 
 def op_table(model: Model, phase: str = "decode", batch: int = 1, context: int = 0, tokens: int | None = None,
