@@ -81,6 +81,122 @@ def roofline(roofs: list[Roofs], tiers: dict, points=(), title="Roofline", imin=
     return fig
 
 
+# --------------------------------------------------------------------------- capacity (notebook 02)
+
+
+def _gb(x):
+    return np.asarray(x, float) / 1e9
+
+
+def chips_by_device(df, title="Chips needed to hold the model"):
+    """Bars per device (log scale): weights only, weights + KV cache (no granularity), the
+    best layout, and the deployed count in whole units. ``df`` from
+    :func:`lpulab.placement.compare_devices`."""
+    cols = {"weights_only": "weights only", "fluid": "+ KV cache", "chips": "layout", "deployed": "deployed (whole units)"}
+    long = df[["device", *cols]].melt(id_vars=["device"], var_name="count", value_name="n")
+    long["count"] = long["count"].map(cols)
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 * len(df) + 1.8))
+    sns.barplot(data=long, y="device", x="n", hue="count", ax=ax, orient="h")
+    for c in ax.containers:
+        ax.bar_label(c, fmt="%.0f", padding=2, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("chips (log scale)")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def residency_heatmap(chip_bytes, title="Per-chip residency", max_chips=None):
+    """Heatmap: kinds (weight, KV cache, activations, reserve, free) x chips, coloured by the
+    fraction of the chip's capacity. ``chip_bytes`` from :meth:`Placement.chip_bytes`."""
+    df = chip_bytes if max_chips is None else chip_bytes.head(max_chips)
+    frac = df[["weight", "kv", "activation", "reserve"]].div(df["capacity"], axis=0)
+    frac["free"] = df["headroom"] / df["capacity"]
+    mat = frac.T
+    mat.columns = df["chip"].astype(int)
+    n = mat.shape[1]
+    fig, ax = plt.subplots(figsize=(min(14, 6 + 0.25 * n), 3.6))
+    sns.heatmap(mat, ax=ax, cmap="mako_r", vmin=0, vmax=1, annot=n <= 16, fmt=".2f",
+                cbar_kws={"label": "fraction of the chip's capacity"},
+                xticklabels=max(1, n // 24) if n > 24 else True)
+    ax.set_xlabel("chip (stage-major: stage s holds chips s*tp .. s*tp+tp-1)")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def chips_sweep(df, value="deployed", x="context", hue="batch", col="device", title="", marks=None, mark_cols=None):
+    """Chips needed against context (log2 x, log y), one line per batch, one panel per
+    device: a step function. ``df`` from :func:`lpulab.placement.sweep`; ``marks`` maps a
+    label to a chip count drawn as a horizontal line on the panels in ``mark_cols`` (all
+    panels by default)."""
+    data = df.replace([np.inf], np.nan)
+    levels = [str(v) for v in sorted(data[hue].unique())]
+    data = data.assign(**{hue: data[hue].astype(str)})
+    g = sns.relplot(data=data, x=x, y=value, hue=hue, hue_order=levels, col=col, kind="line", drawstyle="steps-post",
+                    marker="o", palette=sns.color_palette("viridis", len(levels)), height=3.4, aspect=1.1,
+                    col_wrap=min(3, data[col].nunique()), facet_kws={"sharey": False})
+    g.set_titles("{col_name}")
+    for name, ax in g.axes_dict.items():
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        for label, v in (marks or {}).items() if mark_cols is None or name in mark_cols else ():
+            ax.axhline(v, color="crimson", ls="--", lw=1)
+            ax.annotate(label, (0.02, v), xycoords=("axes fraction", "data"), fontsize=7, color="crimson",
+                        xytext=(0, 2), textcoords="offset points")
+    g.set_axis_labels(f"{x} (tokens per sequence)" if x == "context" else x, "chips (log scale)")
+    if title:
+        g.figure.suptitle(title, y=1.02)
+    return g.figure
+
+
+def capacity_chain(df, title="From the back-of-envelope count to a deployment"):
+    """The chain of :func:`lpulab.placement.capacity_chain` as bars, one per step."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(df) + 1.4))
+    sns.barplot(data=df, y="step", x="chips", ax=ax, orient="h", color=sns.color_palette("deep")[0])
+    ax.bar_label(ax.containers[0], fmt="%.0f", padding=3, fontsize=9)
+    ax.set_xlabel("chips")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def capacity_and_bandwidth(df, title="Capacity against bandwidth: per chip and per deployment"):
+    """Three panels per device: memory per chip (GB), chips needed to hold the model, and
+    memory bandwidth per chip and of the whole deployment (TB/s). ``df`` from
+    :func:`lpulab.placement.compare_devices`."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.6 * len(df) + 2.2), sharey=True)
+    pal = sns.color_palette("deep")
+    d = df.assign(capacity_GB=_gb(df["capacity"]))
+    sns.barplot(data=d, y="device", x="capacity_GB", ax=axes[0], orient="h", color=pal[0])
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("memory per chip (GB, log)")
+    sns.barplot(data=d, y="device", x="chips", ax=axes[1], orient="h", color=pal[1])
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("chips to hold the model (log)")
+    bw = d.melt(id_vars=["device"], value_vars=["bandwidth", "deployment_bandwidth"], var_name="scope", value_name="bw")
+    bw["bw"] = bw["bw"] / 1e12
+    bw["scope"] = bw["scope"].map({"bandwidth": "per chip", "deployment_bandwidth": "whole deployment"})
+    sns.barplot(data=bw, y="device", x="bw", hue="scope", ax=axes[2], orient="h", palette=[pal[2], pal[3]])
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("memory bandwidth (TB/s, log)")
+    axes[2].legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.set_ylabel("")
+        for c in ax.containers:
+            ax.bar_label(c, fmt="%.3g", padding=2, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- speed (notebook 03)
+
+
 def frontier(curves: dict, measured=None, title="Latency against throughput"):
     """Per-user tokens/s (x) against aggregate tokens/s (y) for each deployment in ``curves``
     (label -> DataFrame from :func:`lpulab.perf.operating_points`); points that do not fit in

@@ -1,0 +1,23 @@
+"""Small hand-made models and devices for the workload and placement tests."""
+
+from pathlib import Path
+
+from lpulab import catalog
+from lpulab.catalog import Model
+
+
+def tiny_model(L=1, h=4, H=2, G=1, dh=2, F=8, V=10, E=1, k=1, gated=True, tied=False, ctx=64, id="tiny") -> Model:
+    return Model(id=id, name=id, family="test", released="2024", layers=L, hidden_size=h, attention_heads=H,
+                 kv_heads=G, head_dim=dh, ffn_size=F, vocab_size=V, max_context=ctx, experts=E, active_experts=k,
+                 ffn_gated=gated, tied_embeddings=tied, norm="rmsnorm", published_parameters=None)
+
+
+def tiny_device(capacity_bytes, id="tinychip", category="lpu", tier="sram"):
+    src = {"s": {"title": "test", "url": "https://example.org", "date": "2024", "confidence": "official"}}
+    raw = {
+        "id": id, "name": id, "vendor": "test", "category": category, "released": "2024", "sources": src,
+        "memory": {tier: {"placement": "on-chip" if tier == "sram" else "off-chip",
+                          "capacity": {"value": capacity_bytes, "unit": "B", "source": "s", "kind": "estimate"},
+                          "bandwidth": {"value": 1, "unit": "TB/s", "source": "s", "kind": "estimate"}}},
+    }
+    return catalog.parse_device(raw, Path(f"{id}.toml"))
