@@ -338,7 +338,8 @@ def bands(samples: Mapping, metrics, q=(5.0, 50.0, 95.0), points: Mapping | None
 def tornado(inputs: Mapping, metric: str, **options) -> pd.DataFrame:
     """One-at-a-time sensitivity of ``metric``: each uncertain input at its low and its high
     end, every other input at its point value; all in one vectorised call. Rows sorted by
-    swing (largest first): input, low, high, at_low, at_high, point, swing."""
+    swing (largest first): input, low, high (SI), at_low, at_high, point, swing, and the
+    range in display units (unit, low_shown, high_shown)."""
     _check_names(inputs)
     unc = uncertain(inputs)
     if not unc:
@@ -357,6 +358,9 @@ def tornado(inputs: Mapping, metric: str, **options) -> pd.DataFrame:
         "at_low": out[0::2], "at_high": out[1::2], "point": p,
     })
     df["swing"] = (df["at_high"] - df["at_low"]).abs()
+    df["unit"] = [INPUTS[n][0] for n in names]
+    df["low_shown"] = [_display(n, unc[n].low) for n in names]
+    df["high_shown"] = [_display(n, unc[n].high) for n in names]
     return df.sort_values("swing", ascending=False, ignore_index=True)
 
 
@@ -529,6 +533,19 @@ def describe(inputs: Mapping) -> pd.DataFrame:
             rows.append({"input": k, "unit": unit or "-", "point": _display(k, v), "low": np.nan, "high": np.nan,
                          "distribution": "fixed", "source": "", "meaning": meaning})
     return pd.DataFrame(rows)
+
+
+def summary(outputs: Mapping, lpu_label: str = "LPU deployment", gpu_label: str = "GPU side") -> pd.DataFrame:
+    """Both sides of one evaluation side by side, in units people read: capex and opex and TCO
+    (USD), average IT power (kW), aggregate throughput (tokens/s), $/Mtok, and LPU / GPU."""
+    rows = [("capex (USD)", "lpu_capex", "gpu_capex", 1.0), ("average IT power (kW)", "lpu_power", "gpu_power", 1e-3),
+            ("opex over the lifetime (USD)", "lpu_opex", "gpu_opex", 1.0), ("TCO (USD)", "lpu_tco", "gpu_tco", 1.0),
+            ("aggregate throughput (tokens/s)", "lpu_tokens_per_s", "gpu_tokens_per_s", 1.0),
+            ("USD per million output tokens", "lpu_usd_per_mtok", "gpu_usd_per_mtok", 1.0)]
+    first = lambda k: float(np.asarray(outputs[k]).reshape(-1)[0])  # noqa: E731
+    df = pd.DataFrame([{"quantity": q, lpu_label: first(a) * f, gpu_label: first(b) * f} for q, a, b, f in rows])
+    df["LPU / GPU"] = df[lpu_label] / df[gpu_label]
+    return df.set_index("quantity")
 
 
 def verdict(claim: str, metric: str, as_stated_value: float, estimate: float, samples: np.ndarray,

@@ -87,7 +87,7 @@ def roofline(roofs: list[Roofs], tiers: dict, points=(), title="Roofline", imin=
 def tornado(table, title="", xlabel="ratio", claimed=None, log=False, labels=None, max_rows=12):
     """One-at-a-time sensitivity (the table of :func:`lpulab.cost.tornado`): for each input a
     bar from the metric at the input's low end to its high end, around the point value."""
-    df = table.head(max_rows).iloc[::-1]
+    df = table[table["swing"] > 0].head(max_rows).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(df) + 1.6))
     y = np.arange(len(df))
     p = float(df["point"].iloc[0])
@@ -99,9 +99,14 @@ def tornado(table, title="", xlabel="ratio", claimed=None, log=False, labels=Non
     if claimed is not None:
         ax.axvline(claimed, color="crimson", ls="--", lw=1.5, label=f"claimed {claimed:g}x")
     names = [labels.get(n, n) if labels else n for n in df["input"]]
-    ax.set_yticks(y, [f"{n}  [{_short(r.low)} .. {_short(r.high)}]" for n, r in zip(names, df.itertuples())], fontsize=8)
+    lows = df["low_shown"] if "low_shown" in df else df["low"]
+    highs = df["high_shown"] if "high_shown" in df else df["high"]
+    unit = df["unit"] if "unit" in df else [""] * len(df)
+    ax.set_yticks(y, [f"{n}  [{_short(lo)} .. {_short(hi)}{' ' + u if u and u != 'count' else ''}]"
+                      for n, lo, hi, u in zip(names, lows, highs, unit)], fontsize=8)
     if log:
         ax.set_xscale("log")
+        _plain_log(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     from matplotlib.patches import Patch
@@ -113,11 +118,23 @@ def tornado(table, title="", xlabel="ratio", claimed=None, log=False, labels=Non
     return fig
 
 
+def _plain_log(axis):
+    """Label a log axis 1, 2, 5, 10, 20 ... instead of 2x10^1."""
+    from matplotlib import ticker
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = np.log10(hi / lo) if lo > 0 else 10.0
+    subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0) if decades > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _short(v)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _short(v: float) -> str:
     a = abs(v)
     if a >= 1e6:
         return f"{v / 1e6:.3g}M"
-    if a >= 1e4:
+    if a >= 1e3:
         return f"{v / 1e3:.3g}k"
     if 0 < a < 1e-3:
         return f"{v:.2e}"
@@ -144,6 +161,7 @@ def distributions(samples, bands, claimed=None, titles=None, log=True, bins=60):
             ax.axvline(claimed[m], color="crimson", ls="--", lw=1.5, label=f"claimed {claimed[m]:g}")
         if log:
             ax.set_xscale("log")
+            _plain_log(ax.xaxis)
         ax.set_title((titles or {}).get(m, m), fontsize=10)
         ax.set_yticks([])
         ax.legend(fontsize=7, loc="upper right")
@@ -166,6 +184,7 @@ def cost_per_mtok(table, title="Cost per million output tokens", xlabel="USD per
         ax.annotate(f"${r.point:.3g}", (r.point, yi), xytext=(4, 3), textcoords="offset points", fontsize=8)
     ax.set_yticks(y, table["label"], fontsize=8)
     ax.set_xscale("log")
+    _plain_log(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
@@ -183,17 +202,19 @@ def break_even(panels, title=""):
             ax.plot(p["x"], c["y"], color=color, lw=2, label=c["label"])
             if "low" in c:
                 ax.fill_between(p["x"], c["low"], c["high"], color=color, alpha=0.15)
-        for x, label in p.get("refs", []):
+        for k, (x, label) in enumerate(p.get("refs", [])):
             ax.axvline(x, color="grey", ls=":", lw=1)
-            ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                        fontsize=7, color="dimgrey")
+            ax.annotate(label, (x, 0.98 if k % 2 == 0 else 0.55), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=7, color="dimgrey")
         root = p.get("root")
         if root is not None and np.isfinite(root) and min(p["x"]) <= root <= max(p["x"]):
             ax.axvline(root, color="crimson", ls="--", lw=1.3, label=f"break-even {_short(root)}")
         if p.get("logx", True):
             ax.set_xscale("log")
+            _plain_log(ax.xaxis)
         if p.get("logy", True):
             ax.set_yscale("log")
+            _plain_log(ax.yaxis)
         ax.set_xlabel(p["xlabel"])
         ax.set_ylabel(p.get("ylabel", "USD per million output tokens"))
         ax.legend(fontsize=7, loc="best")
