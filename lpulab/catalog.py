@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -524,13 +525,111 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
     return df
 
 
+# --------------------------------------------------------------------------- prices
+
+
+#: The sections of a price sheet and the kind of quantity each holds.
+PRICE_SECTIONS = {
+    "price": "money",          # USD: a card, a server, a host's share, a network's share
+    "power": "power",          # W drawn per unit (typical, maximum)
+    "tariff": "energy_price",  # USD per energy: $/kWh, or an all-in $/kW/month (also USD/J)
+    "factor": "count",         # dimensionless ratios: PUE
+    "count": "count",          # how many: cards in a deployment, cards per node
+    "time": "time",            # a lifetime, hours in a period
+}
+PRICE_CATEGORIES = ("lpu", "gpu-server", "site", "claim")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """One ``data/prices/<id>.toml``: dated, sourced prices and powers of one thing (a card,
+    a server, a site) or one claim's inputs. ``values`` is keyed ``"section.name"``, e.g.
+    ``"price.card"`` or ``"power.server"``; every entry is a :class:`Value` in SI."""
+
+    id: str
+    name: str
+    as_of: str
+    category: str
+    values: Mapping[str, Value]
+    sources: Mapping[str, Source]
+    notes: str = ""
+    path: str = ""
+
+    def __getitem__(self, key: str) -> Value:
+        if key not in self.values:
+            raise KeyError(f"price sheet {self.id!r} has no entry {key!r} (entries: {', '.join(self.values)})")
+        return self.values[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def get(self, key: str, default=None):
+        return self.values.get(key, default)
+
+
+def parse_prices(raw: Mapping, path: Path) -> PriceSheet:
+    ctx = _Ctx(Path(path))
+    top = {"id", "name", "as_of", "category", "notes", "sources", *PRICE_SECTIONS}
+    _check_keys(ctx, "(top level)", raw, top, ("id", "name", "as_of", "category", "sources"))
+    if raw["id"] != Path(path).stem:
+        ctx.fail("id", f"{raw['id']!r} must equal the file name {Path(path).stem!r}")
+    as_of = str(raw["as_of"])
+    if not _DATE.match(as_of):
+        ctx.fail("as_of", f"{as_of!r} is not a date YYYY, YYYY-MM or YYYY-MM-DD")
+    sources = _sources(ctx, raw["sources"])
+    values = {}
+    for section, dimension in PRICE_SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, Mapping):
+            ctx.fail(section, f"expected a table of entries, got {type(table).__name__}")
+        for key, entry in table.items():
+            values[f"{section}.{key}"] = _value(ctx, f"{section}.{key}", entry, dimension, sources)
+    if not values:
+        ctx.fail("(top level)", f"no entries; give at least one of [{'], ['.join(PRICE_SECTIONS)}]")
+    return PriceSheet(
+        id=raw["id"], name=_string(ctx, "name", raw["name"]), as_of=as_of,
+        category=_choice(ctx, "category", raw["category"], PRICE_CATEGORIES), values=values,
+        sources=sources, notes=str(raw.get("notes", "")), path=ctx.rel,
+    )
+
+
+def load_prices(id_or_path: str | Path, folder: Path | None = None) -> PriceSheet:
+    """Load one price sheet by id (``data/prices/<id>.toml``) or by path to a TOML file."""
+    path = _entry_path(folder or paths.PRICES, id_or_path, "price sheet")
+    return parse_prices(read_toml(path), path)
+
+
+def price_ids(folder: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (folder or paths.PRICES).glob("*.toml"))
+
+
+#: How sure a row's scenario is: vendor claims are the vendor's own best figure.
+_CSV_KIND = {"Offline": "measured", "Server": "measured", "api": "measured", "vendor-claim": "vendor-peak"}
+
+
+def measurement(row_id: str, name: str = "speed") -> Value:
+    """One row of ``data/measurements/<name>.csv`` as a sourced :class:`Value` in SI
+    (tokens/s, s). Vendor claims come back with kind ``vendor-peak``; benchmark results as
+    ``measured``."""
+    df = load_measurements(name)
+    rows = df[df["id"] == row_id]
+    if rows.empty:
+        raise KeyError(f"data/measurements/{name}.csv: no row {row_id!r} (rows: {', '.join(df['id'])})")
+    r = rows.iloc[0]
+    src = Source(row_id, r["source_title"], r["source_url"], str(r["date"]), r["confidence"])
+    note = r["note"] if isinstance(r["note"], str) and r["note"] else None
+    return Value(si=float(r["value_si"]), value=float(r["value"]), unit=r["unit"], source=src,
+                 kind=_CSV_KIND.get(r["scenario"], "measured"), note=note)
+
+
 # --------------------------------------------------------------------------- validation
 
 
 def validate_all() -> tuple[list[str], list[str]]:
     """Load every catalog file; return (names of good entries, error messages)."""
     ok, errors = [], []
-    for folder, loader in ((paths.HARDWARE, load_device), (paths.MODELS, load_model)):
+    for folder, loader in ((paths.HARDWARE, load_device), (paths.MODELS, load_model), (paths.PRICES, load_prices)):
         for p in sorted(folder.glob("*.toml")):
             try:
                 loader(p)

@@ -237,6 +237,39 @@ def ratio_curve(x, ratios: dict, threshold=None, xlabel="", ylabel="ratio", titl
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
+# --------------------------------------------------------------------------- cost (C3, C4)
+
+
+def tornado(table, title="", xlabel="ratio", claimed=None, log=False, labels=None, max_rows=12):
+    """One-at-a-time sensitivity (the table of :func:`lpulab.cost.tornado`): for each input a
+    bar from the metric at the input's low end to its high end, around the point value."""
+    df = table[table["swing"] > 0].head(max_rows).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(df) + 1.6))
+    y = np.arange(len(df))
+    p = float(df["point"].iloc[0])
+    lo_c, hi_c = sns.color_palette("deep")[0], sns.color_palette("deep")[3]
+    for yi, r in zip(y, df.itertuples()):
+        ax.barh(yi, r.at_low - p, left=p, color=lo_c, alpha=0.85)
+        ax.barh(yi, r.at_high - p, left=p, color=hi_c, alpha=0.85)
+    ax.axvline(p, color="black", lw=1)
+    if claimed is not None:
+        ax.axvline(claimed, color="crimson", ls="--", lw=1.5, label=f"claimed {claimed:g}x")
+    names = [labels.get(n, n) if labels else n for n in df["input"]]
+    lows = df["low_shown"] if "low_shown" in df else df["low"]
+    highs = df["high_shown"] if "high_shown" in df else df["high"]
+    unit = df["unit"] if "unit" in df else [""] * len(df)
+    ax.set_yticks(y, [f"{n}  [{_short(lo)} .. {_short(hi)}{' ' + u if u and u != 'count' else ''}]"
+                      for n, lo, hi, u in zip(names, lows, highs, unit)], fontsize=8)
+    if log:
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    from matplotlib.patches import Patch
+    handles = [Patch(color=lo_c, label="input at its low end"), Patch(color=hi_c, label="input at its high end")]
+    if claimed is not None:
+        handles.append(ax.get_lines()[-1])
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -256,5 +289,107 @@ def predicted_vs_measured(table, title="Predicted against measured"):
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(fontsize=7)
+def _plain_log(axis):
+    """Label a log axis 1, 2, 5, 10, 20 ... instead of 2x10^1."""
+    from matplotlib import ticker
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = np.log10(hi / lo) if lo > 0 else 10.0
+    subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0) if decades > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _short(v)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _short(v: float) -> str:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:.3g}k"
+    if 0 < a < 1e-3:
+        return f"{v:.2e}"
+    return f"{v:.3g}"
+
+
+def distributions(samples, bands, claimed=None, titles=None, log=True, bins=60):
+    """Monte Carlo distribution of each ratio: histogram, P5-P95 band shaded, P50 and the
+    point estimate as lines, the claimed value dashed. ``samples`` maps metric -> draws;
+    ``bands`` is :func:`lpulab.cost.bands` (p5, p50, p95, point) indexed by metric."""
+    metrics = list(bands.index)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(8.5, 2.3 * len(metrics) + 0.6), squeeze=False)
+    for ax, m in zip(axes[:, 0], metrics):
+        x = np.asarray(samples[m], float)
+        x = x[np.isfinite(x) & (x > 0)] if log else x[np.isfinite(x)]
+        edges = np.geomspace(x.min(), x.max(), bins) if log else bins
+        ax.hist(x, bins=edges, color=sns.color_palette("deep")[0], alpha=0.75)
+        b = bands.loc[m]
+        ax.axvspan(b["p5"], b["p95"], color="grey", alpha=0.18, label=f"P5-P95 [{b['p5']:.3g}, {b['p95']:.3g}]")
+        ax.axvline(b["p50"], color="black", lw=1.2, label=f"P50 {b['p50']:.3g}")
+        if "point" in b and np.isfinite(b["point"]):
+            ax.axvline(b["point"], color="darkorange", lw=1.5, ls="-.", label=f"point estimate {b['point']:.3g}")
+        if claimed and m in claimed:
+            ax.axvline(claimed[m], color="crimson", ls="--", lw=1.5, label=f"claimed {claimed[m]:g}")
+        if log:
+            ax.set_xscale("log")
+            _plain_log(ax.xaxis)
+        ax.set_title((titles or {}).get(m, m), fontsize=10)
+        ax.set_yticks([])
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("ratio, LPU / GPU" + (" (log scale)" if log else ""))
+    fig.tight_layout()
+    return fig
+
+
+def cost_per_mtok(table, title="Cost per million output tokens", xlabel="USD per million output tokens (log scale)"):
+    """Horizontal bars of $/Mtok per row (``label``, ``point``; optional ``p5``/``p95``
+    whiskers; ``platform`` colours the bars)."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(table) + 1.6))
+    y = np.arange(len(table))[::-1]
+    palette = dict(zip(sorted(table["platform"].unique()), sns.color_palette("deep")))
+    for yi, r in zip(y, table.itertuples()):
+        ax.barh(yi, r.point, color=palette[r.platform], alpha=0.85)
+        if hasattr(r, "p5") and np.isfinite(r.p5):
+            ax.plot([r.p5, r.p95], [yi, yi], color="black", lw=1.2)
+            ax.plot([r.p5, r.p95], [yi, yi], "|", color="black", ms=10)
+        ax.annotate(f"${r.point:.3g}", (r.point, yi), xytext=(4, 3), textcoords="offset points", fontsize=8)
+    ax.set_yticks(y, table["label"], fontsize=8)
+    ax.set_xscale("log")
+    _plain_log(ax.xaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def break_even(panels, title=""):
+    """Side-by-side break-even panels. Each panel is a dict: ``x``, ``xlabel``, ``curves``
+    (list of dicts: ``label``, ``y``, optional ``low``/``high`` band), ``refs`` (list of
+    ``(x, label)`` vertical reference lines), ``root`` (the break-even x, marked), optional
+    ``logx``/``logy`` (default True), ``ylabel``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        for c, color in zip(p["curves"], sns.color_palette("deep")):
+            ax.plot(p["x"], c["y"], color=color, lw=2, label=c["label"])
+            if "low" in c:
+                ax.fill_between(p["x"], c["low"], c["high"], color=color, alpha=0.15)
+        for k, (x, label) in enumerate(p.get("refs", [])):
+            ax.axvline(x, color="grey", ls=":", lw=1)
+            ax.annotate(label, (x, 0.98 if k % 2 == 0 else 0.55), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=7, color="dimgrey")
+        root = p.get("root")
+        if root is not None and np.isfinite(root) and min(p["x"]) <= root <= max(p["x"]):
+            ax.axvline(root, color="crimson", ls="--", lw=1.3, label=f"break-even {_short(root)}")
+        if p.get("logx", True):
+            ax.set_xscale("log")
+            _plain_log(ax.xaxis)
+        if p.get("logy", True):
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel(p.get("ylabel", "USD per million output tokens"))
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
