@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import claims, units
+from . import catalog, claims, units
 from .catalog import Value, load_prices
 
 #: Hours in the claim's year (365 days); pint's year is 365.25 days.
@@ -483,33 +483,47 @@ def best_estimate(lpu_sheet: str = "groq-card", gpu_sheet: str = "nvidia-dgx-h10
     return out
 
 
-def chips(source: str, value: float, **placement_args) -> float:
-    """The LPU card count: ``value`` when ``source == "parameter"``; ``"placement"`` is the
-    hook where ``lpulab.placement`` (issue 3) will supply it."""
+def chips(source: str, value: float, *, model: str = "llama-2-70b", device: str = "groq-lpu-v1",
+          precision: str = "int8", kv_precision: str = "bf16", batch: float = 1, context: int | None = None,
+          unit: int = 8) -> float:
+    """The LPU card count: ``value`` when ``source == "parameter"``; with ``"placement"``,
+    the fewest cards that hold ``model``'s weights and the KV cache of ``batch`` sequences of
+    ``context`` tokens (the model's window by default), in whole nodes of ``unit`` cards
+    (:func:`lpulab.placement.need`)."""
     if source == "parameter":
         return float(value)
     if source == "placement":
-        try:
-            from . import placement  # noqa: F401
-        except ImportError:
-            raise CostError("chips_source 'placement' needs lpulab.placement, which this checkout does not have; "
-                            "use 'parameter'") from None
-        raise CostError("lpulab.placement is present but not wired into lpulab.cost.chips yet; use 'parameter'")
+        from . import placement
+        from .workload import Precision
+
+        n = placement.need(catalog.load_model(model), catalog.load_device(device), batch, context,
+                           precision=Precision(precision, precision, kv_precision), unit=unit)
+        deployed = float(np.asarray(n.deployed))
+        if not np.isfinite(deployed):
+            raise CostError(f"{model} at batch {batch} does not fit on any number of {device} chips")
+        return deployed
     raise CostError(f"chips_source {source!r} is not one of parameter, placement")
 
 
-def throughput(source: str, value: float, **perf_args) -> float:
-    """An aggregate tokens/s: ``value`` when ``source == "parameter"``; ``"perf"`` is the hook
-    where ``lpulab.perf`` (issue 4) will supply it."""
+def throughput(source: str, value: float, *, row: str = "mlperf40-h100x8-llama2-70b-server-output_tok_s_aggregate",
+               mlperf_prompt: int = 300) -> float:
+    """A GPU server's aggregate tokens/s: ``value`` when ``source == "parameter"``; with
+    ``"perf"``, what the calibrated speed model (:mod:`lpulab.speed`, default calibration)
+    predicts at the operating point of measurement ``row`` (its concurrency, prompt and
+    output). The prediction is of a row the default calibration fits, so it restates the
+    measurement through the model; other rows show how far the model carries."""
     if source == "parameter":
         return float(value)
     if source == "perf":
-        try:
-            from . import perf  # noqa: F401
-        except ImportError:
-            raise CostError("throughput_source 'perf' needs lpulab.perf, which this checkout does not have; "
-                            "use 'parameter'") from None
-        raise CostError("lpulab.perf is present but not wired into lpulab.cost.throughput yet; use 'parameter'")
+        from . import speed
+
+        t = speed.targets(catalog.load_measurements("speed"), mlperf_prompt=mlperf_prompt)
+        if row not in set(t.id):
+            raise CostError(f"no predictable measurement {row!r}; choose from: {', '.join(t.id)}")
+        platforms = {"lpu": speed.Platform("groq-lpu-v1", "int8", 8, 576), "gpu": speed.Platform("nvidia-h100-sxm", "fp8", 8, 8)}
+        cal = speed.calibrate(t, platforms, speed.DEFAULT_FIT)
+        r = t[t.id == row].iloc[0]
+        return speed.predict(cal.values, r, platforms)
     raise CostError(f"throughput_source {source!r} is not one of parameter, perf")
 
 

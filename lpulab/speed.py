@@ -131,6 +131,10 @@ def judge_c2(as_stated: float, lpu_speed: float, gpu_speed_at_batch, provider_co
                         low=float(ratios.min()), high=float(ratios.max()), assumptions=assumptions)
 
 
+#: The rows the default calibration fits: Groq's stated single stream, MLPerf H100 Server and Offline.
+DEFAULT_FIT = ("groq-stated-2024-02-llama-2-70b", "mlperf40-h100x8-llama2-70b-server-tpot_s",
+               "mlperf40-h100x8-llama2-70b-offline-output_tok_s_aggregate")
+
 #: Calibrated knobs: start value and bounds (s for latencies, a fraction for compute).
 KNOBS = {"lpu_alpha": (1e-6, (1e-9, 1e-3)), "gpu_alpha": (5e-6, (1e-9, 1e-2)), "gpu_compute": (0.5, (0.01, 1.0))}
 

@@ -208,14 +208,20 @@ def test_verdict_uses_the_band_and_widens_it_to_hold_the_point():
     assert v.holds == "does not hold" and v.high == 40.0 and "widened" in v.note
 
 
-def test_placement_and_perf_hooks_say_what_is_missing():
+def test_chips_and_throughput_from_the_models():
     assert cost.chips("parameter", 576) == 576.0
-    with pytest.raises(cost.CostError, match="placement"):
-        cost.chips("placement", 576)
-    with pytest.raises(cost.CostError, match="perf"):
-        cost.throughput("perf", 1.0)
+    # Llama-2-70B int8 weights + one 4K bf16 KV cache on 220 MiB chips, whole nodes of 8
+    n = cost.chips("placement", 0, model="llama-2-70b", device="groq-lpu-v1", precision="int8", batch=1)
+    assert n % 8 == 0 and 300 <= n <= 330
+    # more sequences in flight need more chips
+    assert cost.chips("placement", 0, batch=44) > n
+    # the calibrated model restates the MLPerf Server aggregate it was fitted around
+    x = cost.throughput("perf", 0.0)
+    assert x == pytest.approx(20556.4, rel=0.01)
     with pytest.raises(cost.CostError, match="not one of"):
         cost.chips("guess", 1)
+    with pytest.raises(cost.CostError, match="no predictable measurement"):
+        cost.throughput("perf", 0.0, row="nope")
 
 
 def test_best_estimate_reads_sourced_ranges():
