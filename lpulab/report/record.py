@@ -79,7 +79,11 @@ def record(results: Mapping, verdicts=()):
 
 def md(template: str, **values):
     """Markdown prose with numbers filled in from recorded values, e.g.
-    ``md("The ratio is {r:.1f}x.", r=results["ratio"])``: numbers in prose are never typed."""
+    ``md("The ratio is {r:.1f}x.", r=results["ratio"])``: numbers in prose are never typed.
+
+    String values are HTML-escaped (a parameter holding markup shows as text); the template,
+    written in the notebook, is not."""
     from IPython.display import Markdown
 
-    return Markdown(template.format(**values))
+    safe = {k: html.escape(v, quote=False) if isinstance(v, str) else v for k, v in values.items()}
+    return Markdown(template.format(**safe))
