@@ -65,9 +65,11 @@ _TEMPLATES = jinja2.DictLoader({_TEMPLATE: """{%- extends 'lab/index.html.j2' -%
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block extra_css -%}<style>
 math[display="block"]{display:block;margin:0.8em 0;overflow-x:auto}
-.lpulab-header table,.lpulab-footer table{border-collapse:collapse;margin:0.5em 0}
-.lpulab-header td,.lpulab-header th,.lpulab-footer td{border:1px solid #ddd;padding:2px 8px;text-align:left}
-.lpulab-cite,.lpulab-bibtex{white-space:pre-wrap;background:#f6f8fa;padding:8px}
+.jp-RenderedHTMLCommon .lpulab-header td,.jp-RenderedHTMLCommon .lpulab-header th,
+.jp-RenderedHTMLCommon .lpulab-footer td,.jp-RenderedHTMLCommon .lpulab-results td,
+.jp-RenderedHTMLCommon .lpulab-results th{text-align:left}
+.jp-RenderedHTMLCommon pre.lpulab-cite,.jp-RenderedHTMLCommon pre.lpulab-bibtex{white-space:pre-wrap;
+word-break:normal;overflow-wrap:anywhere;background:#f6f8fa;border:1px solid #ddd;padding:8px;max-width:60em}
 </style>{%- endblock extra_css -%}
 """})
 
