@@ -122,7 +122,7 @@ def _execute(nb_path: Path, executed: Path, params: dict, timeout: int, progress
     except Exception as exc:
         kind = classify(exc)
         if kind == "cell":
-            return f"{exc.ename}: {exc.evalue}", kind, exc.exec_count
+            return f"{exc.ename}: {exc.evalue}", kind, exc.cell_index
         return f"{type(exc).__name__}: {exc}", kind, None
     return "", "", None
 
