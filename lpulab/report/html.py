@@ -65,10 +65,10 @@ _TEMPLATES = jinja2.DictLoader({_TEMPLATE: """{%- extends 'lab/index.html.j2' -%
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block extra_css -%}<style>
 math[display="block"]{display:block;margin:0.8em 0;overflow-x:auto}
-.jp-RenderedHTMLCommon .lpulab-header td,.jp-RenderedHTMLCommon .lpulab-header th,
-.jp-RenderedHTMLCommon .lpulab-footer td,.jp-RenderedHTMLCommon .lpulab-results td,
-.jp-RenderedHTMLCommon .lpulab-results th{text-align:left}
-.jp-RenderedHTMLCommon pre.lpulab-cite,.jp-RenderedHTMLCommon pre.lpulab-bibtex{white-space:pre-wrap;
+body .jp-RenderedHTMLCommon .lpulab-header td,body .jp-RenderedHTMLCommon .lpulab-header th,
+body .jp-RenderedHTMLCommon .lpulab-footer td,body .jp-RenderedHTMLCommon .lpulab-results td,
+body .jp-RenderedHTMLCommon .lpulab-results th{text-align:left}
+body .jp-RenderedHTMLCommon pre.lpulab-cite,body .jp-RenderedHTMLCommon pre.lpulab-bibtex{white-space:pre-wrap;
 word-break:normal;overflow-wrap:anywhere;background:#f6f8fa;border:1px solid #ddd;padding:8px;max-width:60em}
 </style>{%- endblock extra_css -%}
 """})

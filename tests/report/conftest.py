@@ -131,6 +131,7 @@ class Page:
         return out
 
     def screenshot(self, path: Path, width: int = 1280, max_height: int = 12000) -> Path:
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=600, deviceScaleFactor=1, mobile=False)
         h = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=min(int(h), max_height),
                   deviceScaleFactor=1, mobile=False)
