@@ -101,6 +101,7 @@ class SweepResult:
                 where += f" ({o['failed_cell_source']})"
             varied = ", ".join(f"{k}={v!r}" for k, v in o.get("varied", {}).items()) or "base parameters"
             lines.append(f"  FAILED {o['report_id']} [{varied}]\n         {where}: {o.get('error', '')}")
+        lines += [f"  note: {o['report_id']} {o['note']}" for o in self.outcomes if o.get("note")]
         lines += [f"table: {t}" for t in self.tables]
         if self.index:
             lines.append(f"index: {self.index}")
@@ -249,8 +250,11 @@ def run_set(task: dict) -> dict:
 
     scratch = Path(tempfile.mkdtemp(prefix="lpulab-sweep-")) if task.get("ship") else None
     reports = scratch or Path(task["reports"])
+    notebook = Path(task["notebook"])
+    if not notebook.is_absolute():  # relative to the repository, wherever this worker has it
+        notebook = paths.ROOT / notebook
     try:
-        r = run_notebook(task["notebook"], task["params"], label=task["label"], reports=reports,
+        r = run_notebook(notebook, task["params"], label=task["label"], reports=reports,
                          timeout=task["timeout"], progress=False, build_index=False,
                          extra_status={"sweep": task["sweep"]})
         out = _outcome_from_disk(r.path)
@@ -346,7 +350,8 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
         if not force and completed(reports / rid, commit):
             outcomes[i] = {**_outcome_from_disk(reports / rid), "skipped": True}
             continue
-        tasks.append({"i": i, "report_id": rid, "notebook": str(sweep.notebook), "params": params,
+        nb = sweep.notebook.relative_to(paths.ROOT) if sweep.notebook.is_relative_to(paths.ROOT) else sweep.notebook
+        tasks.append({"i": i, "report_id": rid, "notebook": str(nb), "params": params,
                       "label": sweep.name, "sweep": sweep.name, "reports": str(reports), "timeout": timeout,
                       "ship": scheduler is not None})
     for note in sweep.notes:
