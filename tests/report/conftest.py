@@ -32,6 +32,16 @@ MARKUP = '<b id="injected">bold</b><script>document.title="pwned"</script> & <im
 
 
 @pytest.fixture(scope="session")
+def probe_notebook() -> Path:
+    return PROBE
+
+
+@pytest.fixture(scope="session")
+def markup() -> str:
+    return MARKUP
+
+
+@pytest.fixture(scope="session")
 def sweep_run(tmp_path_factory):
     """reports/ after `run_sweep` of GRID with two local workers: (result, reports dir, grid file)."""
     from lpulab.report.sweep import run_sweep

@@ -10,8 +10,6 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from conftest import MARKUP
-
 IMAGES = """[...document.images].map(i => ({src: i.src.slice(0, 60), complete: i.complete,
   w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))"""
 LINKS = "[...document.querySelectorAll('a[href]')].map(a => a.href)"
@@ -74,7 +72,7 @@ def test_index_and_report_in_chromium(browser, sweep_run, tmp_path):
     assert back == [index.as_uri()]
 
 
-def test_markup_shows_as_text_in_chromium(browser, markup_run, tmp_path):
+def test_markup_shows_as_text_in_chromium(browser, markup_run, markup, tmp_path):
     r, _ = markup_run
     browser.open((r.path / "report.html").as_uri())
     print(f"\nscreenshot: {browser.screenshot(tmp_path / 'markup.png')}")
@@ -83,7 +81,7 @@ def test_markup_shows_as_text_in_chromium(browser, markup_run, tmp_path):
     assert browser.evaluate("document.title") != "pwned"
     text = browser.evaluate("document.body.innerText")
     assert text.count('<b id="injected">bold</b>') >= 4, text  # print, md(), record, parameter table
-    assert MARKUP in text
+    assert markup in text
 
 
 def test_page_errors_are_caught(browser, tmp_path):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-from conftest import MARKUP
 
-
-def test_markup_in_a_parameter_is_escaped(markup_run):
+def test_markup_in_a_parameter_is_escaped(markup_run, markup):
     r, reports = markup_run
     page = (r.path / "report.html").read_text()
-    assert json.loads((r.path / "results.json").read_text())["results"]["note"] == MARKUP
+    assert json.loads((r.path / "results.json").read_text())["results"]["note"] == markup
     # shown three ways by the notebook (print, md(), record) plus the parameter table
     assert page.count("&lt;b id=&#34;injected&#34;&gt;") + page.count("&lt;b id=&quot;injected&quot;&gt;") \
         + page.count('&lt;b id="injected"&gt;') >= 4
