@@ -18,6 +18,7 @@ reproduce: $(STAMP)
 	$(BIN)/lpulab reproduce
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 smoke: $(STAMP)

@@ -60,6 +60,15 @@ def cmd_reproduce(ns) -> int:
     return 0
 
 
+def cmd_sweep(ns) -> int:
+    from .report.sweep import run_sweep
+
+    r = run_sweep(ns.notebook, ns.grid, name=ns.name, workers=ns.jobs, scheduler=ns.scheduler,
+                  timeout=ns.timeout, force=ns.force, progress=not ns.quiet)
+    print(r.summary())
+    return 0 if r.ok else 1
+
+
 def cmd_catalog(ns) -> int:
     from . import catalog, units
 
@@ -139,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--timeout", type=int, default=900)
     rp.add_argument("-q", "--quiet", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
+
+    sw = sub.add_parser("sweep", help="run a notebook over a grid of parameter sets, each a report, in parallel",
+                        description="Run NOTEBOOK once per parameter set of GRID (a cartesian product and/or a "
+                        "list; see lpulab/report/sweep.py), skip sets already completed at this commit, and write "
+                        "reports/sweeps/<name>/results.csv (+ .parquet). Exit status 0 when every set passed.")
+    sw.add_argument("notebook", help="notebook path or stem, e.g. 01_bandwidth")
+    sw.add_argument("-g", "--grid", required=True, help="YAML grid file, e.g. notebooks/params/01_bandwidth/sweep-achieved.yaml")
+    sw.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per core)")
+    sw.add_argument("--scheduler", help="run on a Dask cluster at this address, e.g. tcp://10.0.0.5:8786")
+    sw.add_argument("--name", help="sweep name (default: the grid's name: or the file's name)")
+    sw.add_argument("--force", action="store_true", help="rerun sets that already completed")
+    sw.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell (default 900)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("catalog", help="list devices; --validate checks every catalog file")
     c.add_argument("--validate", action="store_true")

@@ -31,8 +31,9 @@ def citation(report_id: str, provenance: dict, title: str = "") -> dict:
     url = meta.get("repository-code") or meta.get("url", "")
     what = f"{meta['title']}, version {meta.get('version', '')}"
     rtitle = title or report_id
-    plain = (f"{', '.join(authors)} ({year}). {rtitle}. Report {report_id} of {what}, "
-             f"commit {commit[:12]}{' (DRAFT: uncommitted changes)' if draft else ''}. {url}").strip()
+    stop = "" if rtitle.endswith((".", "?", "!")) else "."
+    plain = (f"{', '.join(authors)} ({year}). {rtitle}{stop} Report {report_id} of {what}, "
+             f"commit {commit[:12]}{' (DRAFT: uncommitted changes)' if draft else ''}." + (f" {url}" if url else ""))
     key = "lpulab-" + report_id.replace("_", "-")
     bib = "\n".join([
         f"@techreport{{{key},",
@@ -42,9 +43,8 @@ def citation(report_id: str, provenance: dict, title: str = "") -> dict:
         f"  number = {{{report_id}}},",
         f"  year = {{{year}}},",
         f"  note = {{lpulab {meta.get('version', '')}, commit {commit[:12]}{', draft' if draft else ''}}},",
-        f"  url = {{{url}}}",
-        "}",
-    ])
+    ] + ([f"  url = {{{url}}},"] if url else []))
+    bib = bib.rstrip(",") + "\n}"
     return {"plain": plain, "bibtex": bib}
 
 

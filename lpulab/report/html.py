@@ -3,11 +3,17 @@
 nbconvert renders the notebook (figures are embedded as base64 images); lpulab adds a
 header cell (title, DRAFT banner, verdicts, parameter table) and a footer cell (provenance,
 how to cite). Every value that came from a user is HTML-escaped by Jinja2's autoescape.
+
+A report is one self-contained file that reads the same offline: LaTeX in markdown
+(``$...$``, ``$$...$$``) is turned into MathML here (browsers draw MathML natively), and the
+template loads no script from the network (nbconvert's default pulls MathJax and require.js
+from a CDN, so offline the equations stayed raw TeX and the page logged load errors).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 
 import jinja2
 import nbformat
@@ -52,6 +58,62 @@ FOOTER = _ENV.from_string("""
 """)
 
 
+# nbconvert's lab template without the two scripts it loads from a CDN
+_TEMPLATE = "lpulab_report.html.j2"
+_TEMPLATES = jinja2.DictLoader({_TEMPLATE: """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block extra_css -%}<style>
+math[display="block"]{display:block;margin:0.8em 0;overflow-x:auto}
+body .jp-RenderedHTMLCommon .lpulab-header td,body .jp-RenderedHTMLCommon .lpulab-header th,
+body .jp-RenderedHTMLCommon .lpulab-footer td,body .jp-RenderedHTMLCommon .lpulab-results td,
+body .jp-RenderedHTMLCommon .lpulab-results th{text-align:left}
+body .jp-RenderedHTMLCommon pre.lpulab-cite,body .jp-RenderedHTMLCommon pre.lpulab-bibtex{white-space:pre-wrap;
+word-break:normal;overflow-wrap:anywhere;background:#f6f8fa;border:1px solid #ddd;padding:8px;max-width:60em}
+</style>{%- endblock extra_css -%}
+"""})
+
+# code (fenced or inline) is left alone; $$...$$ is display math, $...$ inline math, \$ a dollar
+_MATH = re.compile(r"(?P<code>```.*?```|`[^`\n]*`)|(?<!\\)\$\$(?P<block>.+?)\$\$"
+                   r"|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?!\d)", re.S)
+
+
+def _mathml(tex: str, display: str) -> str | None:
+    from latex2mathml.converter import convert
+
+    try:
+        return convert(tex.strip(), display=display)
+    except Exception:  # TeX latex2mathml cannot read stays as it was typed
+        return None
+
+
+def math_to_placeholders(text: str, store: dict) -> str:
+    """Replace each $...$ / $$...$$ in markdown by a placeholder word; ``store`` maps it to
+    MathML. Placeholders pass through the markdown renderer untouched."""
+    def sub(m):
+        if m.group("code"):
+            return m.group(0)
+        block = m.group("block") is not None
+        ml = _mathml(m.group("block") if block else m.group("inline"), "block" if block else "inline")
+        if ml is None:
+            return m.group(0)
+        key = f"LPULABMATH{len(store)}X"
+        store[key] = ml
+        return key
+    return _MATH.sub(sub, text)
+
+
+def _math_cells(nb, store: dict) -> None:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = math_to_placeholders(cell.source, store)
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/markdown" in data:
+                md = data["text/markdown"]
+                data["text/markdown"] = math_to_placeholders("".join(md) if isinstance(md, list) else md, store)
+
+
 def _html_cell(markup: str):
     cell = nbformat.v4.new_code_cell(source="")
     cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": markup})]
@@ -83,8 +145,13 @@ def render(nb, *, report_id: str, params: dict, provenance: dict, verdicts: list
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, _html_cell(header))
     nb.cells.append(_html_cell(footer))
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    title = notebook_title(nb) or report_id
+    store: dict[str, str] = {}
+    _math_cells(nb, store)
+    exporter = HTMLExporter(template_name="lab", template_file=_TEMPLATE, extra_loaders=[_TEMPLATES],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.exclude_anchor_links = True
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb) or report_id}})
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    for key, ml in store.items():
+        body = body.replace(key, ml)
     return body

@@ -13,34 +13,50 @@ from .io import atomic_write_text
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 
 INDEX = _ENV.from_string("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>lpulab: claims and reports</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lpulab: claims and reports</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#111}
 table{border-collapse:collapse;width:100%;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6}.holds{color:#166534;font-weight:bold}.fails{color:#991b1b;font-weight:bold}.depends{color:#92400e;font-weight:bold}
-.failed{color:#991b1b}.draft{background:#fde68a;padding:0 4px}small{color:#555}
+.failed{color:#991b1b}.draft{background:#fde68a;padding:0 4px}small{color:#555}.none{color:#555;font-style:italic}
+details{margin:0.3em 0}summary{cursor:pointer}
 </style></head><body>
 <h1>lpulab: is Groq's LPU 20x, 10x and 38x what people say?</h1>
 <p>Each claim below is recomputed from its own assumptions ("as stated") and from the best
-estimate lpulab can make, with an uncertainty band. Numbers come from the linked reports.</p>
+estimate lpulab can make, with an uncertainty band. Numbers come from the linked reports.
+A claim holds when the estimate and both ends of its band meet the claimed value within the tolerance,
+does not hold when none does, and depends on assumptions otherwise.</p>
 <h2>Claim ledger</h2>
-<table class="ledger"><thead><tr><th>claim</th><th>wording</th><th>as stated</th><th>best estimate [band]</th><th>verdict</th><th>key assumptions</th><th>report</th></tr></thead><tbody>
-{% for c in ledger %}<tr id="{{ c.id }}"><td><b>{{ c.id }}</b> {{ c.slug }}</td>
-<td>{{ c.wording_en }}<br><small lang="zh">{{ c.wording_zh }}</small><br><small>{{ c.source }}</small></td>
-{% if c.verdict %}<td>{{ '%.3g' % c.verdict.as_stated }}x ({{ 'reproduced' if c.verdict.reproduces else 'not reproduced' }})</td>
+<table class="ledger"><thead><tr><th>claim</th><th>wording and source</th><th>as stated</th><th>best estimate [band]</th><th>verdict</th><th>key assumptions</th><th>report</th></tr></thead><tbody>
+{% for c in ledger %}<tr id="{{ c.id }}"><td><b>{{ c.id }}</b> {{ c.slug }}<br><small>{{ c.metric }}</small></td>
+<td>{{ c.wording_en }}<br><span lang="zh-Hans">{{ c.wording_zh }}</span><br><small>{% if c.source_url %}<a href="{{ c.source_url }}">{{ c.source }}</a>{% else %}{{ c.source }}{% endif %}</small></td>
+{% if c.verdict %}<td>{{ '%.3g' % c.verdict.as_stated }}x<br><small>{{ 'reproduces the claimed number' if c.verdict.reproduces else 'does not reproduce the claimed number' }}</small></td>
 <td>{{ '%.3g' % c.verdict.estimate }}x [{{ '%.3g' % c.verdict.low }}, {{ '%.3g' % c.verdict.high }}]</td>
 <td class="{{ {'holds':'holds','does not hold':'fails'}.get(c.verdict.holds, 'depends') }}">{{ c.verdict.holds }}<br><small>claimed {{ c.comparison }} {{ '%g' % c.claimed }}x, tolerance {{ '%.0f' % (100 * c.tolerance) }} %</small></td>
-<td><small>{% for k, v in c.verdict.assumptions.items() %}{{ k }}: {{ v }}<br>{% endfor %}</small></td>
-<td><a href="{{ c.report }}/report.html">{{ c.report }}</a>{% if c.draft %} <span class="draft">DRAFT</span>{% endif %}</td>
-{% else %}<td colspan="4"><i>no report yet</i> (notebook {{ c.notebook }})</td><td></td>{% endif %}</tr>
+<td><small>{% for k, v in c.verdict.assumptions.items() %}{{ k }}: {{ v }}<br>{% endfor %}{% if c.verdict.note %}{{ c.verdict.note }}{% endif %}</small></td>
+<td><a href="{{ c.report_url }}">{{ c.report }}</a>{% if c.draft %} <span class="draft">DRAFT</span>{% endif %}<br><small>parameters: {{ c.label }}{% if c.sweep %} (a point of sweep <a href="#sweep-{{ c.sweep }}">{{ c.sweep }}</a>){% endif %}</small></td>
+{% else %}<td colspan="2" class="none">no report yet: run notebook {{ c.notebook }}
+{%- if c.failed_report %}; its latest run <a href="{{ c.failed_report }}/notebook.ipynb">{{ c.failed_report }}</a> failed: {{ c.failed_error }}{% endif %}</td>
+<td class="none">no verdict<br><small>claimed {{ c.comparison }} {{ '%g' % c.claimed }}x, tolerance {{ '%.0f' % (100 * c.tolerance) }} %</small></td><td></td><td class="none">none</td>{% endif %}</tr>
 {% endfor %}</tbody></table>
 <h2>Reports</h2>
-<table class="reports"><thead><tr><th>report</th><th>notebook</th><th>parameters</th><th>status</th><th>commit</th><th>run (UTC)</th></tr></thead><tbody>
-{% for r in reports %}<tr><td>{% if r.status == 'ok' %}<a href="{{ r.id }}/report.html">{{ r.id }}</a>{% else %}{{ r.id }}{% endif %}</td>
+{% if reports %}<table class="reports"><thead><tr><th>report</th><th>notebook</th><th>parameters</th><th>status</th><th>commit</th><th>run (UTC)</th></tr></thead><tbody>
+{% for r in reports %}<tr><td>{% if r.status == 'ok' %}<a href="{{ r.id }}/report.html">{{ r.id }}</a>{% else %}<a href="{{ r.id }}/notebook.ipynb">{{ r.id }}</a>{% endif %}</td>
 <td>{{ r.notebook }}</td><td><small>{{ r.label }}</small></td>
-<td class="{{ 'failed' if r.status != 'ok' else '' }}">{{ r.status }}{% if r.error %}<br><small>{{ r.error }}</small>{% endif %}</td>
+<td class="{{ 'failed' if r.status != 'ok' else '' }}">{{ r.status }}{% if r.error %}<br><small>{% if r.failed_cell is not none %}cell {{ r.failed_cell }}: {% endif %}{{ r.error }}</small>{% endif %}</td>
 <td><code>{{ r.commit[:10] }}</code>{% if r.draft %} <span class="draft">DRAFT</span>{% endif %}</td><td>{{ r.utc_time }}</td></tr>
-{% endfor %}</tbody></table>
+{% endfor %}</tbody></table>{% else %}<p class="none">No single runs yet: <code>lpulab run</code> or <code>make reproduce</code>.</p>{% endif %}
+{% if sweeps %}<h2>Sweeps</h2>
+<table class="sweeps"><thead><tr><th>sweep</th><th>notebook</th><th>sets</th><th>ok</th><th>failed</th><th>table</th><th>commit</th><th>run (UTC)</th></tr></thead><tbody>
+{% for s in sweeps %}<tr id="sweep-{{ s.name }}"><td><b>{{ s.name }}</b>
+<details><summary>{{ s.runs|length }} report(s)</summary><small>{% for r in s.runs %}
+{% if r.status == 'ok' %}<a href="{{ r.report_id }}/report.html">{{ r.report_id }}</a>{% else %}<a class="failed" href="{{ r.report_id }}/notebook.ipynb">{{ r.report_id }}</a> (failed){% endif %}
+{% for k, v in r.varied.items() %}{{ k }}={{ v }} {% endfor %}<br>{% endfor %}</small></details></td>
+<td>{{ s.notebook }}</td><td>{{ s.sets }}</td><td>{{ s.ok }}</td><td class="{{ 'failed' if s.failed else '' }}">{{ s.failed }}</td>
+<td>{% for t in s.tables %}<a href="sweeps/{{ s.name }}/{{ t }}">{{ t }}</a> {% endfor %}</td>
+<td><code>{{ s.commit[:10] }}</code></td><td>{{ s.utc_time }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
 </body></html>
 """)
 
@@ -60,7 +76,8 @@ def scan(reports: Path | None = None) -> list[dict]:
             "id": d.name, "notebook": st.get("notebook", ""), "label": st.get("label", ""),
             "status": st.get("status", "unknown"), "error": st.get("error", ""),
             "commit": st.get("commit", ""), "draft": st.get("dirty", False), "utc_time": st.get("utc_time", ""),
-            "verdicts": st.get("verdicts", []),
+            "verdicts": st.get("verdicts", []), "sweep": st.get("sweep"), "failure": st.get("failure", ""),
+            "failed_cell": st.get("failed_cell"),
         })
     out.sort(key=lambda r: r["utc_time"], reverse=True)
     return out
@@ -70,7 +87,9 @@ def ledger(reports_list: list[dict]) -> list[dict]:
     """The ledger: each claim with its verdict from the most relevant report.
 
     A report run with the notebook's default parameters wins over other runs of the same
-    claim; among equals the newest wins. A claim with no report has ``verdict = None``.
+    claim, a single run wins over a point of a sweep (sweeps vary assumptions on purpose);
+    among equals the newest wins. A claim with no report has ``verdict = None`` and
+    ``status = "no report yet"`` (and names its latest failed run, if any).
     """
     rows = []
     for cid, c in catalog.load_claims().items():
@@ -80,17 +99,38 @@ def ledger(reports_list: list[dict]) -> list[dict]:
                 continue
             for v in r["verdicts"]:
                 if v["claim"] == cid:
-                    rank = (r["label"] == "default",)
+                    rank = (r["label"] == "default", not r.get("sweep"))
                     if best is None or rank > best[0]:
                         best = (rank, r, v)
         row = {"id": cid, "slug": c.slug, "wording_en": c.wording_en, "wording_zh": c.wording_zh,
                "source": c.source, "source_url": c.source_url, "metric": c.metric, "claimed": c.claimed,
                "comparison": c.comparison, "tolerance": c.tolerance, "notebook": c.notebook,
-               "verdict": None, "report": None, "draft": False}
+               "status": "no report yet", "verdict": None, "report": None, "report_url": None, "label": None,
+               "sweep": None, "draft": False, "failed_report": None, "failed_error": None}
         if best:
-            row.update(verdict=best[2], report=best[1]["id"], draft=best[1]["draft"])
+            row.update(status="reported", verdict=best[2], report=best[1]["id"], label=best[1]["label"],
+                       sweep=best[1].get("sweep"),
+                       report_url=f"{best[1]['id']}/report.html", draft=best[1]["draft"])
+        else:
+            failed = next((r for r in reports_list if r["notebook"] == c.notebook and r["status"] != "ok"), None)
+            if failed:
+                row.update(failed_report=failed["id"], failed_error=failed["error"])
         rows.append(row)
     return rows
+
+
+def sweeps(reports: Path) -> list[dict]:
+    """The sweeps under reports/sweeps/, newest first."""
+    out = []
+    for f in sorted(Path(reports).glob("sweeps/*/sweep.json")):
+        try:
+            s = json.loads(f.read_text())
+        except ValueError:
+            continue
+        s["tables"] = [t for t in s.get("tables", []) if (f.parent / t).is_file()]
+        out.append(s)
+    out.sort(key=lambda s: s.get("utc_time", ""), reverse=True)
+    return out
 
 
 def build(reports: Path | None = None) -> Path:
@@ -99,6 +139,9 @@ def build(reports: Path | None = None) -> Path:
     reports.mkdir(parents=True, exist_ok=True)
     rs = scan(reports)
     led = ledger(rs)
+    sw = sweeps(reports)
+    in_sweeps = {r["report_id"] for s in sw for r in s.get("runs", [])}
+    singles = [r for r in rs if r["id"] not in in_sweeps]
     atomic_write_text(reports / "claims.json", json.dumps(led, indent=2, ensure_ascii=False))
-    atomic_write_text(reports / "index.html", INDEX.render(ledger=led, reports=rs))
+    atomic_write_text(reports / "index.html", INDEX.render(ledger=led, reports=singles, sweeps=sw))
     return reports / "index.html"

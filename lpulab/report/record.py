@@ -49,7 +49,10 @@ def _fmt(v) -> str:
 
 def record(results: Mapping, verdicts=()):
     """Record a notebook's results (a mapping of name -> number/string/list/mapping) and
-    its claim verdicts (:class:`lpulab.claims.Verdict`) for the report and the ledger."""
+    its claim verdicts (:class:`lpulab.claims.Verdict`) for the report and the ledger.
+
+    Returns None: as a notebook's last line, a returned payload would be displayed again as
+    a raw dict at the end of the report."""
     from IPython.display import display
 
     from .. import __version__, catalog
@@ -74,12 +77,15 @@ def record(results: Mapping, verdicts=()):
     )
     text = "\n".join(f"{k} = {_fmt(v)}" for k, v in payload["results"].items())
     display({MIME: payload, "text/html": table, "text/plain": text}, raw=True)
-    return payload
 
 
 def md(template: str, **values):
     """Markdown prose with numbers filled in from recorded values, e.g.
-    ``md("The ratio is {r:.1f}x.", r=results["ratio"])``: numbers in prose are never typed."""
+    ``md("The ratio is {r:.1f}x.", r=results["ratio"])``: numbers in prose are never typed.
+
+    String values are HTML-escaped (a parameter holding markup shows as text); the template,
+    written in the notebook, is not."""
     from IPython.display import Markdown
 
-    return Markdown(template.format(**values))
+    safe = {k: html.escape(v, quote=False) if isinstance(v, str) else v for k, v in values.items()}
+    return Markdown(template.format(**safe))

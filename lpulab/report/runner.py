@@ -4,7 +4,12 @@ Parameters are checked against the notebook's declared ones first (nothing start
 parameter). The kernel is ``python3``, started in the repository root, with a cell timeout.
 The run is built in a hidden temporary folder and moved into place when complete, so a
 report folder is never half-written. A failing notebook keeps its executed copy (with the
-error) and a ``status.json`` saying which cell failed; it gets no report.html.
+error) and a ``status.json`` saying which cell failed and how (``failure``): ``cell`` (a cell
+raised), ``timeout`` (a cell ran past the timeout), ``kernel`` (the kernel did not start or
+died), ``no-results`` (the notebook never called ``record``). It gets no report.html.
+
+A kernel that fails to start (or dies) is retried once with a fresh kernel: parallel runs can
+race on the TCP ports jupyter_client picks for a kernel. A failing cell is never retried.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ class RunResult:
     verdicts: list = field(default_factory=list)
     error: str = ""
     duration_s: float = 0.0
+    failure: str = ""            # "", "cell", "timeout", "kernel" or "no-results"
+    failed_cell: int | None = None  # index in the executed notebook
+    failed_source: str = ""         # the first line of that cell
+    attempts: int = 1
+    commit: str = ""
 
     def __str__(self):
         state = "ok" if self.ok else f"FAILED: {self.error}"
@@ -75,21 +85,57 @@ def _extract(nb) -> dict | None:
     return None
 
 
-def _failure(nb) -> tuple[int | None, str]:
-    """The index of the first failing cell and its error line."""
+def _failure(nb) -> tuple[int | None, str, str]:
+    """The index of the first failing cell (in the executed notebook), its error line and the
+    first line of its source, so a person can find it."""
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                return i, f"{out.get('ename')}: {out.get('evalue')}"
-    return None, ""
+                first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+                return i, f"{out.get('ename')}: {out.get('evalue')}", first[:120]
+    return None, "", ""
+
+
+def classify(exc: BaseException) -> str:
+    """How an execution failed: ``cell``, ``timeout`` or ``kernel`` (worth one retry)."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        return "cell"
+    if isinstance(exc, CellTimeoutError):
+        return "timeout"
+    # a kernel that never answered (RuntimeError "Kernel didn't respond"), died (DeadKernelError),
+    # lost a port race (zmq "Address already in use") or could not be launched (OSError)
+    return "kernel"
+
+
+def _execute(nb_path: Path, executed: Path, params: dict, timeout: int, progress: bool):
+    """One papermill execution: (error, failure kind, failed cell) with error "" on success."""
+    import papermill
+
+    try:
+        papermill.execute_notebook(
+            str(nb_path), str(executed), parameters=params, kernel_name=KERNEL, cwd=str(paths.ROOT),
+            execution_timeout=timeout, progress_bar=progress, log_output=False, report_mode=False,
+        )
+    except Exception as exc:
+        kind = classify(exc)
+        if kind == "cell":
+            return f"{exc.ename}: {exc.evalue}", kind, exc.cell_index
+        return f"{type(exc).__name__}: {exc}", kind, None
+    return "", "", None
 
 
 def run_notebook(notebook, parameters: dict | None = None, param_file=None, *, label: str | None = None,
                  reports: Path | None = None, timeout: int = DEFAULT_TIMEOUT, progress: bool = True,
-                 build_index: bool = True) -> RunResult:
+                 build_index: bool = True, kernel_retries: int = 1, extra_status: dict | None = None) -> RunResult:
     """Run one notebook into a report. Raises ParameterError before execution on bad input;
-    returns a RunResult with ``ok=False`` (and keeps the executed copy) if a cell fails."""
-    import papermill
+    returns a RunResult with ``ok=False`` (and keeps the executed copy) if a cell fails.
+
+    ``kernel_retries``: how many times a kernel that failed to start (or died) is retried.
+    ``extra_status``: more fields for ``status.json`` (a sweep names itself there).
+    """
 
     nb_path = paths.notebook(notebook)
     params = resolve_parameters(nb_path, param_file, parameters)
@@ -104,35 +150,37 @@ def run_notebook(notebook, parameters: dict | None = None, param_file=None, *, l
     executed = tmp / "notebook.ipynb"
     t0 = time.perf_counter()
     started = provenance.utc_now()
-    error, failed_cell = "", None
-    try:
-        papermill.execute_notebook(
-            str(nb_path), str(executed), parameters=params, kernel_name=KERNEL, cwd=str(paths.ROOT),
-            execution_timeout=timeout, progress_bar=progress, log_output=False, report_mode=False,
-        )
-    except papermill.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
-        failed_cell = exc.exec_count
-    except Exception as exc:  # a dead kernel, a timeout, a kernel that never started
-        error = f"{type(exc).__name__}: {exc}"
+    attempts = 0
+    while True:
+        attempts += 1
+        executed.unlink(missing_ok=True)
+        error, failure, failed_cell = _execute(nb_path, executed, params, timeout, progress)
+        if failure != "kernel" or attempts > kernel_retries:
+            break
+        time.sleep(0.5 * attempts)  # let a port race settle before the next kernel starts
     duration = time.perf_counter() - t0
     status = {"notebook": nb_path.stem, "label": label, "report_id": rid, "commit": git["commit"],
-              "dirty": git["dirty"], "utc_time": started, "duration_s": round(duration, 2)}
+              "dirty": git["dirty"], "utc_time": started, "duration_s": round(duration, 2),
+              "attempts": attempts, **(extra_status or {})}
     try:
         nb = nbformat.read(executed, as_version=4) if executed.is_file() else None
         payload = _extract(nb) if nb is not None and not error else None
         if not error and payload is None:
-            error = "the notebook ran but recorded no results (it must call lpulab.report.record)"
+            error, failure = "the notebook ran but recorded no results (it must call lpulab.report.record)", "no-results"
         if error:
+            source = ""
             if nb is not None:
-                idx, msg = _failure(nb)
+                idx, msg, source = _failure(nb)
                 failed_cell = idx if idx is not None else failed_cell
                 error = msg or error
-            status.update(status="failed", error=error, failed_cell=failed_cell, verdicts=[])
+            status.update(status="failed", error=error, failure=failure, failed_cell=failed_cell,
+                          failed_cell_source=source, verdicts=[])
             atomic_write_text(tmp / "status.json", json.dumps(status, indent=2))
             atomic_write_text(tmp / "parameters.json", json.dumps(params, indent=2, default=str))
             replace_dir(tmp, final)
-            result = RunResult(nb_path.stem, rid, final, False, params, error=error, duration_s=duration)
+            result = RunResult(nb_path.stem, rid, final, False, params, error=error, duration_s=duration,
+                               failure=failure, failed_cell=failed_cell, failed_source=source, attempts=attempts,
+                               commit=git["commit"])
         else:
             prov = {
                 "report_id": rid, "title": html.notebook_title(nb), "notebook": str(nb_path.relative_to(paths.ROOT))
@@ -152,7 +200,7 @@ def run_notebook(notebook, parameters: dict | None = None, param_file=None, *, l
             atomic_write_text(tmp / "status.json", json.dumps(status, indent=2))
             replace_dir(tmp, final)
             result = RunResult(nb_path.stem, rid, final, True, params, payload["results"], payload["verdicts"],
-                               duration_s=duration)
+                               duration_s=duration, attempts=attempts, commit=git["commit"])
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
