@@ -44,6 +44,17 @@ def compare(lpu: Device, gpus: list[Device], tiers=("hbm",), lpu_achieved: float
     return pd.DataFrame(rows)
 
 
+def reference_row(table: pd.DataFrame, gpu: str, tier: str) -> pd.Series:
+    """The row of ``table`` for ``gpu`` on ``tier``, or a clear error naming the GPUs that
+    do have a bandwidth on that tier."""
+    rows = table[(table["gpu"] == gpu) & (table["tier"] == tier)]
+    if rows.empty:
+        have = sorted(table[table["tier"] == tier]["gpu"])
+        raise ValueError(f"{gpu} has no {tier} bandwidth in the catalog; GPUs compared with one: "
+                         f"{', '.join(have) or 'none'} (or choose another tier)")
+    return rows.iloc[0]
+
+
 def as_stated_ratio(lpu: str = "groq-lpu-v1", gpu: str = "nvidia-h100-sxm") -> float:
     """The claim's own arithmetic: vendor peak SRAM bandwidth over vendor peak HBM bandwidth."""
     return load_device(lpu).bandwidth("sram") / load_device(gpu).bandwidth("hbm")
@@ -61,12 +72,9 @@ def judge_c1(table: pd.DataFrame, reference_gpu: str, tier: str, lpu: str = "gro
     rows = table[table["tier"] == tier]
     if rows.empty:
         raise ValueError(f"no GPU compared on tier {tier!r}")
-    ref = rows[rows["gpu"] == reference_gpu]
-    if ref.empty:
-        raise ValueError(f"reference GPU {reference_gpu!r} is not among the GPUs compared on {tier!r}: "
-                         f"{', '.join(rows['gpu'])}")
+    ref = reference_row(table, reference_gpu, tier)
     return claims.judge(
-        "C1", as_stated=as_stated_ratio(lpu), estimate=float(ref["bandwidth_ratio"].iloc[0]),
+        "C1", as_stated=as_stated_ratio(lpu), estimate=float(ref["bandwidth_ratio"]),
         low=float(rows["bandwidth_ratio"].min()), high=float(rows["bandwidth_ratio"].max()),
         assumptions={"reference GPU": reference_gpu, "GPU tier": tier,
                      "band": f"over {', '.join(rows['gpu'])}", **(assumptions or {})},
