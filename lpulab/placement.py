@@ -374,21 +374,27 @@ def fluid_chips(model: Model, device: Device, batch=1, context=None, *, precisio
     return float(out) if out.ndim == 0 else out
 
 
+def _largest(ok, limit: int) -> int:
+    """The largest whole number n in [1, limit] with ok(n), for a monotone ok with ok(1) true:
+    double until it fails, then bisect."""
+    lo, hi = 1, 2
+    while hi <= limit and ok(hi):
+        lo, hi = hi, hi * 2
+    if hi > limit:
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
 def max_batch(model: Model, device: Device, context=None, *, tp: int, pp: int, limit: int = 1 << 22, **kw) -> int:
     """The largest batch that a (tp, pp) deployment holds at ``context`` (0 if none)."""
     def fits(b):
         return bool(np.isfinite(need(model, device, b, context, tp_choices=(tp,), pp=pp, **kw).chips))
     if not fits(1):
         return 0
-    lo, hi = 1, 2
-    while hi <= limit and fits(hi):
-        lo, hi = hi, hi * 2
-    if hi > limit:
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    return _largest(fits, limit)
 
 
 # --------------------------------------------------------------------------- placing
@@ -913,15 +919,7 @@ def batch_for_chips(model: Model, device: Device, chips: int, context=None, *, l
         return bool(need(model, device, b, context, **kw).deployed <= chips)
     if not ok(1):
         return 0
-    lo, hi = 1, 2
-    while hi <= limit and ok(hi):
-        lo, hi = hi, hi * 2
-    if hi > limit:
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    return _largest(ok, limit)
 
 
 def sweep_summary(sw: pd.DataFrame, value: str = "chips") -> pd.DataFrame:
