@@ -158,13 +158,14 @@ def init_weights(config: DecoderConfig, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def quantize_weights(weights: Mapping[str, object]) -> dict[str, object]:
+def quantize_weights(weights: Mapping[str, object], act_bits: int = 16) -> dict[str, object]:
     """int8 copy: matrices (linears, embedding, head) become :class:`Int8Weight`
-    (per-output-channel symmetric); norm gains stay float32."""
+    (per-output-channel symmetric, activations quantised per row to ``act_bits``); norm
+    gains stay float32."""
     out: dict[str, object] = {}
     for name, w in weights.items():
         if isinstance(w, np.ndarray) and w.ndim == 2:
-            out[name] = Int8Weight.quantize(w)
+            out[name] = Int8Weight.quantize(w, act_bits)
         else:
             out[name] = w
     return out
@@ -284,17 +285,19 @@ class Decoder:
 
     @classmethod
     def random(cls, config: DecoderConfig = DecoderConfig(), seed: int = 0, precision: str = "fp32",
-               numerics: Numerics = Numerics()) -> "Decoder":
+               numerics: Numerics = Numerics(), act_bits: int = 16) -> "Decoder":
+        """Seeded random model; ``precision="int8"`` quantises the matrices (activations
+        to ``act_bits`` per row inside each product)."""
         if precision not in PRECISIONS:
             raise ValueError(f"Decoder.random: precision must be one of {PRECISIONS}, got {precision!r}")
         w = init_weights(config, seed)
         if precision == "int8":
-            w = quantize_weights(w)
+            w = quantize_weights(w, act_bits)
         return cls(config, w, numerics)
 
-    def quantized(self) -> "Decoder":
+    def quantized(self, act_bits: int = 16) -> "Decoder":
         """The same model with int8 matrices (per-output-channel symmetric)."""
-        return Decoder(self.config, quantize_weights(self.weights), self.numerics)
+        return Decoder(self.config, quantize_weights(self.weights, act_bits), self.numerics)
 
     @property
     def precision(self) -> str:

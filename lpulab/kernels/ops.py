@@ -130,52 +130,63 @@ def by_op(counts: Iterable[OpCount]) -> dict[str, OpCount]:
 
 # --------------------------------------------------------------------------- int8 weights
 
-# |sum| <= KCHUNK * 127 * 127 < 2**24, so a float32 GEMM over a chunk of int8-valued
-# operands is exact whatever order BLAS adds in. 1024 * 16129 = 16_516_096 < 16_777_216.
+# int8 x int8: |sum| <= KCHUNK * 127 * 127 < 2**24, so a float32 GEMM over a chunk of
+# integer-valued operands is exact whatever order BLAS adds in (1024 * 16129 = 16_516_096
+# < 16_777_216); chunks are added in int32.
+# int16 x int8: products <= 32767 * 127 < 2**22, so a float64 GEMM is exact for any
+# K < 2**31; the result is held in int64.
 INT_KCHUNK = 1024
-# Elements of one float32 weight tile converted from int8 at a time (1 MiB).
-INT_TILE_ELEMS = 1 << 18
+# Elements of one float weight tile converted from int8 at a time.
+INT_TILE_ELEMS = 1 << 17
+ACT_BITS = (8, 16)
 
 
-def quantize_rows(x: np.ndarray, absmax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-row int8 quantisation: ``x ~ q * scale[:, None]``, q in [-127, 127].
+def quantize_rows(x: np.ndarray, absmax: np.ndarray | None = None, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row integer quantisation: ``x ~ q * scale[:, None]``.
 
+    ``bits`` 8 (int8, q in [-127, 127]) or 16 (int16, q in [-32767, 32767]).
     ``absmax`` (per row) may be given, e.g. the all-reduced maximum when the row is split
     over chips; it must be at least the row's own max |x|.
     """
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"quantize_rows: x must be 2-D (rows, features), got shape {x.shape}")
+    if bits not in ACT_BITS:
+        raise ValueError(f"quantize_rows: bits must be one of {ACT_BITS}, got {bits!r}")
+    qmax = np.float32(2 ** (bits - 1) - 1)
     if absmax is None:
         absmax = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0], np.float32)
-    scale = (np.asarray(absmax, dtype=np.float32) / np.float32(127.0)).astype(np.float32)
+    scale = (np.asarray(absmax, dtype=np.float32) / qmax).astype(np.float32)
     scale[scale == 0] = 1.0
     q = np.rint(x / scale[:, None])
-    np.clip(q, -127, 127, out=q)
-    return q.astype(np.int8), scale
+    np.clip(q, -qmax, qmax, out=q)
+    return q.astype(np.int8 if bits == 8 else np.int16), scale
 
 
 def int_matmul_t(xq: np.ndarray, wq: np.ndarray) -> np.ndarray:
-    """Exact ``xq @ wq.T`` for int8 operands, returned as int32.
+    """Exact ``xq @ wq.T`` for integer operands (int8 or int16 activations, int8 weights).
 
-    Integer accumulation done with float32 BLAS: each K-chunk of at most ``INT_KCHUNK``
-    columns has every partial sum below 2**24, so the float32 GEMM is exact; chunks are
-    added in int32. The int8 weight is converted tile by tile (``INT_TILE_ELEMS``), so no
-    full float copy of the weight is ever made.
+    Integer accumulation done with float BLAS on integer-valued operands whose every
+    partial sum is exactly representable (see ``INT_KCHUNK``), so the result does not
+    depend on the order BLAS adds in, nor on how rows, columns or the reduction are split.
+    Returns int32 (int8 activations) or int64 (int16 activations). The int8 weight is
+    converted tile by tile (``INT_TILE_ELEMS``); no full float copy of it is made.
     """
-    if xq.dtype != np.int8 or wq.dtype != np.int8:
-        raise TypeError(f"int_matmul_t: operands must be int8, got {xq.dtype} and {wq.dtype}")
+    if wq.dtype != np.int8 or xq.dtype not in (np.int8, np.int16):
+        raise TypeError(f"int_matmul_t: expected int8/int16 activations and int8 weights, got {xq.dtype} and {wq.dtype}")
     n, k = xq.shape
     o, k2 = wq.shape
     if k != k2:
         raise ValueError(f"int_matmul_t: inner dimensions differ ({k} vs {k2})")
-    acc = np.zeros((n, o), dtype=np.int32)
+    wide = xq.dtype == np.int16
+    fdt, adt = (np.float64, np.int64) if wide else (np.float32, np.int32)
+    acc = np.zeros((n, o), dtype=adt)
     if n == 0 or o == 0 or k == 0:
         return acc
-    xf = xq.astype(np.float32)
-    kc = min(k, INT_KCHUNK)
+    xf = xq.astype(fdt)
+    kc = k if wide else min(k, INT_KCHUNK)
     rows = max(1, min(o, INT_TILE_ELEMS // kc))
-    buf = np.empty((rows, kc), dtype=np.float32)
+    buf = np.empty((rows, kc), dtype=fdt)
     for o0 in range(0, o, rows):
         o1 = min(o, o0 + rows)
         for k0 in range(0, k, kc):
@@ -186,7 +197,7 @@ def int_matmul_t(xq: np.ndarray, wq: np.ndarray) -> np.ndarray:
             if k0 == 0:
                 acc[:, o0:o1] = part
             else:
-                acc[:, o0:o1] += part.astype(np.int32)
+                acc[:, o0:o1] += part.astype(adt)
     return acc
 
 
@@ -205,12 +216,16 @@ class Int8Weight:
     """int8 weight with one float32 scale per output channel (row): ``W ~ q * scale[:, None]``.
 
     Symmetric per-output-channel quantisation, q in [-127, 127]. ``matmul_t`` quantises the
-    activations per row (dynamic, symmetric) and accumulates in integers, so splitting the
-    output channels or the reduction dimension over chips gives bit-identical results.
+    activations per row (dynamic, symmetric) to ``act_bits`` (16 by default: W8A16; 8 gives
+    W8A8) and accumulates exactly in integers, so splitting the output channels or the
+    reduction dimension over chips gives bit-identical results. (Per-row int8 activations
+    lose the small entries of rows with one huge "massive activation", which real models
+    have; int16 keeps them at the same exactness.)
     """
 
     q: np.ndarray
     scale: np.ndarray
+    act_bits: int = 16
 
     def __post_init__(self) -> None:
         if self.q.dtype != np.int8 or self.q.ndim != 2:
@@ -219,11 +234,13 @@ class Int8Weight:
             raise ValueError(
                 f"Int8Weight.scale must be float32 of shape ({self.q.shape[0]},), got {self.scale.dtype} {self.scale.shape}"
             )
+        if self.act_bits not in ACT_BITS:
+            raise ValueError(f"Int8Weight.act_bits must be one of {ACT_BITS}, got {self.act_bits!r}")
 
     bytes_per_weight = 1
 
     @classmethod
-    def quantize(cls, w: np.ndarray) -> "Int8Weight":
+    def quantize(cls, w: np.ndarray, act_bits: int = 16) -> "Int8Weight":
         w = np.asarray(w, dtype=np.float32)
         if w.ndim != 2:
             raise ValueError(f"Int8Weight.quantize: expected a 2-D (out, in) weight, got shape {w.shape}")
@@ -232,7 +249,7 @@ class Int8Weight:
         scale[scale == 0] = 1.0
         q = np.rint(w / scale[:, None])
         np.clip(q, -127, 127, out=q)
-        return cls(q.astype(np.int8), scale)
+        return cls(q.astype(np.int8), scale, act_bits)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -255,13 +272,13 @@ class Int8Weight:
 
     def slice(self, axis: int, start: int, stop: int) -> "Int8Weight":
         if axis == 0:
-            return Int8Weight(self.q[start:stop], self.scale[start:stop])
+            return Int8Weight(self.q[start:stop], self.scale[start:stop], self.act_bits)
         if axis == 1:
-            return Int8Weight(self.q[:, start:stop], self.scale)
+            return Int8Weight(self.q[:, start:stop], self.scale, self.act_bits)
         raise ValueError(f"Int8Weight.slice: axis must be 0 or 1, got {axis}")
 
     def matmul_t(self, x: np.ndarray) -> np.ndarray:
-        xq, xs = quantize_rows(x)
+        xq, xs = quantize_rows(x, bits=self.act_bits)
         return dequantize_acc(int_matmul_t(xq, self.q), xs, self.scale)
 
     def take_rows(self, idx: np.ndarray) -> np.ndarray:

@@ -30,8 +30,9 @@ Bytes moved between chips (``Transfer`` records, summed over all links):
 * pipeline: a stage hands the residual stream (N x h activations) to each chip of the
   next stage: ``t_next * N * h * a``;
 * all_reduce (ring) of M bytes over t chips: ``2 * (t - 1) * M``; used after the
-  row-parallel o_proj and down_proj (M = N*h*a in float32; with int8 weights the int32
-  accumulators, M = N*h*4, plus the per-row activation scale maximum, M = N*4) and after a
+  row-parallel o_proj and down_proj (M = N*h*a in float32; with int8 weights the integer
+  accumulators, int32 for 8-bit activations and int64 for 16-bit, M = N*h*4 or N*h*8,
+  plus the per-row activation maximum, M = N*4) and after a
   vocabulary-split embedding (M = N*h*a);
 * gather of the vocabulary-split logits to the stage's first chip: the other chips'
   slices, ``sum R * (stop - start) * a``.
@@ -527,11 +528,12 @@ class ShardedDecoder:
             absmax = maxes[0]
             for m in maxes[1:]:
                 absmax = np.maximum(absmax, m)
-            acc = np.zeros((n, o), dtype=np.int32)
+            acc = None
             scale = None
             for _, x_c, w_c in parts:
-                xq, scale = ops.quantize_rows(x_c, absmax)
-                acc += ops.int_matmul_t(xq, w_c.q)
+                xq, scale = ops.quantize_rows(x_c, absmax, bits=w_c.act_bits)
+                part = ops.int_matmul_t(xq, w_c.q)
+                acc = part if acc is None else acc + part
             if t > 1:
                 transfers.append(Transfer(name + ".absmax", "all_reduce", chips, 2 * (t - 1) * n * 4))
                 transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * acc.nbytes))
