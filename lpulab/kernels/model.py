@@ -138,24 +138,25 @@ class Numerics:
             raise ValueError(f"Numerics.kv_dtype must be 'float32' or 'float16', got {self.kv_dtype!r}")
 
 
+def _draw_weights(config: DecoderConfig, seed: int):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"init_weights: seed must be an integer, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    for name, shape in config.weight_shapes().items():
+        w = rng.standard_normal(shape, dtype=np.float32)
+        if len(shape) == 1:
+            w *= np.float32(0.1)
+            w += np.float32(1.0)
+        else:
+            w *= np.float32(1.0 / np.sqrt(shape[1]))
+        yield name, w
+
+
 def init_weights(config: DecoderConfig, seed: int) -> dict[str, np.ndarray]:
     """Seeded random float32 weights: N(0, 1/fan_in) for matrices, 1 + N(0, 0.1^2) for
     norm gains. Drawn in :meth:`DecoderConfig.weight_shapes` order from
     ``np.random.default_rng(seed)``."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"init_weights: seed must be an integer, got {seed!r}")
-    rng = np.random.default_rng(int(seed))
-    out: dict[str, np.ndarray] = {}
-    for name, shape in config.weight_shapes().items():
-        if len(shape) == 1:
-            w = rng.standard_normal(shape, dtype=np.float32)
-            w *= np.float32(0.1)
-            w += np.float32(1.0)
-        else:
-            w = rng.standard_normal(shape, dtype=np.float32)
-            w *= np.float32(1.0 / np.sqrt(shape[1]))
-        out[name] = w
-    return out
+    return dict(_draw_weights(config, seed))
 
 
 def quantize_weights(weights: Mapping[str, object], act_bits: int = 16) -> dict[str, object]:
@@ -290,9 +291,10 @@ class Decoder:
         to ``act_bits`` per row inside each product)."""
         if precision not in PRECISIONS:
             raise ValueError(f"Decoder.random: precision must be one of {PRECISIONS}, got {precision!r}")
-        w = init_weights(config, seed)
-        if precision == "int8":
-            w = quantize_weights(w, act_bits)
+        if precision == "int8":  # quantise tensor by tensor: no full float32 copy is held
+            w = {k: Int8Weight.quantize(v, act_bits) if v.ndim == 2 else v for k, v in _draw_weights(config, seed)}
+        else:
+            w = init_weights(config, seed)
         return cls(config, w, numerics)
 
     def quantized(self, act_bits: int = 16) -> "Decoder":

@@ -133,12 +133,16 @@ def by_op(counts: Iterable[OpCount]) -> dict[str, OpCount]:
 # int8 x int8: |sum| <= KCHUNK * 127 * 127 < 2**24, so a float32 GEMM over a chunk of
 # integer-valued operands is exact whatever order BLAS adds in (1024 * 16129 = 16_516_096
 # < 16_777_216); chunks are added in int32.
-# int16 x int8: products <= 32767 * 127 < 2**22, so a float64 GEMM is exact for any
-# K < 2**31; the result is held in int64.
+# int16 activations are split as x = 256*hi + lo with |hi| <= 128, |lo| <= 128; then
+# |sum| <= 1024 * 128 * 127 = 16_646_144 < 2**24 per chunk as well, both halves go through
+# the same float32 GEMM (stacked as extra rows), and 256*hi_acc + lo_acc is formed in int64.
 INT_KCHUNK = 1024
-# Elements of one float weight tile converted from int8 at a time.
-INT_TILE_ELEMS = 1 << 17
+# Elements of one float32 weight tile converted from int8 at a time (4 MiB; larger tiles
+# mean fewer Python-level iterations, which dominate below this on a decode step).
+INT_TILE_ELEMS = 1 << 20
 ACT_BITS = (8, 16)
+# Up to this many activation rows, one gemv per row beats a small-M gemm (which packs the tile).
+GEMV_ROWS = 4
 
 
 def quantize_rows(x: np.ndarray, absmax: np.ndarray | None = None, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +170,7 @@ def quantize_rows(x: np.ndarray, absmax: np.ndarray | None = None, bits: int = 8
 def int_matmul_t(xq: np.ndarray, wq: np.ndarray) -> np.ndarray:
     """Exact ``xq @ wq.T`` for integer operands (int8 or int16 activations, int8 weights).
 
-    Integer accumulation done with float BLAS on integer-valued operands whose every
+    Integer accumulation done with float32 BLAS on integer-valued operands whose every
     partial sum is exactly representable (see ``INT_KCHUNK``), so the result does not
     depend on the order BLAS adds in, nor on how rows, columns or the reduction are split.
     Returns int32 (int8 activations) or int64 (int16 activations). The int8 weight is
@@ -179,25 +183,33 @@ def int_matmul_t(xq: np.ndarray, wq: np.ndarray) -> np.ndarray:
     if k != k2:
         raise ValueError(f"int_matmul_t: inner dimensions differ ({k} vs {k2})")
     wide = xq.dtype == np.int16
-    fdt, adt = (np.float64, np.int64) if wide else (np.float32, np.int32)
-    acc = np.zeros((n, o), dtype=adt)
-    if n == 0 or o == 0 or k == 0:
-        return acc
-    xf = xq.astype(fdt)
-    kc = k if wide else min(k, INT_KCHUNK)
-    rows = max(1, min(o, INT_TILE_ELEMS // kc))
-    buf = np.empty((rows, kc), dtype=fdt)
-    for o0 in range(0, o, rows):
-        o1 = min(o, o0 + rows)
-        for k0 in range(0, k, kc):
-            k1 = min(k, k0 + kc)
-            tile = buf[: o1 - o0, : k1 - k0]
-            np.copyto(tile, wq[o0:o1, k0:k1], casting="unsafe")
-            part = xf[:, k0:k1] @ tile.T
-            if k0 == 0:
-                acc[:, o0:o1] = part
-            else:
-                acc[:, o0:o1] += part.astype(adt)
+    if wide:
+        hi = np.rint(xq / np.float32(256.0)).astype(np.float32)
+        lo = xq.astype(np.float32) - np.float32(256.0) * hi
+        xf = np.concatenate([hi, lo])  # (2n, k), all |values| <= 128
+    else:
+        xf = xq.astype(np.float32)
+    acc = np.zeros((xf.shape[0], o), dtype=np.int64 if wide else np.int32)
+    if n and o and k:
+        kc = min(k, INT_KCHUNK)
+        rows = max(1, min(o, INT_TILE_ELEMS // kc))
+        buf = np.empty((rows, kc), dtype=np.float32)
+        for o0 in range(0, o, rows):
+            o1 = min(o, o0 + rows)
+            for k0 in range(0, k, kc):
+                k1 = min(k, k0 + kc)
+                tile = buf[: o1 - o0, : k1 - k0]
+                np.copyto(tile, wq[o0:o1, k0:k1], casting="unsafe")
+                if xf.shape[0] <= GEMV_ROWS:  # matrix-vector products: BLAS gemv, no packing
+                    part = np.stack([tile @ xf[r, k0:k1] for r in range(xf.shape[0])])
+                else:
+                    part = xf[:, k0:k1] @ tile.T
+                if k0 == 0:
+                    acc[:, o0:o1] = part
+                else:
+                    acc[:, o0:o1] += part.astype(acc.dtype)
+    if wide:
+        return acc[:n] * 256 + acc[n:]
     return acc
 
 
@@ -244,12 +256,18 @@ class Int8Weight:
         w = np.asarray(w, dtype=np.float32)
         if w.ndim != 2:
             raise ValueError(f"Int8Weight.quantize: expected a 2-D (out, in) weight, got shape {w.shape}")
-        amax = np.max(np.abs(w), axis=1)
-        scale = (amax / np.float32(127.0)).astype(np.float32)
-        scale[scale == 0] = 1.0
-        q = np.rint(w / scale[:, None])
-        np.clip(q, -127, 127, out=q)
-        return cls(q.astype(np.int8), scale, act_bits)
+        scale = np.empty(w.shape[0], np.float32)
+        q = np.empty(w.shape, np.int8)
+        step = max(1, (1 << 20) // max(1, w.shape[1]))  # row blocks: no full-size float temporaries
+        for r0 in range(0, w.shape[0], step):
+            blk = w[r0:r0 + step]
+            s = (np.max(np.abs(blk), axis=1) / np.float32(127.0)).astype(np.float32)
+            s[s == 0] = 1.0
+            qb = np.rint(blk / s[:, None])
+            np.clip(qb, -127, 127, out=qb)
+            q[r0:r0 + step] = qb
+            scale[r0:r0 + step] = s
+        return cls(q, scale, act_bits)
 
     @property
     def shape(self) -> tuple[int, int]:
