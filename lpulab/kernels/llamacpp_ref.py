@@ -24,6 +24,7 @@ __all__ = [
     "LOGIT_TOLERANCE",
     "smollm2_check",
     "report_dict",
+    "measure_speed",
     "SmolLM2Report",
 ]
 
@@ -251,10 +252,12 @@ def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list[np
 
 def smollm2_check(
     prompts: Sequence[str] = DEFAULT_PROMPTS, n_new: int = 12, *, modes: Sequence[str] = ("fp32", "int8"),
-    speed_tokens: int = 32, speed_repeats: int = 3, noise_floor: bool = False, n_threads: int | None = None,
+    speed_tokens: int = 0, speed_repeats: int = 3, noise_floor: bool = False, n_threads: int | None = None,
 ) -> SmolLM2Report:
     """SmolLM2-135M (Q4_1 GGUF) in lpulab's numpy decoder vs llama.cpp on the same ids:
-    last-position logits, greedy continuations, sharded runs, placement, tokens/s."""
+    last-position logits, greedy continuations, sharded runs, placement, and (with
+    ``speed_tokens``) tokens/s in this process; benchmarks/bench_smollm2.py times each
+    engine in its own process instead, which is fairer on a shared machine."""
     from .gguf_model import load_gguf, smollm2_gguf_path
     from .model import Decoder, quantize_weights
     from .sharded import LPU_SRAM_BYTES, ShardedDecoder, SramBudgetError, build_plan
@@ -306,31 +309,10 @@ def smollm2_check(
         ))
 
     speed = {}
-    sp_ids = ref.tokenize(prompts[0])
-    runs = []
-    for _ in range(speed_repeats):
-        _, tp_, td = ref.timed(sp_ids, speed_tokens)
-        runs.append((tp_, td))
-    pre, dec = float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
-    speed["llama.cpp"] = {"prefill_s": pre, "decode_tokens_per_s": (speed_tokens - 1) / dec,
-                          "total_tokens_per_s": speed_tokens / (pre + dec), "threads": ref.n_threads}
-    for mode in modes:
-        m = models[mode]
-        runs = []
-        for _ in range(speed_repeats):
-            cache = m.new_cache(1, len(sp_ids) + speed_tokens)
-            t0 = time.perf_counter()
-            st = m.forward(np.asarray([sp_ids]), cache)
-            t1 = time.perf_counter()
-            tok = int(np.argmax(st.logits[0]))
-            for _ in range(speed_tokens - 1):
-                tok = int(np.argmax(m.forward(np.asarray([[tok]]), cache).logits[0]))
-            runs.append((t1 - t0, time.perf_counter() - t1))
-        pre, dec = float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
-        speed[f"numpy-{mode}"] = {"prefill_s": pre, "decode_tokens_per_s": (speed_tokens - 1) / dec,
-                                  "total_tokens_per_s": speed_tokens / (pre + dec), "threads": _threads()}
-    for v in speed.values():
-        v.update(prompt_tokens=len(sp_ids), new_tokens=speed_tokens, runs=speed_repeats)
+    if speed_tokens:
+        for engine in ("llama.cpp", *(f"numpy-{m}" for m in modes)):
+            speed[engine] = measure_speed(engine, prompts[0], speed_tokens, speed_repeats,
+                                          model=models.get(engine.removeprefix("numpy-")), reference=ref)
 
     floor = None
     if noise_floor:
@@ -354,3 +336,56 @@ def report_dict(report: SmolLM2Report) -> dict:
     import dataclasses
 
     return dataclasses.asdict(report)
+
+
+def measure_speed(engine: str, prompt: str = DEFAULT_PROMPTS[0], n_new: int = 32, repeats: int = 3, *,
+                  model=None, reference: LlamaCppReference | None = None, n_threads: int | None = None) -> dict:
+    """Greedy generation speed of one engine: "llama.cpp", "numpy-fp32", "numpy-int8" or
+    "numpy-ggml" (SmolLM2, same prompt ids, same number of new tokens).
+
+    Returns the median over ``repeats`` runs (after one warm-up) of the prefill time and
+    the decode rate ((n_new - 1) single-token steps), and the overall tokens/s.
+    """
+    from .gguf_model import load_gguf, smollm2_gguf_path
+    from .model import Decoder, quantize_weights
+
+    engines = ("llama.cpp", "numpy-fp32", "numpy-int8", "numpy-ggml")
+    if engine not in engines:
+        raise ValueError(f"measure_speed: engine must be one of {engines}, got {engine!r}")
+    if n_new < 2:
+        raise ValueError(f"measure_speed: n_new must be >= 2, got {n_new}")
+    ref = reference or LlamaCppReference(smollm2_gguf_path(), n_threads=n_threads)
+    ids = ref.tokenize(prompt)
+    if engine == "llama.cpp":
+        run = lambda: ref.timed(ids, n_new)  # noqa: E731
+        threads = ref.n_threads
+    else:
+        mode = engine.removeprefix("numpy-")
+        if model is None:
+            if mode == "int8":
+                base = load_gguf(mode="fp32")[0]
+                model = Decoder(base.config, quantize_weights(base.weights), base.numerics)
+                del base
+            else:
+                model = load_gguf(mode=mode)[0]
+        m = model
+
+        def run():
+            cache = m.new_cache(1, len(ids) + n_new)
+            t0 = time.perf_counter()
+            tok = int(np.argmax(m.forward(np.asarray([ids]), cache).logits[0]))
+            out = [tok]
+            t1 = time.perf_counter()
+            for _ in range(n_new - 1):
+                tok = int(np.argmax(m.forward(np.asarray([[tok]]), cache).logits[0]))
+                out.append(tok)
+            return out, t1 - t0, time.perf_counter() - t1
+
+        threads = int(os.environ.get("OPENBLAS_NUM_THREADS", _threads()))
+    run()  # warm-up
+    runs = [run() for _ in range(repeats)]
+    pre = float(np.median([r[1] for r in runs]))
+    dec = float(np.median([r[2] for r in runs]))
+    return {"engine": engine, "prefill_s": pre, "decode_tokens_per_s": (n_new - 1) / dec,
+            "total_tokens_per_s": n_new / (pre + dec), "threads": threads, "prompt_tokens": len(ids),
+            "new_tokens": n_new, "runs": repeats, "tokens": runs[-1][0]}

@@ -12,7 +12,7 @@ def reference_logits(cfg, w, tokens):
     """Float64, one sequence, token by token with explicit loops over heads: the Llama
     equations written out (HF rotate_half rotary), all positions' logits."""
     w = {k: (v.dequantize() if isinstance(v, Int8Weight) else v).astype(np.float64) for k, v in w.items()}
-    h, hq, g, dh = cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    hq, g, dh = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
 
     def norm(x, gain):
         return x / np.sqrt(np.mean(x * x) + cfg.norm_eps) * gain
