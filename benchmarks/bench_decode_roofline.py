@@ -86,7 +86,7 @@ def main() -> None:
     if pool:
         pool.shutdown()
     print(table(rows, list(rows[0])))
-    p = write_result("decode_roofline", {"config": CONFIG.__dict__, "threads": threads, "rounds": args.rounds,
+    p = write_result(f"decode_roofline_{threads}t", {"config": CONFIG.__dict__, "threads": threads, "rounds": args.rounds,
                                          "steps": args.steps, "results": raw, "aim": "ratio_vs_triad >= 0.6 (fp32)"})
     print(f"\nwrote {p}")
 
