@@ -369,12 +369,17 @@ class HostBenchResult:
         return json.dumps(self.as_dict(), indent=1)
 
 
-def _default_sizes(threads: int, quick: bool) -> list[int]:
+def _default_sizes(threads: int, quick: bool, llc_bytes: int = 0) -> list[int]:
     """Elements per array (all threads): per-thread 2**9 .. 2**21 (quick: a subset) plus a
-    DRAM size of 2**24 (quick: 2**22) elements per array."""
+    DRAM size: STREAM's rule of each array >= 4x the last-level cache (quick: >= 1x, so the
+    three arrays still exceed it 3x), at least 2**24 (quick: 2**22) elements."""
     exps = [9, 12, 15, 17, 20] if quick else list(range(9, 22))
     sizes = [threads * (1 << e) for e in exps]
-    sizes.append(1 << (22 if quick else 24))
+    dram = 1 << (22 if quick else 24)
+    need = (1 if quick else 4) * llc_bytes / 8
+    while dram < need:
+        dram <<= 1
+    sizes.append(dram)
     return sorted(set(sizes))
 
 
@@ -417,8 +422,9 @@ def run_hostbench(
         raise ValueError(f"run_hostbench: threads must be >= 1, got {threads}")
     repeats = repeats or (3 if quick else 10)
     min_time = 0.002 if quick else 0.01
-    sizes = list(sizes) if sizes is not None else _default_sizes(threads, quick)
     caches = tuple(read_caches() if caches is None else caches)
+    llc = max((c.size_bytes for c in caches), default=0)
+    sizes = list(sizes) if sizes is not None else _default_sizes(threads, quick, llc)
     results = []
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
@@ -515,6 +521,9 @@ def device_entry(result: HostBenchResult, *, id: str = "host-measured", name: st
                      f"numpy triad, {r.threads} threads, median of {len(r.times)} (best {_sig(r.best_gbs)} GB/s); "
                      f"working set {ws / 1024**2:.1f} MiB"),
         }
+        if tier == "l1":
+            t["bandwidth"]["note"] += ("; numpy's per-row loop overhead dominates at L1 size, so this is a lower bound "
+                                       "on the hardware's L1 bandwidth")
         entry["memory"][tier] = t
     for c in result.compute:
         if c.kernel != "gemm":

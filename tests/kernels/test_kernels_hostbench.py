@@ -98,3 +98,9 @@ def test_write_device_toml(tmp_path, quick):
 def test_bad_kernel_is_refused():
     with pytest.raises(ValueError, match="kernel must be one of"):
         hb.measure_stream("fma", 100)
+
+
+def test_dram_size_follows_the_last_level_cache():
+    assert hb._default_sizes(2, False, 32 << 20)[-1] == 1 << 24          # 128 MiB arrays: 4x a 32 MiB L3
+    assert hb._default_sizes(2, False, 256 << 20)[-1] * 8 >= 4 * (256 << 20)
+    assert hb._default_sizes(2, True, 256 << 20)[-1] * 8 * 3 > 2 * (256 << 20)
