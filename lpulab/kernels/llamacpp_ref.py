@@ -19,7 +19,6 @@ __all__ = [
     "LlamaCppReference",
     "PromptComparison",
     "compare_greedy",
-    "time_generation",
     "DEFAULT_PROMPTS",
     "LOGIT_TOLERANCE",
     "smollm2_check",
@@ -176,18 +175,6 @@ def compare_greedy(
             numpy_text=reference.detokenize(mine), reference_text=reference.detokenize(ref_tokens),
         ))
     return out
-
-
-def time_generation(generate: Callable[[np.ndarray, int], object], ids: Sequence[int], n_new: int,
-                    repeats: int = 3) -> dict:
-    """Median wall time of ``generate(ids, n_new)`` over ``repeats`` runs, as tokens/s."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        generate(np.asarray([list(ids)], dtype=np.int64), n_new)
-        times.append(time.perf_counter() - t0)
-    med = float(np.median(times))
-    return {"seconds_median": med, "tokens_per_s": n_new / med, "runs": len(times)}
 
 
 # --------------------------------------------------------------------------- the SmolLM2 check
