@@ -10,7 +10,14 @@ A :class:`Plan` is plain data:
   Several chips may hold the same slice (replicas);
 * ``layer_stage``: the pipeline stage of each layer (non-decreasing);
 * ``stage_chips``: the chips of each stage, in the order their partial results are
-  combined (the tensor-parallel group).
+  combined (the tensor-parallel group);
+* ``embed_stage`` / ``head_stage`` (optional): the stage that runs the embedding and the
+  stage that runs the final norm and LM head; by default the first layer's and the last
+  layer's stage. A stage may hold no layer at all (e.g. only the embedding), and with tied
+  embeddings stored once with the head (as :mod:`lpulab.placement` stores them) the
+  embedding runs on the last stage.
+
+:func:`plan_from_placement` turns a :class:`lpulab.placement.Placement` into a plan.
 
 What each chip computes follows from what it holds: in layer ``l`` a chip of that layer's
 stage that holds rows ``[g0*dh, g1*dh)`` of ``k_proj`` runs KV heads ``g0..g1`` (and asks
@@ -28,7 +35,9 @@ of any weight. The simulation keeps one copy of the replicated residual stream.
 Bytes moved between chips (``Transfer`` records, summed over all links):
 
 * pipeline: a stage hands the residual stream (N x h activations) to each chip of the
-  next stage: ``t_next * N * h * a``;
+  next stage: ``t_next * N * h * a``; also from the embedding's stage to the first layer's
+  and from the last layer's to the head's when they differ (with tied embeddings held
+  by the last stage, that is a hop from the last stage back to the first);
 * all_reduce (ring) of M bytes over t chips: ``2 * (t - 1) * M``; used after the
   row-parallel o_proj and down_proj (M = N*h*a in float32; with int8 weights the integer
   accumulators, int32 for 8-bit activations and int64 for 16-bit, M = N*h*4 or N*h*8,
@@ -42,6 +51,7 @@ Sampled token ids returning to the first stage are not counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -60,6 +70,8 @@ __all__ = [
     "Shard",
     "Plan",
     "build_plan",
+    "plan_from_placement",
+    "simulated_device",
     "Transfer",
     "Tolerance",
     "ShardedStep",
@@ -126,6 +138,8 @@ class Plan:
     tensors: Mapping[str, tuple[Shard, ...]] = field(hash=False)
     layer_stage: tuple[int, ...]
     stage_chips: tuple[tuple[int, ...], ...]
+    embed_stage: int | None = None
+    head_stage: int | None = None
 
     def __post_init__(self) -> None:
         chips = tuple(c if isinstance(c, Chip) else Chip(str(c[0]), int(c[1])) for c in self.chips)
@@ -162,6 +176,29 @@ class Plan:
             raise PlanError(f"plan: layer_stage values must be in 0..{len(groups) - 1}, got {stages}")
         if any(b < a for a, b in zip(stages, stages[1:])):
             raise PlanError(f"plan: layer_stage must be non-decreasing (layers flow through the pipeline in order), got {stages}")
+        for what in ("embed_stage", "head_stage"):
+            v = getattr(self, what)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < len(groups):
+                    raise PlanError(f"plan: {what} must be a stage index in 0..{len(groups) - 1}, got {v!r}")
+                object.__setattr__(self, what, int(v))
+        if self.head_stage is not None and self.head_stage < stages[-1]:
+            raise PlanError(f"plan: head_stage ({self.head_stage}) comes before the last layer's stage ({stages[-1]})")
+
+    @property
+    def embedding_stage(self) -> int:
+        """The stage that runs the embedding."""
+        return self.layer_stage[0] if self.embed_stage is None else self.embed_stage
+
+    @property
+    def final_stage(self) -> int:
+        """The stage that runs the final norm and the LM head."""
+        return self.layer_stage[-1] if self.head_stage is None else self.head_stage
+
+    @classmethod
+    def from_placement(cls, placement, **kw) -> "Plan":
+        """The plan of a :class:`lpulab.placement.Placement` (see :func:`plan_from_placement`)."""
+        return plan_from_placement(placement, **kw)
 
     def to_dict(self) -> dict:
         """Plain data (lists, ints, strings), e.g. for JSON."""
@@ -170,6 +207,8 @@ class Plan:
             "tensors": {k: [[s.chip, s.axis, s.start, s.stop] for s in v] for k, v in self.tensors.items()},
             "layer_stage": list(self.layer_stage),
             "stage_chips": [list(g) for g in self.stage_chips],
+            "embed_stage": self.embed_stage,
+            "head_stage": self.head_stage,
         }
 
     @classmethod
@@ -177,7 +216,8 @@ class Plan:
         missing = {"chips", "tensors", "layer_stage", "stage_chips"} - set(d)
         if missing:
             raise PlanError(f"plan: missing keys {sorted(missing)}")
-        return cls(tuple(d["chips"]), d["tensors"], tuple(d["layer_stage"]), tuple(tuple(g) for g in d["stage_chips"]))
+        return cls(tuple(d["chips"]), d["tensors"], tuple(d["layer_stage"]), tuple(tuple(g) for g in d["stage_chips"]),
+                   d.get("embed_stage"), d.get("head_stage"))
 
     def shards_on(self, chip: int) -> list[tuple[str, Shard]]:
         return [(name, s) for name, shards in self.tensors.items() for s in shards if s.chip == chip]
@@ -269,6 +309,95 @@ def build_plan(
         if not (c.tied_embeddings and pipeline_stages == 1):
             add(c.head_weight_name, chip, 0, *vocab_ranges[j])
     return Plan(chips, tensors, tuple(layer_stage), stage_chips)
+
+
+# --------------------------------------------------------------------------- from lpulab.placement
+
+#: Norm gains: :mod:`lpulab.placement` splits their bytes over a stage's chips; every chip
+#: that normalises the (replicated) residual stream needs the whole gain.
+_NORMS = ("attn_norm", "ffn_norm", "final_norm")
+
+
+def plan_from_placement(placement, *, chip_prefix: str = "chip") -> Plan:
+    """The sharding plan of a :class:`lpulab.placement.Placement`, for :class:`ShardedDecoder`.
+
+    Every weight slice is the one :func:`lpulab.placement.export_plan` lists (tensor names
+    and the (out, in) layout are shared), chip ``i`` of the placement is chip ``i`` here,
+    and its SRAM budget is what the placement may use of the chip's tier (capacity less the
+    reserve). Two things differ from the placement, both stated:
+
+    * norm gains (``h`` values each) are held whole by every chip of their stage: the
+      placement splits their bytes ``t`` ways, the decoder normalises the replicated
+      residual stream on every chip; ``(t - 1) * h * a`` more bytes per gain per stage;
+    * the decoder's budget counts weights (int8 scales included) and KV cache, not the
+      activation working set that the placement also reserves.
+
+    With tied embeddings the placement stores the table once, with the head, so the
+    embedding runs on the head's stage (and, with more than one stage, its output travels
+    back to the first stage: a pipeline transfer the decoder counts).
+
+    Raises :class:`PlanError` for what the decoder cannot run: a mixture of experts, an
+    ungated FFN, or a tensor-parallel width that does not divide the KV heads (the decoder
+    splits attention by whole KV heads; place with
+    ``tp_choices=lpulab.placement.tp_widths(model, "kv-heads")``).
+    """
+    from ..placement import export_plan
+
+    m = placement.model
+    if m.is_moe:
+        raise PlanError(f"plan_from_placement: {m.id} is a mixture of experts; the numpy decoder is dense")
+    if not m.ffn_gated or m.norm != "rmsnorm":
+        raise PlanError(f"plan_from_placement: {m.id} needs a gated FFN and RMSNorm (the numpy decoder is Llama-like)")
+    tp, pp = int(placement.tp), int(placement.pp)
+    if m.kv_heads % tp:
+        ok = [d for d in range(1, m.kv_heads + 1) if m.kv_heads % d == 0]
+        raise PlanError(
+            f"plan_from_placement: tensor-parallel width {tp} does not divide {m.id}'s {m.kv_heads} KV heads; the "
+            f"numpy decoder splits attention by whole KV heads (allowed widths: {ok}; place with "
+            f"tp_choices=placement.tp_widths(model, 'kv-heads') or Deployment(tp=...))")
+    tensors, stage_of = export_plan(placement, ("weight",))
+    tier = placement.tiers["weight"]
+    cap = placement.device.capacity(tier)
+    budget = int(cap - math.ceil(cap * placement.reserve))
+    chips = tuple(Chip(f"{chip_prefix}{i}", budget) for i in range(placement.chips))
+    stage_chips = tuple(tuple(placement.stage_chips(s)) for s in range(pp))
+    h = m.hidden_size
+    for name in list(tensors):
+        if name.rsplit(".", 1)[-1] in _NORMS:
+            stages = {chip // tp for chip, *_ in tensors[name]}
+            tensors[name] = [(c, 0, 0, h) for st in sorted(stages) for c in stage_chips[st]]
+    layer_stage = tuple(int(stage_of[i]) for i in range(m.layers))
+    head_stage = next(st.index for st in placement.stages if st.head)
+    embed_stage = head_stage if m.tied_embeddings else next(st.index for st in placement.stages if st.embedding)
+    return Plan(chips, tensors, layer_stage, stage_chips, embed_stage, head_stage)
+
+
+def simulated_device(sram_bytes: float, *, id: str | None = None, bandwidth: float = 80e12):
+    """A catalog :class:`~lpulab.catalog.Device` for a simulated SRAM-only chip of
+    ``sram_bytes`` (category ``lpu``, one ``sram`` tier), validated by the catalog's own
+    schema, so :mod:`lpulab.placement` can place a model on it. Its numbers are a user's
+    parameters (kind ``estimate``, confidence ``unverified``), not a product's; the
+    bandwidth (bytes/s) only matters to code that times it (default: the LPU's stated
+    80 TB/s)."""
+    from pathlib import Path
+
+    from .. import catalog
+
+    if not np.isfinite(sram_bytes) or sram_bytes <= 0:
+        raise PlanError(f"simulated_device: sram_bytes must be a positive number, got {sram_bytes!r}")
+    id = id or f"simulated-sram-{sram_bytes / 1e6:g}MB".replace(".", "p")
+    src = {"parameter": {"title": "a notebook or test parameter: a simulated SRAM-only chip", "url": "local",
+                         "date": "n/a", "confidence": "unverified"}}
+    raw = {
+        "id": id, "name": f"simulated SRAM chip, {sram_bytes / 1e6:g} MB", "vendor": "lpulab", "category": "lpu",
+        "released": "n/a", "sources": src,
+        "memory": {"sram": {
+            "placement": "on-chip",
+            "capacity": {"value": float(sram_bytes), "unit": "B", "source": "parameter", "kind": "estimate"},
+            "bandwidth": {"value": float(bandwidth) / 1e12, "unit": "TB/s", "source": "parameter", "kind": "estimate"},
+        }},
+    }
+    return catalog.parse_device(raw, Path(f"{id}.toml"))
 
 
 # --------------------------------------------------------------------------- run records
@@ -434,9 +563,9 @@ class ShardedDecoder:
                 self.chips[s.chip].hold(name, s, _slice(W[name], s.axis, s.start, s.stop))
         self._check_budget()
 
-        first, last = plan.stage_chips[plan.layer_stage[0]], plan.stage_chips[plan.layer_stage[-1]]
-        self._embed_work = self._row_work("embed_tokens", first, c.vocab, "the first stage")
-        self._head_work = self._row_work(c.head_weight_name, last, c.vocab, "the last stage")
+        es, hs = plan.embedding_stage, plan.final_stage
+        self._embed_work = self._row_work("embed_tokens", plan.stage_chips[es], c.vocab, f"the embedding's stage ({es})")
+        self._head_work = self._row_work(c.head_weight_name, plan.stage_chips[hs], c.vocab, f"the head's stage ({hs})")
         self._attn_work: list[list[tuple[int, int, int]]] = []
         self._ffn_work: list[list[tuple[int, int, int]]] = []
         dh = c.head_dim
@@ -573,7 +702,7 @@ class ShardedDecoder:
                                       2 * (len(self._embed_work) - 1) * x.nbytes))
 
         positions = np.arange(past, past + s)
-        stage = plan.layer_stage[0]
+        stage = plan.embedding_stage
         for layer in range(c.n_layers):
             p = f"layers.{layer}."
             st = plan.layer_stage[layer]
@@ -615,8 +744,11 @@ class ShardedDecoder:
             f = self._row_parallel(p + "down_proj", parts, transfers, counts)
             x = x + f
         cache.length = past + s
+        if plan.final_stage != stage:
+            dst = plan.stage_chips[plan.final_stage]
+            transfers.append(Transfer("head.input", "pipeline", plan.stage_chips[stage] + dst, len(dst) * x.nbytes))
 
-        # head: vocabulary rows split over the last stage, logits gathered on its first chip
+        # head: vocabulary rows split over the head's stage, logits gathered on its first chip
         logits = np.empty((b, c.vocab), dtype=np.float32)
         for ci, v0, v1 in self._head_work:
             ch = chips[ci]
