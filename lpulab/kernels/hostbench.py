@@ -52,6 +52,9 @@ __all__ = [
     "device_entry",
     "to_toml",
     "write_device_toml",
+    "as_device",
+    "tier_for",
+    "HOST_TIERS",
 ]
 
 KERNELS = ("copy", "scale", "add", "triad")
@@ -492,12 +495,15 @@ def device_entry(result: HostBenchResult, *, id: str = "host-measured", name: st
         "memory": {},
         "compute": {},
     }
+    # Cache sizes and MemTotal are read from this host when the bench runs: observed here,
+    # like the bandwidths, so they carry the catalog's "measured" confidence (the sizes
+    # themselves are the CPU's own description, hence kind "vendor-peak").
     if result.caches:
-        entry["sources"]["sysfs"] = {"title": "Linux sysfs cache description (/sys/devices/system/cpu/cpu0/cache)",
-                                     "url": "local", "date": d, "confidence": "reported"}
+        entry["sources"]["sysfs"] = {"title": "Linux sysfs cache description (/sys/devices/system/cpu/cpu0/cache), "
+                                              "read on this host", "url": "local", "date": d, "confidence": "measured"}
     if cpu.get("mem_bytes"):
-        entry["sources"]["meminfo"] = {"title": "Linux /proc/meminfo MemTotal", "url": "local", "date": d,
-                                       "confidence": "reported"}
+        entry["sources"]["meminfo"] = {"title": "Linux /proc/meminfo MemTotal, read on this host", "url": "local",
+                                       "date": d, "confidence": "measured"}
     caps = {f"l{c.level}": c for c in result.caches if c.type in ("Data", "Unified")}
     for tier in ("l1", "l2", "l3", "dram"):
         r = result.tiers.get(tier)
@@ -536,6 +542,36 @@ def device_entry(result: HostBenchResult, *, id: str = "host-measured", name: st
                     f"(median {_sig(c.median_gflops)} GFLOP/s)",
         }}
     return entry
+
+
+def as_device(result_or_entry: HostBenchResult | Mapping, **entry_kwargs):
+    """The measurement as a :class:`lpulab.catalog.Device`, through the same TOML text that
+    :func:`write_device_toml` writes and the catalog's own parser (schema errors name the
+    entry and the field), without writing a file: usable by :mod:`lpulab.roofline`,
+    :mod:`lpulab.placement` and :mod:`lpulab.perf` like any catalogued device."""
+    import tomllib
+
+    from .. import catalog
+
+    entry = device_entry(result_or_entry, **entry_kwargs) if isinstance(result_or_entry, HostBenchResult) else result_or_entry
+    return catalog.parse_device(tomllib.loads(to_toml(entry)), Path(f"{entry['id']}.toml"))
+
+
+#: Memory tiers of a host entry, fastest first.
+HOST_TIERS = ("l1", "l2", "l3", "dram")
+
+
+def tier_for(device, nbytes):
+    """The fastest tier of a host ``device`` whose capacity holds ``nbytes`` (vectorised;
+    ``"dram"`` when none does). Private caches are per core: a working set split over the
+    threads fits sooner than this says, so it is a conservative choice."""
+    n = np.asarray(nbytes, float)
+    out = np.full(n.shape, "dram", dtype=object)
+    for t in reversed([t for t in HOST_TIERS if t in device.memory and t != "dram"]):
+        cap = device.memory[t].capacity
+        if cap is not None and device.memory[t].bandwidth is not None:
+            out = np.where(n <= cap.si, t, out)
+    return out.item() if out.ndim == 0 else out
 
 
 def _toml_value(v) -> str:
