@@ -120,6 +120,35 @@ class DecoderConfig:
     def head_weight_name(self) -> str:
         return "embed_tokens" if self.tied_embeddings else "lm_head"
 
+    @classmethod
+    def from_model(cls, model, **kw) -> "DecoderConfig":
+        """The decoder shape of a catalog :class:`~lpulab.catalog.Model` (dense, gated FFN,
+        RMSNorm: Llama-like); ``kw`` sets what the catalog does not hold (``rope_theta``,
+        ``norm_eps``, ``rope_layout``)."""
+        if model.is_moe or not model.ffn_gated or model.norm != "rmsnorm":
+            raise ValueError(f"DecoderConfig.from_model: {model.id} is not Llama-like (needs dense, gated FFN, RMSNorm; "
+                             f"has experts={model.experts}, ffn_gated={model.ffn_gated}, norm={model.norm!r})")
+        return cls(n_layers=model.layers, hidden=model.hidden_size, n_heads=model.attention_heads,
+                   n_kv_heads=model.kv_heads, head_dim=model.head_dim, ffn=model.ffn_size, vocab=model.vocab_size,
+                   tied_embeddings=model.tied_embeddings, **kw)
+
+    def to_model(self, id: str = "numpy-decoder", max_context: int = 4096):
+        """This shape as a catalog :class:`~lpulab.catalog.Model`, so :mod:`lpulab.workload`,
+        :mod:`lpulab.placement` and :mod:`lpulab.perf` can count, place and time it. Its
+        parameter count is derived from the shape (no published figure exists)."""
+        from .. import catalog
+
+        src = catalog.Source("shape", "a decoder shape given as parameters", "local", "n/a", "unverified")
+        n = float(self.n_params)
+        pub = catalog.Value(si=n, value=n, unit="count", source=src, kind="derived",
+                            formula="sum of the weight shapes (DecoderConfig.n_params)")
+        return catalog.Model(
+            id=id, name=f"numpy decoder {self.n_layers}x{self.hidden}", family="lpulab-kernels", released="n/a",
+            layers=self.n_layers, hidden_size=self.hidden, attention_heads=self.n_heads, kv_heads=self.n_kv_heads,
+            head_dim=self.head_dim, ffn_size=self.ffn, vocab_size=self.vocab, max_context=int(max_context), experts=1,
+            active_experts=1, ffn_gated=True, tied_embeddings=self.tied_embeddings, norm="rmsnorm",
+            published_parameters=pub, sources={"shape": src})
+
 
 @dataclass(frozen=True)
 class Numerics:
@@ -313,6 +342,19 @@ class Decoder:
     @property
     def nbytes(self) -> int:
         return weights_nbytes(self.weights)
+
+    @property
+    def workload_precision(self):
+        """The :class:`lpulab.workload.Precision` the counts of this decoder follow: weights
+        fp32 or int8 (payload bytes; the int8 scales are not counted, docs/counting.md),
+        float32 activations, the KV cache's dtype. Weight formats without a workload
+        precision (e.g. GGUF blocks) raise ValueError."""
+        from ..workload import Precision
+
+        w = self.precision
+        if w not in PRECISIONS:
+            raise ValueError(f"Decoder: weights of format {w!r} have no lpulab.workload precision (fp32 or int8)")
+        return Precision(w, "fp32", {"float32": "fp32", "float16": "fp16"}[self.numerics.kv_dtype])
 
     def new_cache(self, batch: int = 1, capacity: int = 128) -> KVCache:
         c = self.config
