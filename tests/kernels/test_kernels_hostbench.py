@@ -104,3 +104,41 @@ def test_dram_size_follows_the_last_level_cache():
     assert hb._default_sizes(2, False, 32 << 20)[-1] == 1 << 24          # 128 MiB arrays: 4x a 32 MiB L3
     assert hb._default_sizes(2, False, 256 << 20)[-1] * 8 >= 4 * (256 << 20)
     assert hb._default_sizes(2, True, 256 << 20)[-1] * 8 * 3 > 2 * (256 << 20)
+
+
+# --------------------------------------------------------------------------- as a catalog device
+
+
+def test_the_entry_loads_with_the_catalog_and_feeds_the_roofline(tmp_path, quick):
+    from lpulab import catalog, roofline
+
+    path = hb.write_device_toml(tmp_path / "host-measured.toml", quick)
+    dev = catalog.load_device(path)  # the catalog's own loader and schema
+    assert dev.id == "host-measured" and dev.category == "cpu" and dev.main_tier == "dram"
+    assert {s.confidence for s in dev.sources.values()} <= set(catalog.CONFIDENCES)
+    assert dev.sources["hostbench"].confidence == "measured"
+    direct = hb.as_device(quick)  # same text, same parser, no file
+    assert {t: m.bandwidth.si for t, m in direct.memory.items()} == {t: m.bandwidth.si for t, m in dev.memory.items()}
+    r = roofline.roofs(dev, "fp32")
+    assert set(r.bandwidth) == set(dev.memory) and r.peak == dev.peak("fp32") > 0
+    assert r.bandwidth["dram"] == dev.bandwidth("dram") > 0
+    # memory-bound far below the ridge, compute-bound far above it
+    assert roofline.bound(1.0, {"dram": 1e9}, r) == "dram" and roofline.bound(1e15, {"dram": 1.0}, r) == "compute"
+
+
+def test_a_broken_entry_is_refused_naming_the_field(quick):
+    from lpulab import catalog
+
+    entry = hb.device_entry(quick)
+    entry["sources"]["hostbench"]["confidence"] = "reported"
+    with pytest.raises(catalog.CatalogError, match=r"host-measured\.toml: sources\.hostbench\.confidence: 'reported'"):
+        hb.as_device(entry)
+
+
+def test_tier_for_picks_the_fastest_tier_that_holds_the_bytes(quick):
+    dev = hb.as_device(quick)
+    caps = {t: dev.memory[t].capacity.si for t in ("l1", "l2", "l3") if t in dev.memory}
+    for t, cap in caps.items():
+        assert hb.tier_for(dev, cap) == t
+    assert hb.tier_for(dev, 1e12) == "dram"
+    assert list(hb.tier_for(dev, [1.0, 1e12])) == [min(caps, key=caps.get) if caps else "dram", "dram"]
