@@ -78,9 +78,10 @@ def transfers_vs_perf(step, plan, work, model) -> pd.DataFrame:
 
     Rows: the parts of :data:`TRANSFER_PARTS`, then ``total``. Columns: ``part``, ``kind``,
     ``transfers`` (how many), ``measured`` and ``assumed`` (bytes per token), ``ratio``
-    (measured / assumed; NaN where perf assumes nothing), and ``width_measured`` /
+    (measured / assumed; NaN where perf assumes nothing), ``width_measured`` /
     ``width_assumed``: bytes per reduced value in the layer all-reduces (the int8 path
-    reduces integer accumulators, perf an activation).
+    reduces integer accumulators, perf an activation), and ``note``: why the part differs
+    from perf's figure, in words.
     """
     widths = {len(g) for g in plan.stage_chips}
     if len(widths) != 1:
@@ -103,9 +104,40 @@ def transfers_vs_perf(step, plan, work, model) -> pd.DataFrame:
         rows.append(row)
     meas = sum(r["measured"] for r in rows)
     ass = float(np.asarray(assumed["total"], float)) / n
+    for row in rows:
+        row["note"] = _note(row, tp, pp, act)
     rows.append({"part": "total", "kind": "", "transfers": sum(r["transfers"] for r in rows), "measured": meas,
                  "assumed": ass, "ratio": meas / ass if ass else np.nan, "width_measured": np.nan,
-                 "width_assumed": np.nan})
+                 "width_assumed": np.nan, "note": ""})
     df = pd.DataFrame(rows)
     df.attrs.update({"tensor": tp, "pipeline": pp, "tokens": n, "activation_bytes": act})
     return df
+
+
+def _note(row: dict, tp: int, pp: int, act: float) -> str:
+    part, meas, n = row["part"], row["measured"], row["transfers"]
+    if part == "layer all-reduces":
+        if tp == 1:
+            return "no tensor parallelism: no all-reduce"
+        if row["width_measured"] == row["width_assumed"]:
+            return f"{row['width_measured']:g}-byte values, as perf assumes"
+        return (f"{row['width_measured']:g} bytes per reduced value against perf's {act:g}-byte activations: the int8 "
+                f"path sums its exact integer accumulators (int64 for 16-bit activations, int32 for 8-bit) across "
+                f"chips and scales back to float32 after the sum")
+    if part == "int8 row scales":
+        return (f"{n} all-reduces of one float32 maximum per row, so every chip quantises the activations with the "
+                f"same scale (what makes the int8 result exact); perf does not model them") if meas else ""
+    if part == "embedding all-reduce":
+        return ("the embedding table is split by vocabulary rows: each chip looks up the tokens in its rows and the "
+                "stage sums the rows; perf does not model it") if meas else ""
+    if part == "pipeline hand-overs":
+        if pp == 1:
+            return "one stage: no hand-over"
+        if n > pp - 1:
+            return (f"{n} hand-overs against perf's {pp - 1}: tied embeddings are stored once, with the head on the "
+                    f"last stage, so the embedded tokens travel from the last stage back to the first")
+        return f"{n} hand-overs of the activations to every chip of the next stage, as perf assumes"
+    if part == "logits gather":
+        return ("the LM head is split by vocabulary rows: the other chips send their logits to the stage's first chip; "
+                "perf does not model it") if meas else ""
+    return ""
