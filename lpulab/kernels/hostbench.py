@@ -54,6 +54,7 @@ __all__ = [
     "write_device_toml",
     "as_device",
     "tier_for",
+    "tier_table",
     "HOST_TIERS",
 ]
 
@@ -572,6 +573,23 @@ def tier_for(device, nbytes):
         if cap is not None and device.memory[t].bandwidth is not None:
             out = np.where(n <= cap.si, t, out)
     return out.item() if out.ndim == 0 else out
+
+
+def tier_table(device, precision: str = "fp32"):
+    """One row per memory tier of a host ``device``, fastest-to-slowest by level: ``tier``,
+    ``capacity`` (bytes; NaN if unknown), ``bandwidth`` (bytes/s), ``ridge`` (FLOP/byte at
+    which the ``precision`` peak meets that tier's roof) and ``peak`` (FLOP/s)."""
+    import pandas as pd
+
+    peak = device.peak(precision)
+    rows = []
+    for t in [t for t in HOST_TIERS if t in device.memory] + [t for t in device.memory if t not in HOST_TIERS]:
+        m = device.memory[t]
+        if m.bandwidth is None:
+            continue
+        rows.append({"tier": t, "capacity": m.capacity.si if m.capacity is not None else np.nan,
+                     "bandwidth": m.bandwidth.si, "ridge": peak / m.bandwidth.si, "peak": peak})
+    return pd.DataFrame(rows)
 
 
 def _toml_value(v) -> str:
