@@ -240,11 +240,16 @@ def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list[np
 def smollm2_check(
     prompts: Sequence[str] = DEFAULT_PROMPTS, n_new: int = 12, *, modes: Sequence[str] = ("fp32", "int8"),
     speed_tokens: int = 0, speed_repeats: int = 3, noise_floor: bool = False, n_threads: int | None = None,
+    shard_layouts: Sequence[tuple[str, int, int]] | None = None,
 ) -> SmolLM2Report:
     """SmolLM2-135M (Q4_1 GGUF) in lpulab's numpy decoder vs llama.cpp on the same ids:
     last-position logits, greedy continuations, sharded runs, placement, and (with
     ``speed_tokens``) tokens/s in this process; benchmarks/bench_smollm2.py times each
-    engine in its own process instead, which is fairer on a shared machine."""
+    engine in its own process instead, which is fairer on a shared machine.
+
+    ``shard_layouts``: (mode, pipeline stages, tensor parallel) of the sharded runs on
+    230 MB chips (default: fp32 1x3, int8 1x1, 1x3, 3x1); ``()`` skips them (notebook 05
+    shards through :mod:`lpulab.placement` instead)."""
     from .gguf_model import load_gguf, smollm2_gguf_path
     from .model import Decoder, quantize_weights
     from .sharded import LPU_SRAM_BYTES, ShardedDecoder, SramBudgetError, build_plan
@@ -278,7 +283,10 @@ def smollm2_check(
 
     ids = ref.tokenize(prompts[0])
     shards = []
-    layouts = [("fp32", 1, 3)] + ([("int8", 1, 1), ("int8", 1, 3), ("int8", 3, 1)] if "int8" in models else [])
+    if shard_layouts is None:
+        layouts = [("fp32", 1, 3)] + ([("int8", 1, 1), ("int8", 1, 3), ("int8", 3, 1)] if "int8" in models else [])
+    else:
+        layouts = [tuple(x) for x in shard_layouts]
     for mode, stages, tp in layouts:
         m = models[mode]
         sd = ShardedDecoder(m, build_plan(cfg, n_chips=stages * tp, pipeline_stages=stages, tensor_parallel=tp,
