@@ -31,6 +31,28 @@ sets:
 MARKUP = '<b id="injected">bold</b><script>document.title="pwned"</script> & <img src="x" onerror="1">'
 
 
+def stop(proc: subprocess.Popen, grace: float = 0.0) -> None:
+    """End a server process: wait ``grace`` seconds for it to exit by itself, then
+    terminate it, then kill it; never hang longer than about 20 s beyond the grace."""
+    try:
+        proc.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stop_process():
+    """The :func:`stop` helper, for test modules that start servers."""
+    return stop
+
+
 @pytest.fixture(scope="session")
 def probe_notebook() -> Path:
     return PROBE
@@ -190,10 +212,5 @@ def browser(tmp_path_factory):
     finally:
         if page is not None:
             page.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
         log.close()
