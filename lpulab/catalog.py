@@ -482,6 +482,10 @@ def load_claims(path: Path | None = None) -> dict[str, Claim]:
 MEASUREMENT_COLUMNS = ("id", "date", "source_title", "source_url", "confidence", "model", "hardware", "chips",
                        "software", "precision", "scenario", "concurrency", "input_tokens", "output_tokens",
                        "metric", "value", "unit", "note")
+#: Optional columns: how the measured deployment was run (whole numbers, empty when not
+#: published) and which speculative decoding it used (none, unknown, or what).
+MEASUREMENT_LAYOUT_COLUMNS = ("tensor", "pipeline", "replicas", "expert")
+MEASUREMENT_OPTIONAL_COLUMNS = MEASUREMENT_LAYOUT_COLUMNS + ("speculative",)
 #: metric -> the kind of unit it must have
 MEASUREMENT_METRICS = {"output_tok_s_per_user": "rate", "output_tok_s_aggregate": "rate", "ttft_s": "time",
                        "tpot_s": "time", "samples_per_s": "request_rate"}
@@ -492,6 +496,7 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
     ``value_si`` column; every row is checked (columns, metric, unit, value, source)."""
     import io
 
+    import numpy as np
     import pandas as pd
 
     path = Path(folder or paths.MEASUREMENTS) / f"{name}.csv"
@@ -501,9 +506,20 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
     ctx = _Ctx(path)
     df = pd.read_csv(io.BytesIO(record_read(path)), dtype={"date": str})
     missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
-    extra = [c for c in df.columns if c not in MEASUREMENT_COLUMNS]
+    extra = [c for c in df.columns if c not in MEASUREMENT_COLUMNS + MEASUREMENT_OPTIONAL_COLUMNS]
     if missing or extra:
-        ctx.fail("columns", f"missing {missing or 'none'}, unknown {extra or 'none'} (expected: {', '.join(MEASUREMENT_COLUMNS)})")
+        ctx.fail("columns", f"missing {missing or 'none'}, unknown {extra or 'none'} (expected: "
+                 f"{', '.join(MEASUREMENT_COLUMNS)}; optional: {', '.join(MEASUREMENT_OPTIONAL_COLUMNS)})")
+    for c in MEASUREMENT_LAYOUT_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+        bad = df[c].notna() & ~df[c].apply(lambda x: isinstance(x, (int, float)) and x == x and x >= 1 and float(x).is_integer())
+        if bad.any():
+            r = df[bad].iloc[0]
+            ctx.fail(f"row {r['id']!r}.{c}", f"expected a whole number >= 1 or empty, got {r[c]!r}")
+    if "speculative" not in df.columns:
+        df["speculative"] = None
+    df["speculative"] = [s if isinstance(s, str) and s else None for s in df["speculative"]]
     if df["id"].duplicated().any():
         ctx.fail("id", f"duplicate ids: {', '.join(df['id'][df['id'].duplicated()])}")
     si = []
