@@ -1,26 +1,43 @@
-"""Inference speed of a deployment: time to first token, time per output token, tokens/s.
+"""The serving model: time to first token, time per output token and tokens/s of a deployment.
 
-A deployment is ``chips`` of one device arranged as ``replicas`` copies of a model, each
-split into ``pipeline`` stages of ``tensor`` chips (tensor parallel inside a stage). One
-step of a micro-batch does work ``W`` = (FLOPs ``F``, bytes through the weight-holding tier
-``b``, all-reduce message ``M`` per layer), spread evenly over the ``n = pipeline*tensor``
-chips of a replica. Per stage:
+A :class:`Deployment` is a device used in a :class:`~lpulab.parallel.Layout` (``replicas``
+copies of the model, each ``pipeline`` stages of ``tensor`` chips) at a precision, with the
+achieved fractions of its peaks and a named per-layer overhead. It serves ``concurrency``
+streams in all (spread over the replicas as evenly as whole streams allow), each with a
+prompt of ``prompt`` tokens and ``output`` generated tokens, by continuous batching: every
+step of a micro-batch decodes one token for each of its streams and, fused into the same
+step, prefills the prompts of the requests that start meanwhile (``streams / output`` per
+step in steady state).
 
-    t_stage = max(F / (n e_c P), b / (n e_m W_mem)) + o_step
-            + (L / pipeline) * 2 * allreduce(M, tensor)
-    allreduce(M, t) = 2 ceil(log2 t) alpha + 2 (t-1)/t * M / (e_l W_link)
+Time of one micro-batch of ``b`` streams on one pipeline stage, from the operators the
+stage actually holds (:func:`lpulab.placement.stage_split`: whole layers, the embedding
+with the first, the head with the last)::
 
-A token passes every stage in turn and stages hand over activations in one hop each
-(``alpha + M / (e_l W_link)``). With ``m`` micro-batches in flight in the pipeline:
+    t_op     = max(F_op / (n e_c P),  B_op / (n e_m W))         each operator on its roofline
+    t_layer  = sum_op t_op + 2 [tensor > 1] allreduce(M) + o     per layer
+    t_stage  = [embedding] t_emb + layers * t_layer + [head] t_head
+    allreduce(M) = alpha_coll + 2 (t-1)/t * M / (e_l W_link)
 
-    cycle     = max(m, pipeline) * t_stage + (pipeline - 1) * hop
-    TPOT      = cycle                      (each stream gets one token per cycle)
-    aggregate = replicas * m * b_micro / cycle
+with ``n = tensor`` chips sharing every operator, ``P`` the peak at the compute format,
+``W`` the bandwidth of the tier holding the weights, ``M = tokens x hidden x activation
+bytes`` the message of one all-reduce, ``alpha_coll`` the link's measured collective
+latency (catalog), ``o`` the per-layer overhead (kernel launches, scheduling; a calibrated
+knob). Attention is counted fused by default (scores never leave the chip); the
+materialised variant counts the score matrix's reads and writes. Stages hand activations
+over one hop each (``hop latency + M / (e_l W_link)``).
 
-``alpha`` (latency per collective step or hop), ``o_step`` (fixed overhead per stage step)
-and the achieved fractions ``e`` are the knobs that calibration fits to measurements.
-Everything broadcasts over numpy arrays: batch, context and configuration arrays give a
-whole latency-throughput frontier in one call.
+With ``m`` micro-batches in flight (sizes as even as whole streams allow), one round in
+which every stream gets one token lasts::
+
+    round = max( max_stage sum_micro t_stage(b_i),  max_micro (sum_stage t_stage(b_i) + hops) )
+
+so the slowest stage sets the pace of a full pipeline. ``TPOT = round``; aggregate
+tokens/s sum ``streams / round`` over the replicas; ``TTFT`` is the prefill of one prompt
+passing every stage (alone at concurrency 1; fused into a decode step, after waiting half a
+round on average, when other streams are running).
+
+Everything broadcasts over an array of concurrencies: a latency-throughput frontier is one
+call.
 """
 
 from __future__ import annotations
@@ -31,64 +48,489 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .catalog import Device
+from . import workload
+from .catalog import PRECISION_BYTES, Device, Link
+from .parallel import Layout
 from .roofline import Efficiency
+from .workload import Precision
+
+ATTENTION = ("fused", "materialised")
+BOUNDS = ("compute", "memory", "communication", "overhead")
+
+
+class PerfError(ValueError):
+    """A deployment or an operating point the serving model cannot time; the message says why."""
+
+
+#: Formats of the same width a device may list under either name.
+_SAME_WIDTH = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "int8"), "int8": ("int8", "fp8"),
+               "int4": ("int4", "fp8", "int8"), "fp32": ("fp32", "tf32")}
+
+
+def compute_format(device: Device, precision: Precision) -> str:
+    """The format the matrix units run in: the wider of the weights' and the activations'
+    (narrower weights are widened on the way in), or a format of the same width the device
+    lists. A device with no such peak is a clear error."""
+    p = precision
+    name = p.activations if PRECISION_BYTES[p.activations] >= PRECISION_BYTES[p.weights] else p.weights
+    for cand in _SAME_WIDTH.get(name, (name,)):
+        if cand in device.compute:
+            return cand
+    raise PerfError(f"{device.id} has no {name} peak (it runs: {', '.join(device.compute) or 'none'}); "
+                    f"choose a precision it runs (weights {p.weights}, activations {p.activations})")
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """How chips serve one model. ``hop_latency_s`` and ``step_overhead_s`` are assumptions
-    (or calibrated values), not vendor figures."""
+    """A device serving a model in a layout. ``efficiency`` and ``layer_overhead_s`` are
+    calibrated knobs (see :mod:`lpulab.calibration`); everything else comes from the catalog."""
 
     device: Device
-    chips: int
-    pipeline: int = 1
-    tensor: int = 1
-    precision: str = "int8"          # the compute roof used (weights' precision)
-    link: str | None = None          # device.interconnect key for chip-to-chip traffic
-    hop_latency_s: float = 1e-6
-    step_overhead_s: float = 0.0
+    layout: Layout
+    precision: Precision = field(default_factory=Precision)
+    compute: str | None = None            # tensor-core format; None: :func:`compute_format`
     efficiency: Efficiency = field(default_factory=Efficiency)
+    layer_overhead_s: float = 0.0         # fixed time per layer per step (kernel launches, scheduling)
+    attention: str = "fused"
+    microbatches: int | None = None       # per replica; None: as many as pipeline stages
+    reserve: float = 0.0                  # fraction of each chip's memory kept free
+    hop_latency: float | None = None      # s per chip-to-chip hop; None: the link's catalog latency
+    collective_latency: float | None = None  # s per small all-reduce; None: the link's catalog value
 
-    def __post_init__(self):
-        for name in ("chips", "pipeline", "tensor"):
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision.of(self.precision))
+        if not isinstance(self.layout, Layout):
+            raise PerfError(f"Deployment.layout must be a lpulab.parallel.Layout, got {self.layout!r}")
+        if self.compute is None:
+            object.__setattr__(self, "compute", compute_format(self.device, self.precision))
+        elif self.compute not in self.device.compute:
+            raise PerfError(f"{self.device.id} has no {self.compute} peak (it runs: {', '.join(self.device.compute)})")
+        if self.attention not in ATTENTION:
+            raise PerfError(f"attention {self.attention!r} is not one of {', '.join(ATTENTION)}")
+        if not (math.isfinite(self.layer_overhead_s) and self.layer_overhead_s >= 0):
+            raise PerfError(f"layer_overhead_s must be a finite number >= 0, got {self.layer_overhead_s!r}")
+        if self.microbatches is not None and (int(self.microbatches) != self.microbatches or self.microbatches < 1):
+            raise PerfError(f"microbatches must be a whole number >= 1, got {self.microbatches!r}")
+        for name in ("hop_latency", "collective_latency"):
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Deployment.{name} must be a positive integer, got {v!r}")
-        if self.chips % (self.pipeline * self.tensor):
-            raise ValueError(
-                f"{self.chips} chips cannot be split into replicas of pipeline {self.pipeline} x tensor "
-                f"{self.tensor} = {self.pipeline * self.tensor}; choose chips as a multiple of that")
-        if self.precision not in self.device.compute:
-            raise ValueError(f"{self.device.id} has no {self.precision} peak (has {', '.join(self.device.compute)})")
-        if self.hop_latency_s < 0 or self.step_overhead_s < 0:
-            raise ValueError("hop_latency_s and step_overhead_s must be non-negative")
-        if self.link is not None and self.link not in self.device.interconnect:
-            raise ValueError(f"{self.device.id} has no interconnect {self.link!r} "
-                             f"(has {', '.join(self.device.interconnect) or 'none'})")
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise PerfError(f"{name} must be a finite number of seconds >= 0, got {v!r}")
+        if not (0.0 <= self.reserve < 1.0):
+            raise PerfError(f"reserve must be a fraction in [0, 1), got {self.reserve!r}")
+        if self.layout.expert != 1:
+            raise PerfError(f"expert parallelism (expert={self.layout.expert}) is not timed by this model yet")
+        if self.layout.stage_chips > 1 or self.layout.pipeline > 1:
+            rules = self.device.deployment
+            if self.layout.tensor > rules.max_tensor:
+                raise PerfError(f"tensor={self.layout.tensor} exceeds {self.device.id}'s scale-up domain of "
+                                f"{rules.max_tensor} chips (deployment.scale_up)")
+            self.link  # noqa: B018  (raises a clear error when the catalog has no link)
+
+    # ---- what the catalog says about this device
 
     @property
-    def per_replica(self) -> int:
-        return self.pipeline * self.tensor
-
-    @property
-    def replicas(self) -> int:
-        return self.chips // self.per_replica
+    def link(self) -> Link:
+        """The interconnect inside the scale-up domain (``deployment.scale_up_link``)."""
+        name = self.device.deployment.scale_up_link
+        if name is None:
+            raise PerfError(f"{self.device.id}: deployment.scale_up_link is not set, so chips cannot talk; "
+                            "name the [interconnect] that joins them")
+        return self.device.interconnect[name]
 
     @property
     def link_bandwidth(self) -> float:
-        """Chip-to-chip bandwidth per chip per direction, bytes/s (the first non-PCIe link)."""
-        names = [self.link] if self.link else [k for k in self.device.interconnect if k != "pcie"] or list(self.device.interconnect)
-        for n in names:
-            ln = self.device.interconnect[n]
-            if ln.bandwidth is not None:
-                return ln.bandwidth.si
-        if self.per_replica == 1:
-            return math.inf  # a single chip never talks to another
-        raise ValueError(f"{self.device.id} has no chip-to-chip link bandwidth in the catalog")
+        bw = self.link.bandwidth
+        if bw is None:
+            raise PerfError(f"{self.device.id}: interconnect {self.link.name!r} has no bandwidth")
+        return bw.si * self.efficiency.link
+
+    @property
+    def hop_latency_s(self) -> float:
+        """One chip-to-chip hop (a pipeline hand-over): the link's ``latency``."""
+        if self.hop_latency is not None:
+            return self.hop_latency
+        if self.link.latency is None:
+            raise PerfError(f"{self.device.id}: interconnect {self.link.name!r} has no latency; add "
+                            f"interconnect.{self.link.name}.latency (one hop) to its hardware file")
+        return self.link.latency.si
+
+    def collective_latency_s(self) -> float:
+        """Fixed time of one small all-reduce over the tensor group: the link's measured
+        ``collective_latency``, else ``2 ceil(log2 t)`` hops (a recursive-doubling bound)."""
+        t = self.layout.tensor
+        if t <= 1:
+            return 0.0
+        if self.collective_latency is not None:
+            return self.collective_latency
+        if self.link.collective_latency is not None:
+            return self.link.collective_latency.si
+        return 2 * math.ceil(math.log2(t)) * self.hop_latency_s
+
+    @property
+    def peak(self) -> float:
+        return self.device.peak(self.compute) * self.efficiency.compute
+
+    @property
+    def bandwidth(self) -> float:
+        return self.device.bandwidth() * self.efficiency.memory
+
+    @property
+    def chips(self) -> int:
+        return self.layout.chips
+
+    @property
+    def units(self) -> int:
+        """Deployment units bought (chips rounded up to the device's ``deployment.unit``)."""
+        u = self.device.deployment.unit_chips
+        return -(-self.chips // u)
 
     def with_(self, **changes) -> "Deployment":
         return replace(self, **changes)
+
+    def label(self) -> str:
+        return f"{self.device.id} {self.layout.label()} {self.precision.label()}"
+
+
+# --------------------------------------------------------------------------- operator times
+
+
+def _op_list(model, dep: Deployment, phase, batch, context, tokens):
+    """Operators of one step (embedding, one layer, head) with the attention fused or not."""
+    ops = workload.op_counts(model, phase, batch, context, tokens, dep.precision)
+    if dep.attention == "materialised":
+        return ops
+    att = {o.name: o for o in ops if o.kind == "attention"}
+    s, v, sm = att["attn_scores"].counts, att["attn_values"].counts, att["softmax"].counts
+    fused = workload.Counts(s.flops + sm.flops + v.flops, 0.0, s.act_read, v.act_write, s.kv_read + v.kv_read, 0.0)
+    out, done = [], False
+    for o in ops:
+        if o.kind == "attention":
+            if not done:
+                out.append(workload.Op("attention", "layer", "attention", fused))
+                done = True
+            continue
+        out.append(o)
+    return out
+
+
+def _merge(a: workload.Counts, b: workload.Counts, scale) -> workload.Counts:
+    """``a`` plus ``scale`` times ``b`` in one step: the weights are read once."""
+    scale = np.asarray(scale, float)
+    w = np.maximum(np.asarray(a.weight, float), np.where(scale > 0, np.asarray(b.weight, float), 0.0))
+    return workload.Counts(a.flops + scale * b.flops, w, a.act_read + scale * b.act_read,
+                           a.act_write + scale * b.act_write, a.kv_read + scale * b.kv_read,
+                           a.kv_write + scale * b.kv_write)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The calibrated numbers of the serving model: achieved fractions of the compute peak,
+    the memory bandwidth and the link bandwidth, and the fixed time per layer per step.
+    Each may be a numpy array (e.g. shape ``(k, 1)``): every result broadcasts over it."""
+
+    compute: object = 1.0
+    memory: object = 1.0
+    link: object = 1.0
+    layer_overhead_s: object = 0.0
+
+    @classmethod
+    def of(cls, dep: "Deployment") -> "Knobs":
+        e = dep.efficiency
+        return cls(e.compute, e.memory, e.link, dep.layer_overhead_s)
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """One step of one micro-batch, before the knobs: every operator's compute time and
+    memory time at the vendor's peaks (arrays ``(ops, ...)`` per group), the all-reduce and
+    hand-over times split into a fixed latency and a part that scales with the link's
+    achieved bandwidth, and what each stage holds."""
+
+    tc: dict                     # group -> (..., ops) compute times at the peak
+    tm: dict                     # group -> (..., ops) memory times at the peak bandwidth
+    comm_latency: float          # per layer: 2 all-reduces' fixed latency
+    comm_bytes_time: np.ndarray  # per layer: 2 all-reduces' bandwidth term at full link bandwidth
+    hop_latency: float           # all hand-overs of one micro-batch: fixed part
+    hop_bytes_time: np.ndarray   # ... and their bandwidth term
+    emb: np.ndarray              # (stages,) 1 where a stage holds the embedding
+    lay: np.ndarray              # (stages,) layers per stage
+    head: np.ndarray             # (stages,) 1 where a stage holds the head
+
+
+def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests=0.0, prompt=1,
+                 stages=None) -> StepProfile:
+    """The knob-free work of one step of one micro-batch: ``decode_batch`` streams each
+    decoding one token over ``context`` cached tokens, with ``prefill_requests`` prompts of
+    ``prompt`` tokens fused in (fractional: the average number starting per step). A
+    ``decode_batch`` of 0 is a prefill-only step."""
+    b = np.asarray(decode_batch, float)
+    r = np.asarray(prefill_requests, float)
+    if stages is None:
+        stages = _stages(model, dep, int(np.max(context)) if np.size(context) else 0)
+    dec = _op_list(model, dep, "decode", np.maximum(b, 1.0), np.asarray(context, float), None)
+    pre = _op_list(model, dep, "prefill", 1, 0, int(prompt))
+    live = (b > 0).astype(float)
+    n = dep.layout.tensor
+    P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n
+    tc: dict = {"embedding": [], "layer": [], "head": []}
+    tm: dict = {"embedding": [], "layer": [], "head": []}
+    shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
+    for od, op in zip(dec, pre):
+        base = workload.Counts(*(np.asarray(getattr(od.counts, c), float) * live for c in workload.COLUMNS))
+        m = _merge(base, op.counts, r)
+        tc[od.group].append(np.broadcast_to(np.asarray(m.flops, float) / P, shape))
+        tm[od.group].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
+    tc = {g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in tc.items()}
+    tm = {g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in tm.items()}
+    message = (b + r * int(prompt)) * model.hidden_size * dep.precision.a
+    t = dep.layout.tensor
+    link_bw = None
+    if t > 1 or dep.layout.pipeline > 1:
+        link_bw = dep.link.bandwidth.si if dep.link.bandwidth is not None else None
+        if link_bw is None:
+            raise PerfError(f"{dep.device.id}: interconnect {dep.link.name!r} has no bandwidth")
+    comm_lat = 2.0 * dep.collective_latency_s() if t > 1 else 0.0
+    comm_bw = 2.0 * 2.0 * (t - 1) / t * message / link_bw if t > 1 else np.zeros(shape)
+    hops = dep.layout.pipeline - 1
+    hop_lat = hops * dep.hop_latency_s if hops else 0.0
+    hop_bw = hops * message / link_bw if hops else np.zeros(shape)
+    emb = np.array([s_.embedding for s_ in stages], float)
+    lay = np.array([len(s_.layers) for s_ in stages], float)
+    head = np.array([s_.head for s_ in stages], float)
+    return StepProfile(tc, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
+                       emb, lay, head)
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Times of one micro-batch step on each pipeline stage (arrays: stages x ...)."""
+
+    stage: np.ndarray
+    compute: np.ndarray
+    memory: np.ndarray
+    communication: np.ndarray
+    overhead: np.ndarray
+    hops: np.ndarray            # all hand-overs of one micro-batch
+
+    @property
+    def path(self):
+        """One micro-batch through every stage and hand-over."""
+        return self.stage.sum(axis=0) + self.hops
+
+
+def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
+    """A step's times with the knobs applied: each operator on its roofline, summed per
+    group, assembled per stage with the all-reduces and the per-layer overhead."""
+    ec, em, el, o = (np.asarray(x, float) for x in (knobs.compute, knobs.memory, knobs.link, knobs.layer_overhead_s))
+    g = {}
+    for grp in ("embedding", "layer", "head"):
+        c, m = prof.tc[grp] / ec[..., None], prof.tm[grp] / em[..., None]
+        t = np.maximum(c, m)
+        g[grp] = (t.sum(axis=-1), np.where(c >= m, t, 0.0).sum(axis=-1), np.where(c >= m, 0.0, t).sum(axis=-1))
+    comm = prof.comm_latency + prof.comm_bytes_time / el
+    hops = prof.hop_latency + prof.hop_bytes_time / el
+    nd = max(np.ndim(g["layer"][0]), np.ndim(comm), np.ndim(o))
+    sh = (-1,) + (1,) * nd
+    emb, lay, head = prof.emb.reshape(sh), prof.lay.reshape(sh), prof.head.reshape(sh)
+
+    def per_stage(i):
+        return emb * g["embedding"][i] + lay * g["layer"][i] + head * g["head"][i]
+
+    stage = per_stage(0) + lay * (comm + o)
+    zero = 0.0 * stage
+    return StepTimes(stage, per_stage(1) + zero, per_stage(2) + zero, lay * comm + zero, lay * o + zero,
+                     np.asarray(hops, float))
+
+
+def _stages(model, dep: Deployment, context: int):
+    from . import placement
+
+    return placement.stage_split(model, dep.device, dep.layout.tensor, dep.layout.pipeline, batch=1,
+                                 context=max(int(context), 1), precision=dep.precision)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :func:`predict` returns: one value per operating point (concurrency)."""
+
+    model: str
+    deployment: str
+    layout: dict
+    prompt: int
+    output: int
+    concurrency: np.ndarray       # streams in flight over the whole deployment
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray            # stream-weighted mean over the replicas
+    tpot_max_s: np.ndarray        # the slowest replica's
+    per_user_tok_s: np.ndarray    # aggregate / concurrency
+    aggregate_tok_s: np.ndarray
+    bound: np.ndarray             # compute | memory | communication | overhead, of the slowest stage
+    fits: np.ndarray              # weights + KV cache of the busiest replica fit its chips
+    streams_per_replica: np.ndarray
+    chips: int
+    notes: tuple[str, ...] = ()
+
+    METRICS = ("ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "aggregate_tok_s")
+
+    def frame(self) -> pd.DataFrame:
+        cols = ["concurrency", "ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "aggregate_tok_s", "bound", "fits",
+                "streams_per_replica"]
+        n = np.broadcast(*[np.asarray(getattr(self, c)) for c in cols]).shape
+        df = pd.DataFrame({c: np.broadcast_to(np.asarray(getattr(self, c)), n).ravel() for c in cols})
+        df["aggregate_per_chip_tok_s"] = df["aggregate_tok_s"] / self.chips
+        return df
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("model", "deployment", "layout", "prompt", "output", "chips", "notes")}
+        for k in ("concurrency", "ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "aggregate_tok_s", "fits",
+                  "streams_per_replica", "bound"):
+            v = np.asarray(getattr(self, k))
+            d[k] = v.item() if v.ndim == 0 else v.tolist()
+        return d
+
+
+def _split(total, parts):
+    """``total`` whole things over ``parts`` holders as evenly as possible: (hi, n_hi, lo, n_lo)."""
+    total = np.asarray(total, float)
+    parts = np.asarray(parts, float)
+    lo = np.floor(total / parts)
+    rem = total - lo * parts
+    hi = lo + (rem > 0)
+    n_hi = np.where(rem > 0, rem, parts)
+    return hi, n_hi, lo, parts - n_hi
+
+
+def _bound(t: StepTimes) -> np.ndarray:
+    j = np.argmax(t.stage, axis=0)
+    parts = [np.take_along_axis(getattr(t, k), j[None], axis=0)[0] for k in ("compute", "memory", "communication",
+                                                                             "overhead")]
+    parts[2] = parts[2] + t.hops / max(t.stage.shape[0], 1)
+    return np.asarray(BOUNDS, dtype=object)[np.argmax(np.stack(np.broadcast_arrays(*parts)), axis=0)]
+
+
+@dataclass(frozen=True)
+class _Replica:
+    """The profiles of one replica holding ``streams`` streams: its micro-batches' steps."""
+
+    streams: np.ndarray
+    n_hi: np.ndarray
+    n_lo: np.ndarray
+    hi: StepProfile
+    lo: StepProfile
+
+
+def _replica(model, dep: Deployment, streams, output: int, prompt: int, context, stages) -> _Replica:
+    s = np.asarray(streams, float)
+    m = np.minimum(float(dep.microbatches or dep.layout.pipeline), np.maximum(s, 1.0))
+    b_hi, n_hi, b_lo, n_lo = _split(np.maximum(s, 1.0), m)
+    n_lo = n_lo * (b_lo >= 1)
+    hi = step_profile(model, dep, b_hi, context, b_hi / output, prompt, stages)
+    lo = step_profile(model, dep, np.maximum(b_lo, 1.0), context, np.maximum(b_lo, 1.0) / output, prompt, stages)
+    return _Replica(s, n_hi, n_lo, hi, lo)
+
+
+def _round_time(rep: _Replica, knobs: Knobs):
+    t_hi, t_lo = step_times(rep.hi, knobs), step_times(rep.lo, knobs)
+    load = rep.n_hi * t_hi.stage + rep.n_lo * t_lo.stage
+    path = np.maximum(t_hi.path, np.where(rep.n_lo > 0, t_lo.path, 0.0))
+    return np.maximum(load.max(axis=0), path), t_hi
+
+
+@dataclass(frozen=True)
+class ServingProfile:
+    """Everything :func:`predict` needs that does not depend on the knobs, for one
+    deployment at an array of concurrencies: evaluate it with any :class:`Knobs` (arrays
+    broadcast) at the cost of a few array operations. Calibration evaluates it thousands
+    of times."""
+
+    model: str
+    deployment: Deployment
+    prompt: int
+    output: int
+    concurrency: np.ndarray
+    hi: _Replica
+    lo: _Replica
+    n_hi: np.ndarray             # replicas holding the larger share of streams
+    n_lo: np.ndarray             # replicas holding the smaller (0 where they hold none)
+    alone: StepProfile           # one prompt's prefill on an idle deployment
+    busy: StepProfile            # one prompt's prefill fused into a running decode step
+    fits: np.ndarray
+
+    def evaluate(self, knobs: Knobs | None = None) -> Prediction:
+        k = knobs or Knobs.of(self.deployment)
+        c = self.concurrency
+        rnd_hi, t_hi = _round_time(self.hi, k)
+        rnd_lo, _ = _round_time(self.lo, k)
+        s_hi, s_lo = self.hi.streams, self.lo.streams
+        agg = self.n_hi * s_hi / rnd_hi + self.n_lo * s_lo / rnd_lo
+        tpot = (self.n_hi * s_hi * rnd_hi + self.n_lo * s_lo * rnd_lo) / c
+        alone = step_times(self.alone, k).path
+        busy = step_times(self.busy, k).path
+        ttft = np.where(c <= 1, alone, 0.5 * rnd_hi + busy)
+        dep = self.deployment
+        notes = ()
+        if dep.layout.tensor > 1 and dep.collective_latency is None and dep.link.collective_latency is None:
+            notes = (f"no measured collective latency for {dep.device.id}'s {dep.link.name}: all-reduce latency "
+                     f"taken as 2 ceil(log2 {dep.layout.tensor}) hops",)
+        return Prediction(self.model, dep.label(), dep.layout.to_dict(), self.prompt, self.output, c, ttft, tpot,
+                          rnd_hi, agg / c, agg, _bound(t_hi), self.fits, s_hi, dep.chips, notes)
+
+
+def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: int) -> ServingProfile:
+    """The knob-free part of :func:`predict` (see there for the arguments)."""
+    for name, v in (("prompt", prompt), ("output", output)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise PerfError(f"{name} must be a whole number of tokens >= 1, got {v!r}")
+    prompt, output = int(prompt), int(output)
+    c = np.asarray(concurrency, float)
+    if np.any(~np.isfinite(c)) or np.any(c < 1) or np.any(c != np.floor(c)):
+        raise PerfError(f"concurrency must be whole numbers of streams >= 1, got {concurrency!r}")
+    if prompt + output > model.max_context:
+        raise PerfError(f"prompt + output = {prompt + output} tokens exceed {model.id}'s context of {model.max_context}")
+    ctx = float(math.floor(prompt + output / 2.0))
+    stages = _stages(model, dep, prompt + output)
+    s_hi, n_hi, s_lo, n_lo = _split(c, dep.layout.replicas)
+    n_lo = n_lo * (s_lo >= 1)
+    hi = _replica(model, dep, s_hi, output, prompt, ctx, stages)
+    lo = _replica(model, dep, np.maximum(s_lo, 1.0), output, prompt, ctx, stages)
+    lo = replace(lo, streams=s_lo)
+    alone = step_profile(model, dep, 0.0, 0.0, 1.0, prompt, stages)
+    busy = step_profile(model, dep, np.maximum(s_hi - 1.0, 1.0), ctx, 1.0, prompt, stages)
+    return ServingProfile(model.id, dep, prompt, output, c, hi, lo, n_hi, n_lo, alone, busy,
+                          _fits(model, dep, s_hi, prompt + output))
+
+
+def predict(model, dep: Deployment, concurrency, prompt: int, output: int, knobs: Knobs | None = None) -> Prediction:
+    """Latency and throughput of ``dep`` serving ``model`` to ``concurrency`` streams in all
+    (an array gives a frontier in one call), prompts of ``prompt`` and outputs of ``output``
+    tokens. A stream's KV cache holds ``prompt + output/2`` tokens on average. ``knobs``
+    (default: the deployment's own efficiency and overhead) may hold arrays."""
+    return serving_profile(model, dep, concurrency, prompt, output).evaluate(knobs)
+
+
+def _fits(model, dep: Deployment, streams_per_replica, context) -> np.ndarray:
+    from . import placement
+
+    n = placement.need(model, dep.device, np.asarray(streams_per_replica, float), int(context),
+                       precision=dep.precision, reserve=dep.reserve, tensor_choices=(dep.layout.tensor,),
+                       pipeline=dep.layout.pipeline, unit=1)
+    return np.isfinite(np.asarray(n.chips, float))
+
+
+def max_concurrency(model, dep: Deployment, context: int) -> int:
+    """The most streams the whole deployment holds at ``context`` tokens each (0 if the
+    weights alone do not fit the layout)."""
+    from . import placement
+
+    b = placement.max_batch(model, dep.device, int(context), tensor=dep.layout.tensor, pipeline=dep.layout.pipeline,
+                            precision=dep.precision, reserve=dep.reserve)
+    return int(b) * dep.layout.replicas
+
+
+# --------------------------------------------------------------------------- whole-step counts (kernels)
 
 
 @dataclass(frozen=True)
@@ -112,14 +554,6 @@ class Work:
                     np.maximum(self.weight, other.weight), self.message + other.message, self.layers)
 
 
-def allreduce_time(message, width: int, alpha: float, link_bw: float, link_eff: float = 1.0):
-    """All-reduce of ``message`` bytes over ``width`` chips: a latency term of
-    2*ceil(log2(width)) steps and a bandwidth term of 2(width-1)/width * message."""
-    if width <= 1:
-        return np.zeros_like(np.asarray(message, float))
-    return 2 * math.ceil(math.log2(width)) * alpha + 2 * (width - 1) / width * np.asarray(message, float) / (link_eff * link_bw)
-
-
 def transfer_bytes(work: Work, pipeline: int = 1, tensor: int = 1) -> dict:
     """Bytes that cross chip boundaries in one step of one replica, as this model times them.
 
@@ -131,123 +565,15 @@ def transfer_bytes(work: Work, pipeline: int = 1, tensor: int = 1) -> dict:
     (``work.message``). Arrays broadcast; ``total`` is the sum.
     """
     for name, v in (("pipeline", pipeline), ("tensor", tensor)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"transfer_bytes: {name} must be a positive integer, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise PerfError(f"transfer_bytes: {name} must be a positive integer, got {v!r}")
     m = np.asarray(work.message, float)
     ar = 2 * work.layers * 2 * (tensor - 1) * m
     hop = (pipeline - 1) * tensor * m
     return {"all_reduce": ar, "pipeline": hop, "total": ar + hop}
 
 
-def stage_time(work: Work, dep: Deployment) -> dict:
-    """Time of one pipeline stage for one micro-batch, and its parts."""
-    e = dep.efficiency
-    n = dep.per_replica
-    compute = work.flops / (n * e.compute * dep.device.peak(dep.precision))
-    memory = work.bytes / (n * e.memory * dep.device.bandwidth())
-    layers_per_stage = work.layers / dep.pipeline
-    comm = 2 * layers_per_stage * allreduce_time(work.message, dep.tensor, dep.hop_latency_s,
-                                                 dep.link_bandwidth, e.link)
-    roof = np.maximum(compute, memory)
-    return {"compute": compute, "memory": memory, "comm": comm, "overhead": dep.step_overhead_s,
-            "stage": roof + comm + dep.step_overhead_s}
-
-
-def hop_time(work: Work, dep: Deployment):
-    if dep.pipeline <= 1:
-        return np.zeros_like(np.asarray(work.message, float))
-    return dep.hop_latency_s + work.message / (dep.efficiency.link * dep.link_bandwidth)
-
-
-def step(work: Work, dep: Deployment, microbatches=1) -> dict:
-    """One step with ``microbatches`` in flight: cycle time and what bounds it."""
-    m = np.asarray(microbatches, float)
-    st = stage_time(work, dep)
-    hops = (dep.pipeline - 1) * hop_time(work, dep)
-    cycle = np.maximum(m, dep.pipeline) * st["stage"] + hops
-    parts = np.stack(np.broadcast_arrays(st["compute"], st["memory"], st["comm"] + hops / np.maximum(m, dep.pipeline)))
-    bound = np.asarray(["compute", "memory", "communication"], dtype=object)[np.argmax(parts, axis=0)]
-    return {**st, "hops": hops, "cycle": cycle, "bound": bound}
-
-
-def serve(decode_work: Work, prefill_work: Work, dep: Deployment, concurrency, output_tokens,
-          microbatches=None, first_token_work: Work | None = None) -> pd.DataFrame | dict:
-    """Steady state of continuous batching with ``concurrency`` streams per replica.
-
-    ``decode_work`` is one decode step for a micro-batch of ``concurrency / m`` streams;
-    ``prefill_work`` is the prefill of the requests that start during that step
-    (``streams / output_tokens`` requests), fused into the same step. ``first_token_work`` is
-    one request's prefill alone, for the time to first token. Returns arrays: tpot_s,
-    per_user_tok_s, aggregate_tok_s, ttft_s, bound.
-    """
-    m = dep.pipeline if microbatches is None else microbatches
-    w = decode_work.merge(prefill_work)
-    s = step(w, dep, m)
-    conc = np.asarray(concurrency, float)
-    out = {
-        "tpot_s": s["cycle"],
-        "per_user_tok_s": 1.0 / s["cycle"],
-        "aggregate_tok_s": dep.replicas * conc / s["cycle"],
-        "bound": s["bound"],
-    }
-    if first_token_work is not None:
-        f = step(first_token_work, dep, 1)
-        out["ttft_s"] = f["cycle"]
-    return out
-
-
-# --------------------------------------------------------------------------- calibration
-
-
-@dataclass
-class Calibration:
-    names: tuple
-    values: dict
-    table: pd.DataFrame
-    cost: float
-    success: bool
-    message: str
-
-
-def calibrate(rows: pd.DataFrame, predict, x0: dict, bounds: dict, fit_mask=None) -> Calibration:
-    """Fit the parameters ``x0`` (name -> start value, within ``bounds`` name -> (lo, hi)) so
-    that ``predict(params, row) -> float`` matches ``rows['value']`` on the rows where
-    ``fit_mask`` is true (all rows by default), minimising squared log-ratios with
-    scipy.optimize.least_squares. The returned table reports every row, fitted or not:
-    predicted, measured, relative error."""
-    from scipy.optimize import least_squares
-
-    names = tuple(x0)
-    fit_mask = np.ones(len(rows), bool) if fit_mask is None else np.asarray(fit_mask, bool)
-    if not fit_mask.any():
-        raise ValueError("calibration needs at least one row to fit")
-    if fit_mask.sum() < len(names):
-        raise ValueError(f"{fit_mask.sum()} row(s) cannot determine {len(names)} parameters ({', '.join(names)})")
-    fit_rows = rows[fit_mask]
-    lo = np.array([bounds[n][0] for n in names], float)
-    hi = np.array([bounds[n][1] for n in names], float)
-    # optimise in log space: the parameters span decades (microseconds to seconds, fractions)
-    def residuals(z):
-        p = dict(zip(names, np.exp(z)))
-        return [math.log(predict(p, r) / r.value) for r in fit_rows.itertuples()]
-
-    z0 = np.log(np.clip([x0[n] for n in names], lo, hi))
-    sol = least_squares(residuals, z0, bounds=(np.log(lo), np.log(hi)))
-    values = dict(zip(names, np.exp(sol.x).tolist()))
-    table = rows.copy()
-    table["predicted"] = [predict(values, r) for r in rows.itertuples()]
-    table["measured"] = table["value"]
-    table["rel_error"] = table["predicted"] / table["measured"] - 1.0
-    table["fitted"] = fit_mask
-    return Calibration(names, values, table, float(sol.cost), bool(sol.success), str(sol.message))
-
-
-# --------------------------------------------------------------------------- from a model
-
-
 def _work(counts, model, tokens, precision) -> Work:
-    from .workload import Precision
-
     p = Precision.of(precision)
     message = np.asarray(tokens, float) * model.hidden_size * p.a
     return Work(np.asarray(counts.flops, float), np.asarray(counts.bytes, float),
@@ -255,29 +581,8 @@ def _work(counts, model, tokens, precision) -> Work:
 
 
 def decode_work(model, batch, context, precision=None) -> Work:
-    """One decode step of ``batch`` sequences that have ``context`` tokens in their cache.
-
-    For a dense model every count of a decode step is affine in ``B`` and ``B*(P+1)``
-    (docs/counting.md), so large arrays are evaluated from three scalar shapes, exactly,
-    instead of building every operator's count at full array size. Mixture-of-experts
-    models (expected distinct experts are not affine in B) take the direct path.
-    """
-    from . import workload
-
-    B, P = np.asarray(batch, float), np.asarray(context, float)
-    if model.experts > 1 or max(B.size, P.size) < 4096:
-        c = workload.totals(model, "decode", batch, context, None, precision)
-        return _work(c, model, batch, precision)
-    f10, f20, f11 = (workload.totals(model, "decode", b, p, None, precision) for b, p in ((1, 0), (2, 0), (1, 1)))
-    BP = B * (P + 1)
-
-    def affine(col):
-        x10, x20, x11 = (float(getattr(f, col)) for f in (f10, f20, f11))
-        d = x11 - x10
-        b = x20 - x10 - d
-        return (x10 - b - d) + b * B + d * BP
-
-    c = workload.Counts(*(affine(col) for col in workload.COLUMNS))
+    """One decode step of ``batch`` sequences that have ``context`` tokens in their cache."""
+    c = workload.totals(model, "decode", batch, context, None, precision)
     return _work(c, model, batch, precision)
 
 
@@ -285,75 +590,9 @@ def prefill_work(model, requests, prompt, precision=None) -> Work:
     """Prefill of ``requests`` prompts of ``prompt`` tokens fused into one step. ``requests``
     may be fractional (the average number starting per step): everything but the weights
     scales with it, and the weights are read once."""
-    from . import workload
-
     r = np.asarray(requests, float)
     one = workload.totals(model, "prefill", 1, 0, prompt, precision)
     w = np.asarray(one.weight, float)
+    a = Precision.of(precision).a
     return Work(r * np.asarray(one.flops, float), r * (np.asarray(one.bytes, float) - w) + np.where(r > 0, w, 0.0),
-                np.where(r > 0, w, 0.0), r * np.asarray(prompt, float) * model.hidden_size * _act_bytes(precision),
-                model.layers)
-
-
-def _act_bytes(precision) -> float:
-    from .workload import Precision
-
-    return Precision.of(precision).a
-
-
-def kv_fits(model, dep: Deployment, concurrency, context, precision=None, reserve: float = 0.0):
-    """Whether the weights plus the KV cache of ``concurrency`` streams of ``context`` tokens
-    (per replica) fit in a replica's memory, keeping ``reserve`` (a fraction) free."""
-    from . import workload
-    from .workload import Precision
-
-    p = Precision.of(precision)
-    need = workload.weight_bytes(model, p.weights) + workload.kv_bytes(model, concurrency, context, p.kv)
-    have = dep.per_replica * dep.device.capacity() * (1.0 - reserve)
-    return np.asarray(need <= have)
-
-
-def max_concurrency(model, dep: Deployment, context, precision=None, reserve: float = 0.0) -> int:
-    """The most streams per replica whose KV cache fits beside the weights (0 if the weights
-    alone do not fit)."""
-    from . import workload
-    from .workload import Precision
-
-    p = Precision.of(precision)
-    free = dep.per_replica * dep.device.capacity() * (1.0 - reserve) - workload.weight_bytes(model, p.weights)
-    per_stream = workload.kv_bytes(model, 1, context, p.kv)
-    return int(max(free // per_stream, 0))
-
-
-def operating_points(model, dep: Deployment, concurrency, prompt: int, output: int, precision=None,
-                     microbatches=None, reserve: float = 0.0, as_frame: bool = True):
-    """Latency and throughput of ``dep`` serving ``model`` at each ``concurrency`` (streams per
-    replica; an array gives the whole latency-throughput frontier in one call).
-
-    Requests have ``prompt`` input and ``output`` generated tokens; a stream's cache holds
-    ``prompt + output/2`` tokens on average. Prefill of the requests that start during a step
-    is fused into that step (continuous batching). Returns a DataFrame (or a dict of arrays
-    with ``as_frame=False``) with concurrency, tpot_s, per_user_tok_s, aggregate_tok_s,
-    ttft_s, bound and fits.
-    """
-    if prompt < 1 or output < 1:
-        raise ValueError(f"prompt and output must be >= 1 token, got {prompt}, {output}")
-    m = dep.pipeline if microbatches is None else int(microbatches)
-    conc = np.asarray(concurrency, float)
-    if np.any(conc < 1):
-        raise ValueError("concurrency must be >= 1 stream")
-    m = np.minimum(m, conc)                        # never more micro-batches than streams
-    micro = np.ceil(conc / m)                      # streams per micro-batch
-    ctx = np.floor(prompt + output / 2.0)
-    dec = decode_work(model, micro, ctx, precision)
-    pre = prefill_work(model, micro / output, prompt, precision)
-    first = prefill_work(model, 1.0, prompt, precision)
-    out = serve(dec, pre, dep, micro * m, output, microbatches=m, first_token_work=first)
-    out["aggregate_tok_s"] = dep.replicas * micro * m / out["tpot_s"]
-    out["concurrency"] = conc
-    out["fits"] = kv_fits(model, dep, micro * m, prompt + output, precision, reserve)
-    if not as_frame:
-        return out
-    n = np.broadcast(*[np.asarray(v) for v in out.values()]).shape
-    return pd.DataFrame({k: np.broadcast_to(np.asarray(v), n) for k, v in out.items()})[
-        ["concurrency", "tpot_s", "per_user_tok_s", "aggregate_tok_s", "ttft_s", "bound", "fits"]]
+                np.where(r > 0, w, 0.0), r * np.asarray(prompt, float) * model.hidden_size * a, model.layers)

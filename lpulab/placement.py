@@ -692,6 +692,26 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     return _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, tuple(stages))
 
 
+def stage_split(model: Model, device: Device, tensor: int, pipeline: int, *, batch: int = 1,
+                context: int | None = None, precision=None) -> tuple[Stage, ...]:
+    """The stages :func:`place` would build for ``tensor x pipeline`` chips (the same
+    balanced split of whole items: the embedding, each layer, the head), without checking
+    capacity or building the per-tensor table; what the serving model times stage by stage."""
+    p = Precision.of(precision)
+    context = model.max_context if context is None else int(context)
+    sizes = chip_sizes(model, int(tensor), int(batch), context, 1, p)
+    names, vals = _stage_items(model, sizes, 0.0)
+    if int(pipeline) > len(vals):
+        raise PlacementError(f"{pipeline} pipeline stages but {model.id} has only {len(vals)} items to place "
+                             f"(embedding, {model.layers} layers, head); use pipeline <= {len(vals)}")
+    out = []
+    for s_, b in enumerate(_balanced(vals, int(pipeline))):
+        items = [names[i] for i in b]
+        out.append(Stage(s_, "embedding" in items, tuple(int(n.split(".")[1]) for n in items if n.startswith("layers.")),
+                         "head" in items))
+    return tuple(out)
+
+
 def _load_parts(model, sizes: ChipSizes, items, act) -> str:
     nl = sum(1 for i in items if i.startswith("layers."))
     w = nl * sizes.layer_weight + (sizes.embedding if "embedding" in items else 0) + (sizes.head if "head" in items else 0)
