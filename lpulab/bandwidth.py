@@ -8,10 +8,14 @@ instead of tens of GB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
 import pandas as pd
 
 from . import claims
-from .catalog import Device, load_device
+from .catalog import Device, load_claims, load_device
 
 
 def compare(lpu: Device, gpus: list[Device], tiers=("hbm",), lpu_achieved: float = 1.0,
@@ -55,9 +59,12 @@ def reference_row(table: pd.DataFrame, gpu: str, tier: str) -> pd.Series:
     return rows.iloc[0]
 
 
-def as_stated_ratio(lpu: str = "groq-lpu-v1", gpu: str = "nvidia-h100-sxm") -> float:
-    """The claim's own arithmetic: vendor peak SRAM bandwidth over vendor peak HBM bandwidth."""
-    return load_device(lpu).bandwidth("sram") / load_device(gpu).bandwidth("hbm")
+def as_stated_ratio() -> float:
+    """The claim's own arithmetic (``data/claims.toml`` ``[C1.as_stated]``): the claim's LPU's
+    vendor-peak SRAM bandwidth over the claim's GPU's vendor-peak HBM bandwidth, whatever
+    chip a notebook puts under test."""
+    a = load_claims()["C1"].as_stated
+    return load_device(a["lpu"]).bandwidth(a["lpu_tier"]) / load_device(a["gpu"]).bandwidth(a["gpu_tier"])
 
 
 def system_ratio(lpu: Device, n_lpu: int, gpu: Device, n_gpu: int, tier: str = "hbm") -> float:
@@ -65,17 +72,135 @@ def system_ratio(lpu: Device, n_lpu: int, gpu: Device, n_gpu: int, tier: str = "
     return n_lpu * lpu.bandwidth() / (n_gpu * gpu.bandwidth(tier))
 
 
-def judge_c1(table: pd.DataFrame, reference_gpu: str, tier: str, lpu: str = "groq-lpu-v1",
-             assumptions: dict | None = None) -> claims.Verdict:
-    """C1's verdict: as stated (LPU v1 vs H100 SXM HBM, peaks), best estimate against
-    ``reference_gpu`` on ``tier``, band over every GPU compared on that tier."""
+def judge_c1(table: pd.DataFrame, reference_gpu: str, tier: str, assumptions: dict | None = None) -> claims.Verdict:
+    """C1's verdict: as stated (the claim's own devices' vendor peaks), best estimate for the
+    chip under test against ``reference_gpu`` on ``tier``, band over every GPU compared on
+    that tier."""
     rows = table[table["tier"] == tier]
     if rows.empty:
         raise ValueError(f"no GPU compared on tier {tier!r}")
     ref = reference_row(table, reference_gpu, tier)
     return claims.judge(
-        "C1", as_stated=as_stated_ratio(lpu), estimate=float(ref["bandwidth_ratio"]),
+        "C1", as_stated=as_stated_ratio(), estimate=float(ref["bandwidth_ratio"]),
         low=float(rows["bandwidth_ratio"].min()), high=float(rows["bandwidth_ratio"].max()),
         assumptions={"reference GPU": reference_gpu, "GPU tier": tier,
                      "band": f"over {', '.join(rows['gpu'])}", **(assumptions or {})},
     )
+
+
+# --------------------------------------------------------------------------- the whole analysis
+
+
+def deployment_bandwidth(model, lpu: Device, gpu: Device, *, batch: int = 1, context: int | None = None,
+                         precision=None, reserve: float = 0.0, tier: str | None = None) -> dict:
+    """Both devices' deployments that hold ``model`` (:func:`lpulab.placement.need`: the
+    fewest chips, rounded to each device's deployment unit) and their aggregate bandwidth:
+    the one number notebooks 01 and 02 both quote."""
+    from . import placement
+
+    out = {}
+    for side, d, t in (("lpu", lpu, None), ("gpu", gpu, tier)):
+        n = placement.need(model, d, batch, context, precision=precision, reserve=reserve)
+        chips = float(n.deployed)
+        bw = d.bandwidth(t)
+        out[side] = {"device": d.id, "chips": chips, "chip_bandwidth": bw, "bandwidth": chips * bw,
+                     "tier": t or d.main_tier}
+    out["ratio"] = out["lpu"]["bandwidth"] / out["gpu"]["bandwidth"]
+    out["chips_ratio"] = out["lpu"]["chips"] / out["gpu"]["chips"]
+    return out
+
+
+@dataclass(frozen=True)
+class Result:
+    """What notebook 01 records: the per-chip comparison on every tier, the reference
+    ratio and its spread, the capacity it costs, a decode matrix on both roofs, the
+    deployments' aggregate bandwidth, and C1's verdict."""
+
+    lpu: str
+    reference_gpu: str
+    tier: str
+    table: pd.DataFrame = field(repr=False)
+    ratio: float = float("nan")
+    ratio_min: float = float("nan")
+    ratio_max: float = float("nan")
+    sram_ratios: Mapping[str, float] = field(default_factory=dict)
+    capacity_ratio: float = float("nan")
+    roofline: Mapping = field(default_factory=dict)
+    deployment: Mapping = field(default_factory=dict)
+    verdict: claims.Verdict | None = None
+
+    def to_dict(self) -> dict:
+        on = self.table[self.table.tier == self.tier]
+        return {"lpu": self.lpu, "reference_gpu": self.reference_gpu, "tier": self.tier,
+                "ratio_vs_reference": self.ratio, "ratio_min_on_tier": self.ratio_min,
+                "ratio_max_on_tier": self.ratio_max, "ratio_by_gpu": dict(zip(on.gpu, on.bandwidth_ratio.astype(float))),
+                "sram_to_sram_ratio_by_gpu": dict(self.sram_ratios), "capacity_ratio_vs_reference_hbm": self.capacity_ratio,
+                "gpus_per_lpu_capacity": 1.0 / self.capacity_ratio if self.capacity_ratio else float("nan"),
+                "roofline": dict(self.roofline), "deployment": dict(self.deployment),
+                "as_stated_ratio": self.verdict.as_stated if self.verdict else None,
+                "verdict": self.verdict.holds if self.verdict else None,
+                "reproduces": self.verdict.reproduces if self.verdict else None}
+
+
+def decode_matrix(model) -> tuple[str, int, int]:
+    """The largest weight matrix of one layer (from the tensor table): what a decode step
+    streams most of. Returns (name, rows, cols)."""
+    from . import architecture
+
+    mats = [t for t in architecture.layer_tensors(model, 0) if t.role == "matmul"]
+    t = max(mats, key=lambda x: x.elements)
+    return t.name, int(t.shape[0]), int(t.shape[1])
+
+
+def roofline_points(lpu: Device, gpu: Device, tier: str, precision: str, rows: int, cols: int, batches,
+                    lpu_achieved: float = 1.0, gpu_achieved: float = 1.0) -> dict:
+    """One ``rows x cols`` weight matrix times ``batches`` vectors on both devices' roofs at
+    ``precision``: intensity, which roof binds, time on each and the speed-up."""
+    from . import roofline as rl
+    from .catalog import PRECISION_BYTES
+
+    for d in (lpu, gpu):
+        if precision not in d.compute:
+            raise ValueError(f"{d.id} has no {precision} peak in the catalog (has {', '.join(d.compute)}); "
+                             "choose another precision")
+    R = [rl.roofs(lpu, precision, [lpu.main_tier], rl.Efficiency(memory=lpu_achieved)),
+         rl.roofs(gpu, precision, [tier], rl.Efficiency(memory=gpu_achieved))]
+    w = PRECISION_BYTES[precision]
+    b = np.asarray(batches, float)
+    flops, nbytes = rl.matvec(rows, cols, b, weight_bytes=w, act_bytes=w)
+    t_l = rl.op_time(flops, {lpu.main_tier: nbytes}, R[0])
+    t_g = rl.op_time(flops, {tier: nbytes}, R[1])
+    return {"precision": precision, "rows": rows, "cols": cols, "batches": b.astype(int).tolist(),
+            "intensity": (flops / nbytes).tolist(), "lpu_bound": list(rl.bound(flops, {lpu.main_tier: nbytes}, R[0])),
+            "gpu_bound": list(rl.bound(flops, {tier: nbytes}, R[1])), "lpu_time_s": np.asarray(t_l).tolist(),
+            "gpu_time_s": np.asarray(t_g).tolist(), "speedup": (np.asarray(t_g) / np.asarray(t_l)).tolist(),
+            "ridge_lpu": float(R[0].ridge(lpu.main_tier)), "ridge_gpu": float(R[1].ridge(tier)),
+            "lpu_chips_to_hold_matrix": int(np.ceil(rows * cols * w / lpu.capacity()))}
+
+
+def analyse(lpu: str, gpus: Sequence[str], reference_gpu: str, tier: str = "hbm", *, model: str = "llama-2-70b",
+            precision: str = "int8", batches=(1, 8, 64, 512), lpu_achieved: float = 1.0, gpu_achieved: float = 1.0,
+            context: int | None = None, batch: int = 1) -> Result:
+    """C1 for the chip under test ``lpu`` against ``gpus``; the verdict's as-stated value is
+    always the claim's own devices (``data/claims.toml`` ``[C1.as_stated]``)."""
+    from . import catalog
+
+    if reference_gpu not in gpus:
+        raise ValueError(f"reference_gpu {reference_gpu!r} must be one of gpus: {list(gpus)}")
+    L = catalog.load_device(lpu)
+    G = [catalog.load_device(g) for g in gpus]
+    table = compare(L, G, tiers=("hbm", "l2", "l1"), lpu_achieved=lpu_achieved, gpu_achieved=gpu_achieved)
+    ref = reference_row(table, reference_gpu, tier)
+    on = table[table.tier == tier]
+    sram = table[table.gpu_placement == "on-chip"]
+    hbm_ref = table[(table.gpu == reference_gpu) & (table.tier == "hbm")]
+    M = catalog.load_model(model)
+    name, rows, cols = decode_matrix(M)
+    Gref = catalog.load_device(reference_gpu)
+    roof = {"matrix": name, **roofline_points(L, Gref, tier, precision, rows, cols, batches, lpu_achieved, gpu_achieved)}
+    dep = deployment_bandwidth(M, L, Gref, batch=batch, context=context, precision=precision)
+    verdict = judge_c1(table, reference_gpu, tier, assumptions={
+        "achieved fractions": f"chip under test {lpu_achieved}, GPU {gpu_achieved}", "chip under test": lpu})
+    return Result(lpu, reference_gpu, tier, table, float(ref.bandwidth_ratio), float(on.bandwidth_ratio.min()),
+                  float(on.bandwidth_ratio.max()), {f"{r.gpu}:{r.tier}": float(r.bandwidth_ratio) for r in sram.itertuples()},
+                  float(hbm_ref.capacity_ratio.iloc[0]) if len(hbm_ref) else float("nan"), roof, dep, verdict)

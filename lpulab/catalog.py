@@ -26,11 +26,16 @@ from . import paths, units
 
 KINDS = ("vendor-peak", "derived", "measured", "estimate")
 CONFIDENCES = ("official", "third-party", "media", "unverified", "measured", "override")
-CATEGORIES = ("gpu", "lpu", "tpu", "cpu")
+#: Descriptive kinds of chip; no rule in lpulab reads them (deployment rules are data).
+CATEGORIES = ("gpu", "lpu", "tpu", "cpu", "wafer", "rdu")
 TIERS = ("sram", "l1", "l2", "l3", "hbm", "gddr", "dram")
-PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+#: Compute formats a device may list a peak for (``fp4``: NVFP4 or MXFP4 operands).
+PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 #: Storage width of one value at each precision, bytes.
-PRECISION_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+#: Block-scaled 4-bit formats carry their scales: NVFP4 an 8-bit scale per 16 values (4.5 bits),
+#: MXFP4 an 8-bit scale per 32 (4.25 bits); the per-tensor FP32 scale of NVFP4 is negligible.
+PRECISION_BYTES = {"fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+                   "fp4": 0.5, "nvfp4": 4.5 / 8, "mxfp4": 4.25 / 8}
 QUANTITY_KEYS = {"value", "unit", "source", "kind", "sparsity", "note", "formula", "low", "high"}
 
 _FILES_READ: dict[str, str] = {}
@@ -219,6 +224,11 @@ def set_overrides(mapping: Mapping | None) -> tuple[Override, ...]:
     global _OVERRIDES
     _OVERRIDES = parse_overrides(mapping)
     return _OVERRIDES
+
+
+def overrides_key() -> tuple[tuple[str, str], ...]:
+    """The overrides in force as a hashable key (for caches of results that depend on them)."""
+    return tuple((o.key, str(o.text)) for o in _OVERRIDES)
 
 
 def active_overrides() -> tuple[Override, ...]:
@@ -777,6 +787,8 @@ class Claim:
     tolerance: float
     notebook: str
     note: str = ""
+    band: str = ""                                   # what the verdict's band means for this claim
+    as_stated: Mapping[str, Any] = field(default_factory=dict)  # the claim's own inputs (devices, rows, sheet)
 
 
 COMPARISONS = ("at-least", "approximately")
@@ -788,10 +800,12 @@ def load_claims(path: Path | None = None) -> dict[str, Claim]:
     ctx = _Ctx(path)
     raw = read_toml(path)
     fields = {"slug", "wording_zh", "wording_en", "source", "source_url", "metric", "claimed",
-              "comparison", "tolerance", "notebook", "note"}
+              "comparison", "tolerance", "notebook", "note", "band", "as_stated"}
     out = {}
     for cid, c in raw.items():
-        _check_keys(ctx, cid, c, fields, tuple(sorted(fields - {"note"})))
+        _check_keys(ctx, cid, c, fields, tuple(sorted(fields - {"note", "band", "as_stated"})))
+        if not isinstance(c.get("as_stated", {}), Mapping):
+            ctx.fail(f"{cid}.as_stated", "expected a table of the claim's own inputs")
         _choice(ctx, f"{cid}.comparison", c["comparison"], COMPARISONS)
         for k in ("claimed", "tolerance"):
             if not isinstance(c[k], (int, float)) or c[k] < 0:

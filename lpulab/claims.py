@@ -7,9 +7,11 @@ A claim in ``data/claims.toml`` has a claimed value, a comparison (``at-least`` 
 - approximately:  |value / claimed - 1| <= tolerance
 
 The verdict has two parts. ``reproduces``: the claim's own inputs give the claimed number.
-``holds``: judged on the best estimate and its uncertainty band [low, high]:
-"holds" when the estimate and both ends of the band meet the claim, "does not hold" when
-none of them does, and "depends on assumptions" otherwise.
+``holds``: judged on the band [low, high] around the best estimate against the interval of
+values that meet the claim (``[claimed (1 - tolerance), inf)`` for at-least,
+``claimed (1 -/+ tolerance)`` for approximately): "holds" when the band lies inside it,
+"does not hold" when the band and the interval do not overlap, and "depends on
+assumptions" when they overlap in part.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from dataclasses import asdict, dataclass, field
 from .catalog import Claim, load_claims
 
 HOLDS, FAILS, DEPENDS = "holds", "does not hold", "depends on assumptions"
+
+
+def tolerance_interval(claim: Claim) -> tuple[float, float]:
+    """The values that meet the claim: ``[claimed (1 - tol), inf)`` for at-least,
+    ``[claimed (1 - tol), claimed (1 + tol)]`` for approximately."""
+    lo = claim.claimed * (1.0 - claim.tolerance)
+    return (lo, float("inf")) if claim.comparison == "at-least" else (lo, claim.claimed * (1.0 + claim.tolerance))
 
 
 def meets(claim: Claim, value: float) -> bool:
@@ -61,8 +70,13 @@ def judge(claim: Claim | str, as_stated: float, estimate: float, low: float, hig
     as_stated, estimate, low, high = (float(x) for x in (as_stated, estimate, low, high))
     if not low <= estimate <= high:
         raise ValueError(f"{claim.id}: the estimate {estimate:g} lies outside its band [{low:g}, {high:g}]")
-    checks = [meets(claim, x) for x in (low, estimate, high)]
-    holds = HOLDS if all(checks) else FAILS if not any(checks) else DEPENDS
+    lo_ok, hi_ok = tolerance_interval(claim)
+    if lo_ok <= low and high <= hi_ok:
+        holds = HOLDS
+    elif high < lo_ok or low > hi_ok:
+        holds = FAILS
+    else:
+        holds = DEPENDS
     return Verdict(
         claim=claim.id, metric=claim.metric, claimed=claim.claimed, comparison=claim.comparison,
         tolerance=claim.tolerance, as_stated=as_stated, estimate=estimate, low=low, high=high,

@@ -1,20 +1,21 @@
-"""Claims C3 and C4: what an LPU deployment and GPU servers cost to buy and to run, per
-deployment and per token, with the uncertainty of every input.
+"""Claims C3 and C4: what two deployments cost to buy and to run, per deployment and per
+token, with the uncertainty of every input.
 
-The model (SI floats inside: USD, W, s, tokens/s; any per-energy price in USD/J, so that
-``$/kWh`` and an all-in ``$/kW/month`` are the same kind of number):
+Each side (``lpu``: the chip under test; ``gpu``: the reference) is ``N`` units of its
+device as its price sheet prices them (a card, an 8-GPU server, a rack, a wafer system):
 
-    capex_L = N_L (p_card + p_host)              capex_G = N_G (p_server + p_net)
-    P_L     = N_L (w_card + w_host) f(u)         P_G     = N_G w_server f(u)
-    f(u)    = i + (1 - i) u                      (i: idle power / loaded power; u: utilisation)
-    opex    = P T (PUE e + r)                    (e: electricity; r: facility rent per IT watt)
+    capex   = N (p_unit + p_host + p_net)            p: price per unit (host, network shares)
+    P       = N (w_unit + w_host) f(u)               w: power per unit under load
+    f(u)    = i + (1 - i) u                          i: idle power / loaded power; u: utilisation
+    opex    = P T (PUE e + r)                        e: electricity; r: rent per IT watt
     TCO     = capex + opex
-    cost per token = TCO / (X u T)               (X: aggregate tokens/s at the operating point)
-    servers to match = X_L / X_G                 (X_G: one GPU server's aggregate at the per-user floor)
+    cost per token   = TCO / (X u T)                 X: aggregate tokens/s at the operating point
+    energy per token = P (PUE) / (X u)               joules per output token at the wall
+    matched units    = N_gpu X_lpu / X_gpu           GPU units that deliver the LPU's tokens/s
 
-Every function broadcasts over numpy arrays, so a Monte Carlo of a million draws is one call.
-Chip counts and throughputs are plain inputs: today the notebook states them; later
-``lpulab.placement`` and ``lpulab.perf`` supply them through the same arguments.
+SI floats inside: USD, W, s, tokens/s; any per-energy price in USD/J, so that ``$/kWh`` and
+an all-in ``$/kW/month`` are the same kind of number. Every function broadcasts over numpy
+arrays, so a Monte Carlo of a million draws is one call.
 
 Because every per-kW rate (electricity price, PUE, rent, hours) multiplies both sides' power
 alike, the operating-cost ratio is the power ratio: the claim's 10x does not depend on the
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -38,29 +39,27 @@ from .catalog import Value, load_prices
 #: Hours in the claim's year (365 days); pint's year is 365.25 days.
 HOURS_PER_YEAR = 8760.0
 YEAR = HOURS_PER_YEAR * 3600.0
+SIDES = ("lpu", "gpu")
 
+_SIDE_INPUTS = {
+    "units": ("count", "units bought (cards, servers, racks, systems: as the price sheet prices them)"),
+    "unit_price": ("USD", "price of one unit"),
+    "host_price_per_unit": ("USD", "host servers, chassis, rack share per unit"),
+    "network_price_per_unit": ("USD", "scale-out network per unit"),
+    "unit_power": ("W", "power of one unit under load"),
+    "host_power_per_unit": ("W", "host power per unit"),
+    "idle_power_fraction": ("", "power drawn when idle, as a fraction of power under load"),
+    "tokens_per_s": ("token/s", "aggregate output tokens/s of the deployment at its operating point"),
+}
 #: Every input :func:`evaluate` takes: display unit, meaning.
 INPUTS = {
-    "lpu_chips": ("count", "LPU cards in the deployment"),
-    "lpu_card_price": ("USD", "price of one LPU card"),
-    "lpu_host_price_per_card": ("USD", "host servers, chassis and network, per card"),
-    "lpu_card_power": ("W", "power of one LPU card under load"),
-    "lpu_host_power_per_card": ("W", "host power per card"),
-    "lpu_tokens_per_s": ("token/s", "aggregate output tokens/s of the LPU deployment"),
-    "lpu_users": ("count", "concurrent streams one LPU deployment serves"),
-    "lpu_user_tokens_per_s": ("token/s", "output tokens/s each LPU stream sees"),
-    "gpu_servers": ("count", "GPU servers in the deployment compared (the claim: 1)"),
-    "gpu_server_price": ("USD", "price of one 8-GPU server"),
-    "gpu_network_price_per_server": ("USD", "scale-out network per server"),
-    "gpu_server_power": ("kW", "power of one GPU server under load"),
-    "gpu_tokens_per_s": ("token/s", "aggregate output tokens/s of one GPU server at the per-user floor"),
-    "gpu_users": ("count", "streams one GPU server serves at the LPU's per-user speed (matched speed)"),
+    **{f"{s}_{k}": (u, f"{'chip under test' if s == 'lpu' else 'reference'}: {m}")
+       for s in SIDES for k, (u, m) in _SIDE_INPUTS.items()},
     "energy_price": ("USD/kWh", "electricity price (or an all-in rate with PUE = 1)"),
     "facility_rate": ("USD/kW/month", "rent per kW of IT load (colocation), on top of electricity"),
     "pue": ("", "power usage effectiveness (facility power / IT power)"),
     "lifetime": ("hour", "time the hardware is owned and run"),
     "utilisation": ("", "fraction of the lifetime spent serving at the operating point"),
-    "idle_power_fraction": ("", "power drawn when idle, as a fraction of power under load"),
 }
 
 #: Each ratio :func:`evaluate` returns, as (numerator, denominator).
@@ -70,6 +69,7 @@ RATIOS = {
     "opex_ratio": ("lpu_opex", "gpu_opex"),
     "tco_ratio": ("lpu_tco", "gpu_tco"),
     "cost_per_token_ratio": ("lpu_cost_per_token", "gpu_cost_per_token"),
+    "energy_per_token_ratio": ("lpu_joules_per_token", "gpu_joules_per_token"),
     "capex_ratio_matched": ("lpu_capex", "gpu_capex_matched"),
     "opex_ratio_matched": ("lpu_opex", "gpu_opex_matched"),
     "tco_ratio_matched": ("lpu_tco", "gpu_tco_matched"),
@@ -116,11 +116,19 @@ def cost_per_token(total_cost, tokens_per_s, seconds, utilisation=1.0):
                                                 * np.asarray(seconds, float))
 
 
-def servers_to_match(lpu_tokens_per_s, gpu_tokens_per_s, integer=False):
-    """GPU servers that deliver the LPU deployment's aggregate tokens/s, each at its
-    aggregate ``gpu_tokens_per_s`` at the per-user speed floor (fractional unless ``integer``)."""
+def energy_per_token(power, tokens_per_s, utilisation=1.0, pue=1.0):
+    """Joules per output token at the wall: average IT power times PUE over the tokens/s
+    delivered on average (``tokens_per_s x utilisation``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        n = np.asarray(lpu_tokens_per_s, float) / np.asarray(gpu_tokens_per_s, float)
+        return (np.asarray(power, float) * np.asarray(pue, float)
+                / (np.asarray(tokens_per_s, float) * np.asarray(utilisation, float)))
+
+
+def units_to_match(units_, tokens_per_s, target_tokens_per_s, integer=False):
+    """Units of a deployment that deliver ``target_tokens_per_s``, given that ``units_`` of
+    them deliver ``tokens_per_s`` (fractional unless ``integer``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.asarray(units_, float) * np.asarray(target_tokens_per_s, float) / np.asarray(tokens_per_s, float)
     return np.ceil(n) if integer else n
 
 
@@ -137,70 +145,57 @@ def _arr(name, x, lo=0.0, hi=None, lo_open=False):
     return a
 
 
-def evaluate(*, lpu_chips, lpu_card_price, lpu_card_power, gpu_server_price, gpu_server_power, lifetime,
-             energy_price, lpu_host_price_per_card=0.0, lpu_host_power_per_card=0.0, gpu_servers=1.0,
-             gpu_network_price_per_server=0.0, pue=1.0, facility_rate=0.0, utilisation=1.0,
-             idle_power_fraction=1.0, lpu_tokens_per_s=None, lpu_users=None, lpu_user_tokens_per_s=None,
-             gpu_tokens_per_s=None, gpu_users=None, integer_servers=False) -> dict[str, np.ndarray]:
-    """Costs of an LPU deployment and of ``gpu_servers`` GPU servers, and every ratio.
+def evaluate(*, lpu_units, lpu_unit_price, lpu_unit_power, gpu_units, gpu_unit_price, gpu_unit_power, lifetime,
+             energy_price, lpu_host_price_per_unit=0.0, lpu_network_price_per_unit=0.0, lpu_host_power_per_unit=0.0,
+             gpu_host_price_per_unit=0.0, gpu_network_price_per_unit=0.0, gpu_host_power_per_unit=0.0,
+             lpu_idle_power_fraction=1.0, gpu_idle_power_fraction=1.0, lpu_tokens_per_s=None, gpu_tokens_per_s=None,
+             pue=1.0, facility_rate=0.0, utilisation=1.0, integer_units=False) -> dict[str, np.ndarray]:
+    """Costs of both deployments and every ratio (see :data:`INPUTS`; arrays broadcast).
 
-    All inputs are SI floats or numpy arrays that broadcast together (see :data:`INPUTS`).
-    The LPU's aggregate throughput is ``lpu_tokens_per_s``, or ``lpu_users x
-    lpu_user_tokens_per_s``. One GPU server's aggregate at the per-user floor is
-    ``gpu_tokens_per_s``, or, at *matched per-user speed*, ``gpu_users x
-    lpu_user_tokens_per_s`` (each GPU stream as fast as an LPU stream). Without throughputs
-    the per-token outputs are NaN.
-
-    Returns arrays: ``lpu_/gpu_`` capex, power, opex, tco, cost_per_token, usd_per_mtok;
-    ``gpu_servers_matched`` (servers delivering the LPU's aggregate) and the ``*_matched``
-    GPU costs; and the ratios in :data:`RATIOS` (LPU / GPU). Per deployment, the GPU side is
-    ``gpu_servers`` servers; *matched*, it is ``gpu_servers_matched`` servers.
+    Returns arrays: ``lpu_/gpu_`` capex, power, opex, tco, tokens_per_s, cost_per_token,
+    usd_per_mtok, joules_per_token; ``gpu_units_matched`` (reference units delivering the
+    LPU side's tokens/s) and the ``gpu_*_matched`` costs; and the ratios in :data:`RATIOS`
+    (LPU side / reference). Without throughputs the per-token outputs are NaN.
     """
-    n_l = _arr("lpu_chips", lpu_chips, lo_open=True)
-    n_g = _arr("gpu_servers", gpu_servers, lo_open=True)
     T = _arr("lifetime", lifetime, lo_open=True)
     u = _arr("utilisation", utilisation, 0.0, 1.0, lo_open=True)
-    i = _arr("idle_power_fraction", idle_power_fraction, 0.0, 1.0)
     e, r, pue_ = _arr("energy_price", energy_price), _arr("facility_rate", facility_rate), _arr("pue", pue)
     if np.any(pue_ < 1.0):
         raise CostError(f"input 'pue' must be at least 1 (facility power includes IT power), got {pue!r}")
-
-    if lpu_tokens_per_s is not None and (lpu_users is not None or lpu_user_tokens_per_s is not None):
-        raise CostError("give the LPU throughput either as lpu_tokens_per_s or as lpu_users x lpu_user_tokens_per_s, not both")
-    if (lpu_users is None) != (lpu_user_tokens_per_s is None):
-        raise CostError("lpu_users and lpu_user_tokens_per_s go together")
-    if lpu_users is not None:
-        lpu_tokens_per_s = _arr("lpu_users", lpu_users, lo_open=True) * _arr("lpu_user_tokens_per_s", lpu_user_tokens_per_s, lo_open=True)
-    x_l = np.nan if lpu_tokens_per_s is None else _arr("lpu_tokens_per_s", lpu_tokens_per_s, lo_open=True)
-    if gpu_users is not None:
-        if gpu_tokens_per_s is not None or lpu_user_tokens_per_s is None:
-            raise CostError("gpu_users (matched per-user speed) needs lpu_user_tokens_per_s and excludes gpu_tokens_per_s")
-        gpu_tokens_per_s = _arr("gpu_users", gpu_users, lo_open=True) * np.asarray(lpu_user_tokens_per_s, float)
-    x_g = np.nan if gpu_tokens_per_s is None else _arr("gpu_tokens_per_s", gpu_tokens_per_s, lo_open=True)
-
-    out = {}
-    out["lpu_capex"] = capex(n_l, _arr("lpu_card_price", lpu_card_price), _arr("lpu_host_price_per_card", lpu_host_price_per_card))
-    server_capex = capex(1.0, _arr("gpu_server_price", gpu_server_price), _arr("gpu_network_price_per_server", gpu_network_price_per_server))
-    out["gpu_capex"] = n_g * server_capex
-    lpu_peak = n_l * (_arr("lpu_card_power", lpu_card_power) + _arr("lpu_host_power_per_card", lpu_host_power_per_card))
-    server_power = average_power(_arr("gpu_server_power", gpu_server_power), u, i)
-    out["lpu_power"] = average_power(lpu_peak, u, i)
-    out["gpu_power"] = n_g * server_power
-    out["lpu_opex"] = opex(out["lpu_power"], T, e, pue_, r)
-    server_opex = opex(server_power, T, e, pue_, r)
-    out["gpu_opex"] = n_g * server_opex
-    out["lpu_tco"] = out["lpu_capex"] + out["lpu_opex"]
-    out["gpu_tco"] = out["gpu_capex"] + out["gpu_opex"]
-    out["lpu_tokens_per_s"] = x_l * np.ones_like(out["lpu_tco"])
-    out["gpu_tokens_per_s"] = x_g * np.ones_like(out["gpu_tco"])
-    out["lpu_cost_per_token"] = cost_per_token(out["lpu_tco"], x_l, T, u)
-    out["gpu_cost_per_token"] = cost_per_token(server_capex + server_opex, x_g, T, u)
-    out["lpu_usd_per_mtok"] = out["lpu_cost_per_token"] * 1e6
-    out["gpu_usd_per_mtok"] = out["gpu_cost_per_token"] * 1e6
-    m = servers_to_match(x_l, x_g, integer=integer_servers) * np.ones_like(out["lpu_tco"])
-    out["gpu_servers_matched"] = m
-    out["gpu_capex_matched"] = m * server_capex
-    out["gpu_opex_matched"] = m * server_opex
+    given = {"lpu": dict(units=lpu_units, unit_price=lpu_unit_price, unit_power=lpu_unit_power,
+                         host_price_per_unit=lpu_host_price_per_unit, network_price_per_unit=lpu_network_price_per_unit,
+                         host_power_per_unit=lpu_host_power_per_unit, idle_power_fraction=lpu_idle_power_fraction,
+                         tokens_per_s=lpu_tokens_per_s),
+             "gpu": dict(units=gpu_units, unit_price=gpu_unit_price, unit_power=gpu_unit_power,
+                         host_price_per_unit=gpu_host_price_per_unit, network_price_per_unit=gpu_network_price_per_unit,
+                         host_power_per_unit=gpu_host_power_per_unit, idle_power_fraction=gpu_idle_power_fraction,
+                         tokens_per_s=gpu_tokens_per_s)}
+    out: dict[str, np.ndarray] = {}
+    per_unit = {}
+    for s, g in given.items():
+        n = _arr(f"{s}_units", g["units"], lo_open=True)
+        extra = _arr(f"{s}_host_price_per_unit", g["host_price_per_unit"]) + _arr(
+            f"{s}_network_price_per_unit", g["network_price_per_unit"])
+        unit_capex = capex(1.0, _arr(f"{s}_unit_price", g["unit_price"]), extra)
+        load = _arr(f"{s}_unit_power", g["unit_power"]) + _arr(f"{s}_host_power_per_unit", g["host_power_per_unit"])
+        i = _arr(f"{s}_idle_power_fraction", g["idle_power_fraction"], 0.0, 1.0)
+        unit_power = average_power(load, u, i)
+        unit_opex = opex(unit_power, T, e, pue_, r)
+        x = np.nan if g["tokens_per_s"] is None else _arr(f"{s}_tokens_per_s", g["tokens_per_s"], lo_open=True)
+        out[f"{s}_capex"] = n * unit_capex
+        out[f"{s}_power"] = n * unit_power
+        out[f"{s}_opex"] = n * unit_opex
+        out[f"{s}_tco"] = out[f"{s}_capex"] + out[f"{s}_opex"]
+        out[f"{s}_tokens_per_s"] = x * np.ones_like(out[f"{s}_tco"])
+        out[f"{s}_cost_per_token"] = cost_per_token(out[f"{s}_tco"], x, T, u)
+        out[f"{s}_usd_per_mtok"] = out[f"{s}_cost_per_token"] * 1e6
+        out[f"{s}_joules_per_token"] = energy_per_token(out[f"{s}_power"], x, u, pue_)
+        per_unit[s] = (n, unit_capex, unit_opex, x)
+    n_g, capex_g, opex_g, x_g = per_unit["gpu"]
+    m = units_to_match(n_g, x_g, per_unit["lpu"][3], integer=integer_units) * np.ones_like(out["lpu_tco"])
+    out["gpu_units_matched"] = m
+    out["gpu_capex_matched"] = m * capex_g
+    out["gpu_opex_matched"] = m * opex_g
     out["gpu_tco_matched"] = out["gpu_capex_matched"] + out["gpu_opex_matched"]
     with np.errstate(divide="ignore", invalid="ignore"):
         for name, (num, den) in RATIOS.items():
@@ -210,7 +205,7 @@ def evaluate(*, lpu_chips, lpu_card_price, lpu_card_power, gpu_server_price, gpu
 
 
 def _check_names(inputs: Mapping) -> None:
-    unknown = sorted(set(inputs) - set(INPUTS) - {"integer_servers"})
+    unknown = sorted(set(inputs) - set(INPUTS) - {"integer_units"})
     if unknown:
         raise CostError(f"unknown input(s) {', '.join(unknown)}; known: {', '.join(INPUTS)}")
 
@@ -385,7 +380,7 @@ def break_even(inputs: Mapping, vary: str, metric: str = "cost_per_token_ratio",
         raise CostError(f"input {vary!r} is not among the inputs given")
     num, den = RATIOS[metric]
     x0 = np.asarray(base[vary], float)
-    if vary in ("utilisation", "idle_power_fraction"):  # bounded to [0, 1]: step down
+    if vary in ("utilisation", "lpu_idle_power_fraction", "gpu_idle_power_fraction"):  # bounded to [0, 1]: step down
         x1, x2 = np.where(x0 > 0, x0 / 2, 0.5), np.where(x0 > 0, x0 / 3, 0.25)
     else:
         x1, x2 = np.where(x0 > 0, 2 * x0, 1.0), np.where(x0 > 0, 3 * x0, 2.0)
@@ -411,120 +406,93 @@ def break_even(inputs: Mapping, vary: str, metric: str = "cost_per_token_ratio",
 # --------------------------------------------------------------------------- scenarios from the catalog
 
 
-def as_stated(sheet: str = "as-stated-jia-2024", lpu_chips: float | None = None,
-              tokens_per_s: float | None = None) -> dict:
-    """The claim's own inputs (``data/prices/as-stated-jia-2024.toml``): ``lpu_chips`` cards
-    at the card price and power, against one 8x H100 server, over three years at the rate its
-    opex figures imply (all-in, PUE 1), no hosts. The claim assumes both deliver the same
-    throughput: give ``tokens_per_s`` to set both sides to it (for per-token figures)."""
-    s = load_prices(sheet)
-    out = {
-        "lpu_chips": float(lpu_chips if lpu_chips is not None else s["count.lpu_cards"].si),
-        "lpu_card_price": s["price.card"].si, "lpu_host_price_per_card": 0.0,
-        "lpu_card_power": s["power.card"].si, "lpu_host_power_per_card": 0.0,
-        "gpu_servers": s["count.gpu_servers"].si, "gpu_server_price": s["price.server"].si,
-        "gpu_network_price_per_server": 0.0, "gpu_server_power": s["power.server"].si,
+def as_stated(sheet: str | None = None, lpu_units: float | None = None) -> dict:
+    """The claim's own inputs (the sheet ``data/claims.toml`` names for C3, by default):
+    ``lpu_units`` cards at the card price and power against the stated GPU servers, over
+    three years at the rate the reposted opex figures imply (all-in, PUE 1), no hosts."""
+    s = load_prices(sheet or catalog.load_claims()["C3"].as_stated["sheet"])
+    return {
+        "lpu_units": float(lpu_units if lpu_units is not None else s["count.lpu_cards"].si),
+        "lpu_unit_price": s["price.card"].si, "lpu_unit_power": s["power.card"].si,
+        "gpu_units": s["count.gpu_servers"].si, "gpu_unit_price": s["price.server"].si,
+        "gpu_unit_power": s["power.server"].si,
         "energy_price": s["tariff.implied"].si, "pue": 1.0, "facility_rate": 0.0,
-        "lifetime": s["time.lifetime"].si, "utilisation": 1.0, "idle_power_fraction": 1.0,
+        "lifetime": s["time.lifetime"].si, "utilisation": 1.0,
     }
-    if tokens_per_s is not None:
-        out["gpu_tokens_per_s"] = float(tokens_per_s)
-        out["lpu_tokens_per_s"] = float(tokens_per_s) * out["gpu_servers"]
-    return out
 
 
-def as_stated_table(sheet: str = "as-stated-jia-2024", chip_counts=(572, 305, 576)) -> pd.DataFrame:
-    """The claim's arithmetic for several card counts at once (one vectorised call): capex,
-    power and opex of both sides and their ratios, one row per count."""
+def as_stated_table(sheet: str | None = None, chip_counts=None) -> pd.DataFrame:
+    """The claim's arithmetic for several card counts at once (one vectorised call): the
+    stated count, the weights-only count and the vendor's own deployment count of the
+    sheet by default."""
+    s = load_prices(sheet or catalog.load_claims()["C3"].as_stated["sheet"])
+    if chip_counts is None:
+        chip_counts = [s[k].si for k in ("count.lpu_cards", "count.lpu_cards_weights_only", "count.lpu_cards_groq")
+                       if k in s]
     n = np.asarray(chip_counts, float)
-    o = run({**as_stated(sheet), "lpu_chips": n})
+    o = run({**as_stated(sheet), "lpu_units": n})
     cols = ["lpu_capex", "gpu_capex", "capex_ratio", "lpu_power", "gpu_power", "lpu_opex", "gpu_opex", "opex_ratio"]
     return pd.DataFrame({"lpu_cards": n.astype(int), **{c: o[c] for c in cols}})
 
 
 OPEX_BASES = ("electricity", "colocation", "all-in")
+PRICE_BASES = ("market", "bom")
 
 
-CARD_PRICE_BASES = ("market", "bom")
+def side_inputs(side: str, sheet_id: str, units_: float, *, price_basis: str = "market",
+                dist: str = "triangular") -> dict:
+    """One side's inputs from its system price sheet: ``units_`` units at the sheet's unit
+    price (or its estimated build cost with ``price_basis="bom"``), host and network shares,
+    unit and host power and idle fraction; every sourced range an :class:`Uncertain`."""
+    if side not in SIDES:
+        raise CostError(f"side {side!r} is not one of {', '.join(SIDES)}")
+    if price_basis not in PRICE_BASES:
+        raise CostError(f"price basis {price_basis!r} is not one of {', '.join(PRICE_BASES)}")
+    S = load_prices(sheet_id)
+    if S.category != "system":
+        raise CostError(f"price sheet {sheet_id!r} is a {S.category!r} sheet; a side needs a system sheet "
+                        f"({', '.join(catalog.price_ids(category='system'))})")
+    if price_basis == "bom" and "price.unit_bom" not in S:
+        raise CostError(f"price sheet {sheet_id!r} has no price.unit_bom (an estimated build cost)")
+    u = lambda key, default=0.0: Uncertain.of(S[key], dist) if key in S else default  # noqa: E731
+    return {f"{side}_units": float(units_),
+            f"{side}_unit_price": u("price.unit" if price_basis == "market" else "price.unit_bom"),
+            f"{side}_host_price_per_unit": u("price.host_per_unit"),
+            f"{side}_network_price_per_unit": u("price.network_per_unit"),
+            f"{side}_unit_power": u("power.unit"), f"{side}_host_power_per_unit": u("power.host_per_unit"),
+            f"{side}_idle_power_fraction": u("factor.idle_power", 1.0)}
 
 
-def best_estimate(lpu_sheet: str = "groq-card", gpu_sheet: str = "nvidia-dgx-h100", site_sheet: str = "us-2023",
-                  opex_basis: str = "electricity", years: float = 3.0, dist: str = "triangular",
-                  card_price_basis: str = "market", all_in_sheet: str = "as-stated-jia-2024") -> dict:
-    """Sourced inputs from ``data/prices``: card and host price and power (LPU sheet), server
-    price, network and typical power (GPU sheet), electricity and PUE (site sheet); each with
-    a range becomes an :class:`Uncertain` drawn from ``dist``. One GPU server, as the claim.
-
-    ``opex_basis``: ``electricity`` (IT power x PUE x price), ``colocation`` (that plus the
-    site's rent per kW), or ``all-in`` (the claim's $200/kW/month, PUE 1). ``card_price_basis``:
-    ``market`` (what a buyer pays: the card's price range) or ``bom`` (the card's estimated
-    build cost: what Groq pays to serve its own cloud). Chip counts, throughputs,
-    utilisation and idle power are the caller's (the notebook's parameters)."""
+def site_inputs(site: str, opex_basis: str = "electricity", years: float = 3.0, dist: str = "triangular",
+                all_in_sheet: str | None = None) -> dict:
+    """Electricity, PUE and rent from a site sheet (``electricity``: IT power x PUE x price;
+    ``colocation``: plus the site's rent per kW; ``all-in``: the claim's $/kW/month, PUE 1)."""
     if opex_basis not in OPEX_BASES:
         raise CostError(f"opex_basis {opex_basis!r} is not one of {', '.join(OPEX_BASES)}")
-    if card_price_basis not in CARD_PRICE_BASES:
-        raise CostError(f"card_price_basis {card_price_basis!r} is not one of {', '.join(CARD_PRICE_BASES)}")
-    L, G, S = load_prices(lpu_sheet), load_prices(gpu_sheet), load_prices(site_sheet)
-    u = lambda v: Uncertain.of(v, dist)  # noqa: E731
-    out = {
-        "lpu_card_price": u(L["price.unit" if card_price_basis == "market" else "price.unit_bom"]),
-        "lpu_host_price_per_card": u(L["price.host_per_unit"]),
-        "lpu_card_power": u(L["power.unit"]), "lpu_host_power_per_card": u(L["power.host_per_unit"]),
-        "gpu_servers": 1.0, "gpu_server_price": u(G["price.unit"]),
-        "gpu_network_price_per_server": u(G["price.network_per_unit"]) if "price.network_per_unit" in G else 0.0,
-        "gpu_server_power": u(G["power.unit"]),
-        "lifetime": float(years) * YEAR, "utilisation": 1.0, "idle_power_fraction": 1.0,
-    }
+    out = {"lifetime": float(years) * YEAR, "utilisation": 1.0}
     if opex_basis == "all-in":
-        out.update(energy_price=load_prices(all_in_sheet)["tariff.implied_monthly"].si, pue=1.0, facility_rate=0.0)
-    else:
-        out.update(energy_price=u(S["tariff.electricity"]), pue=u(S["factor.pue"]),
-                   facility_rate=S["tariff.colocation"].si if opex_basis == "colocation" else 0.0)
+        sheet = all_in_sheet or catalog.load_claims()["C4"].as_stated["sheet"]
+        out.update(energy_price=load_prices(sheet)["tariff.implied_monthly"].si, pue=1.0, facility_rate=0.0)
+        return out
+    S = load_prices(site)
+    if S.category != "site":
+        raise CostError(f"price sheet {site!r} is a {S.category!r} sheet, not a site sheet "
+                        f"({', '.join(catalog.price_ids(category='site'))})")
+    out.update(energy_price=Uncertain.of(S["tariff.electricity"], dist), pue=Uncertain.of(S["factor.pue"], dist),
+               facility_rate=S["tariff.colocation"].si if opex_basis == "colocation" else 0.0)
     return out
 
 
-def chips(source: str, value: float, *, model: str = "llama-2-70b", device: str = "groq-lpu-v1",
-          precision: str = "int8", kv_precision: str = "bf16", batch: float = 1, context: int | None = None,
-          unit: int = 8) -> float:
-    """The LPU card count: ``value`` when ``source == "parameter"``; with ``"placement"``,
-    the fewest cards that hold ``model``'s weights and the KV cache of ``batch`` sequences of
-    ``context`` tokens (the model's window by default), in whole nodes of ``unit`` cards
-    (:func:`lpulab.placement.need`)."""
-    if source == "parameter":
-        return float(value)
-    if source == "placement":
-        from . import placement
-        from .workload import Precision
-
-        n = placement.need(catalog.load_model(model), catalog.load_device(device), batch, context,
-                           precision=Precision(precision, precision, kv_precision), unit=unit)
-        deployed = float(np.asarray(n.deployed))
-        if not np.isfinite(deployed):
-            raise CostError(f"{model} at batch {batch} does not fit on any number of {device} chips")
-        return deployed
-    raise CostError(f"chips_source {source!r} is not one of parameter, placement")
-
-
-def throughput(source: str, value: float, *, row: str = "mlperf40-h100x8-llama2-70b-server-output_tok_s_aggregate",
-               mlperf_prompt: int = 300) -> float:
-    """A GPU server's aggregate tokens/s: ``value`` when ``source == "parameter"``; with
-    ``"perf"``, what the calibrated speed model (:mod:`lpulab.speed`, default calibration)
-    predicts at the operating point of measurement ``row`` (its concurrency, prompt and
-    output). The prediction is of a row the default calibration fits, so it restates the
-    measurement through the model; other rows show how far the model carries."""
-    if source == "parameter":
-        return float(value)
-    if source == "perf":
-        from . import speed
-
-        t = speed.targets(catalog.load_measurements("speed"), mlperf_prompt=mlperf_prompt)
-        if row not in set(t.id):
-            raise CostError(f"no predictable measurement {row!r}; choose from: {', '.join(t.id)}")
-        platforms = {"lpu": speed.Platform("groq-lpu-v1", "int8", 8, 576), "gpu": speed.Platform("nvidia-h100-sxm", "fp8", 8, 8)}
-        cal = speed.calibrate(t, platforms, speed.DEFAULT_FIT)
-        r = t[t.id == row].iloc[0]
-        return speed.predict(cal.values, r, platforms)
-    raise CostError(f"throughput_source {source!r} is not one of parameter, perf")
+def throughput_input(interval, scale: float = 1.0) -> "Uncertain | float":
+    """A speed-model throughput with its 95 % prediction interval as a lognormal input
+    (median the prediction; :class:`Uncertain` reads lognormal low/high as P5/P95)."""
+    v, lo, hi = (float(np.asarray(x)) * scale for x in (interval.value, interval.low, interval.high))
+    if not (hi > v > lo > 0):
+        return v
+    sigma = max(math.log(hi / v), math.log(v / lo)) / 1.96
+    z = stats.norm.ppf(0.95)
+    return Uncertain(v, v * math.exp(-z * sigma), v * math.exp(z * sigma), "lognormal",
+                     "lpulab serving model, 95 % prediction interval")
 
 
 # --------------------------------------------------------------------------- tables and verdicts
@@ -577,3 +545,153 @@ def verdict(claim: str, metric: str, as_stated_value: float, estimate: float, sa
     return claims.judge(claim, as_stated=as_stated_value, estimate=estimate, low=lo, high=hi,
                         assumptions={"metric": metric, "band": f"Monte Carlo P{q[0]:g}-P{q[1]:g}", **(assumptions or {})},
                         note=note)
+
+
+# --------------------------------------------------------------------------- the whole analysis
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's deployment as it is costed."""
+
+    side: str
+    device: str
+    layout: Mapping
+    precision: str
+    concurrency: int
+    chips: int                 # chips the layout uses
+    chips_deployed: int        # rounded up to the device's deployment unit (all bought and powered)
+    price_sheet: str
+    chips_per_unit: int
+    units: int                 # units bought, as the price sheet prices them
+    tokens_per_s: Mapping      # aggregate tokens/s with its 95 % interval (or an override)
+    per_user_tok_s: Mapping
+    throughput_source: str     # "serving model" or "override"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What notebook 04 records: the claim's own arithmetic, both deployments as costed,
+    the inputs, point outputs, Monte Carlo bands, sensitivity, break-even and the verdicts."""
+
+    model: str
+    as_stated: Mapping
+    as_stated_table: pd.DataFrame = field(repr=False)
+    lpu: Side | None = None
+    gpu: Side | None = None
+    inputs: Mapping = field(default_factory=dict, repr=False)
+    point: Mapping = field(default_factory=dict, repr=False)
+    bands: pd.DataFrame = field(default=None, repr=False)
+    samples: Mapping = field(default_factory=dict, repr=False)
+    tornado: Mapping = field(default_factory=dict, repr=False)
+    break_even_unit_price: float = float("nan")
+    full_context_streams: int = 0
+    verdicts: tuple = ()
+    options: Mapping = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        first = lambda k: float(np.asarray(self.point[k]).reshape(-1)[0])  # noqa: E731
+        keys = ["lpu_capex", "gpu_capex", "lpu_power", "gpu_power", "lpu_opex", "gpu_opex", "lpu_tco", "gpu_tco",
+                "lpu_tokens_per_s", "gpu_tokens_per_s", "lpu_usd_per_mtok", "gpu_usd_per_mtok", "lpu_joules_per_token",
+                "gpu_joules_per_token", "gpu_units_matched", *RATIOS]
+        return {"model": self.model, "as_stated": dict(self.as_stated),
+                "lpu": self.lpu.to_dict() if self.lpu else None, "gpu": self.gpu.to_dict() if self.gpu else None,
+                "point": {k: first(k) for k in keys},
+                "bands": self.bands.reset_index().to_dict(orient="records") if self.bands is not None else [],
+                "break_even_lpu_unit_price": self.break_even_unit_price,
+                "full_context_streams": self.full_context_streams,
+                "verdicts": [v.to_dict() for v in self.verdicts], "options": dict(self.options)}
+
+
+BAND_METRICS = ("capex_ratio", "opex_ratio", "tco_ratio", "cost_per_token_ratio", "energy_per_token_ratio",
+                "capex_ratio_matched", "tco_ratio_matched", "lpu_usd_per_mtok", "gpu_usd_per_mtok")
+
+
+def _side(side, model, device, layout, precision, concurrency, prompt, output, sheet, cal, measured, override):
+    from . import speed
+
+    chips = layout.chips
+    unit = device.deployment.unit_chips
+    deployed = -(-chips // unit) * unit
+    S = load_prices(sheet)
+    per_unit = int(S["count.chips_per_unit"].si)
+    units_ = -(-deployed // per_unit)
+    if override:
+        tok = {"metric": "aggregate_tok_s", "value": float(override), "low": float(override), "high": float(override)}
+        user = {"metric": "per_user_tok_s", "value": float(override) / concurrency,
+                "low": float(override) / concurrency, "high": float(override) / concurrency}
+        src = "override"
+    else:
+        from . import perf
+
+        f = speed.forecast(model, perf.Deployment(device, layout, precision), int(concurrency), prompt, output, cal,
+                           measured)
+        tok, user = f.intervals["aggregate_tok_s"].to_dict(), f.intervals["per_user_tok_s"].to_dict()
+        src = "serving model" + ("" if f.calibrated else " (uncalibrated device)")
+    return Side(side, device.id, layout.to_dict(), precision.label(), int(concurrency), int(chips), int(deployed),
+                sheet, per_unit, int(units_), tok, user, src)
+
+
+def analyse(model: str, lpu: str, gpu: str, *, gpu_layout, lpu_layout=None, lpu_precision="int8",
+            gpu_precision="fp8", lpu_concurrency: int = 1, gpu_concurrency: int = 64, prompt: int = 550,
+            output: int = 150, lpu_prices: str | None = None, gpu_prices: str | None = None, site: str = "us-2023",
+            opex_basis: str = "electricity", price_basis: str = "market", years: float = 3.0,
+            utilisation: float = 1.0, distribution: str = "triangular", samples: int = 20000, seed: int = 0,
+            lpu_tokens_per_s: float | None = None, gpu_tokens_per_s: float | None = None) -> Result:
+    """C3 and C4 for the chip under test ``lpu`` against ``gpu`` serving ``model`` at the
+    stated operating point (as in :func:`lpulab.speed.analyse`): each side's chips from
+    placement and layout, rounded to its deployment unit, priced by its own price sheet
+    (the device's ``deployment.prices`` unless ``lpu_prices``/``gpu_prices``), its tokens/s
+    from the calibrated serving model with its interval (unless an override is given, which
+    the result labels). The claim's own arithmetic comes from its sheet in ``data/claims.toml``."""
+    from . import placement, speed, workload
+
+    if utilisation <= 0 or utilisation > 1:
+        raise CostError(f"utilisation must lie in (0, 1], got {utilisation!r}")
+    M = catalog.load_model(model)
+    L, G = catalog.load_device(lpu), catalog.load_device(gpu)
+    pl, pg = workload.Precision.of(lpu_precision), workload.Precision.of(gpu_precision)
+    if lpu_layout is None:
+        lpu_layout = speed.sram_layout(M, L, pl, max(int(lpu_concurrency), 1), prompt + output)
+    sheets = {"lpu": lpu_prices or L.price_sheet_id(), "gpu": gpu_prices or G.price_sheet_id()}
+    cal, pts, _ = speed.calibrate()
+    measured = sorted({p.profile.deployment.device.id for p in pts})
+    a = _side("lpu", M, L, lpu_layout, pl, lpu_concurrency, prompt, output, sheets["lpu"], cal, measured,
+              lpu_tokens_per_s)
+    b = _side("gpu", M, G, gpu_layout, pg, gpu_concurrency, prompt, output, sheets["gpu"], cal, measured,
+              gpu_tokens_per_s)
+    inputs = {**side_inputs("lpu", sheets["lpu"], a.units, price_basis=price_basis, dist=distribution),
+              **side_inputs("gpu", sheets["gpu"], b.units, dist=distribution),
+              **site_inputs(site, opex_basis, years, distribution)}
+    inputs["utilisation"] = float(utilisation)
+    for s, side in (("lpu", a), ("gpu", b)):
+        inputs[f"{s}_tokens_per_s"] = (side.tokens_per_s["value"] if side.throughput_source == "override"
+                                       else throughput_input(speed.Interval(**side.tokens_per_s)))
+    stated_inputs = as_stated()
+    o_s = run(stated_inputs)
+    stated = {"capex_ratio": float(o_s["capex_ratio"][()] if o_s["capex_ratio"].ndim == 0 else o_s["capex_ratio"][0]),
+              "opex_ratio": float(np.asarray(o_s["opex_ratio"]).reshape(-1)[0]),
+              "lpu_units": stated_inputs["lpu_units"], "sheet": catalog.load_claims()["C3"].as_stated["sheet"]}
+    pt = run(inputs)
+    mc = monte_carlo(inputs, samples, seed)
+    bnd = bands(mc, BAND_METRICS, points=pt)
+    torn = {m: tornado(inputs, m) for m in ("capex_ratio", "opex_ratio", "cost_per_token_ratio")}
+    be = float(np.asarray(break_even(inputs, "lpu_unit_price", "cost_per_token_ratio", 1.0)).reshape(-1)[0])
+    streams = placement.full_context_streams(M, L, a.chips_deployed, precision=pl)
+    first = lambda k: float(np.asarray(pt[k]).reshape(-1)[0])  # noqa: E731
+    assum = {"model": model, "chip under test": f"{lpu}: {a.chips_deployed} chips ({a.units} x {sheets['lpu']})",
+             "reference": f"{gpu}: {b.chips_deployed} chips ({b.units} x {sheets['gpu']})",
+             "operating point": f"{lpu_concurrency} vs {gpu_concurrency} streams, {prompt} in / {output} out",
+             "opex basis": opex_basis, "lifetime": f"{years:g} years", "utilisation": utilisation}
+    v3 = verdict("C3", "capex ratio of the two deployments", stated["capex_ratio"], first("capex_ratio"),
+                 mc["capex_ratio"], assumptions=assum)
+    v4 = verdict("C4", "opex ratio of the two deployments", stated["opex_ratio"], first("opex_ratio"),
+                 mc["opex_ratio"], assumptions=assum)
+    opts = {"lpu_prices": sheets["lpu"], "gpu_prices": sheets["gpu"], "site": site, "opex_basis": opex_basis,
+            "price_basis": price_basis, "years": years, "utilisation": utilisation, "distribution": distribution,
+            "samples": samples, "seed": seed,
+            "throughput_overrides": {k: v for k, v in (("lpu", lpu_tokens_per_s), ("gpu", gpu_tokens_per_s)) if v}}
+    return Result(model, stated, as_stated_table(), a, b, inputs, pt, bnd, mc, torn, be, streams, (v3, v4), opts)

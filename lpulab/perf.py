@@ -64,7 +64,7 @@ class PerfError(ValueError):
 
 #: Formats of the same width a device may list under either name.
 _SAME_WIDTH = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "int8"), "int8": ("int8", "fp8"),
-               "int4": ("int4", "fp8", "int8"), "fp32": ("fp32", "tf32")}
+               "int4": ("int4", "fp8", "int8"), "fp32": ("fp32", "tf32"), "nvfp4": ("fp4",), "mxfp4": ("fp4",)}
 
 
 def compute_format(device: Device, precision: Precision) -> str:

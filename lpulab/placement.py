@@ -318,7 +318,8 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
     best_tensor = np.zeros(shape)
     best_pipeline = np.zeros(shape)
     elems = _activation_elems(model, batch, context, tokens, p)
-    for tensor in sorted(set(int(t) for t in choices), reverse=True):
+
+    def chips_at(tensor):
         s = chip_sizes(model, tensor, batch, context, tokens, p, _act_elems=elems)
         act = 0.0 if act_sep else s.act
         stages = _greedy_stages(U - act, s.embedding, s.layer, s.head, model.layers)
@@ -326,7 +327,24 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
             stages = np.where(s.act <= aU, stages, np.inf)
         if pipeline is not None:
             stages = np.where(stages <= pipeline, float(pipeline), np.inf)
-        chips = np.broadcast_to(stages * tensor, shape)
+        return stages, np.broadcast_to(stages * tensor, shape)
+
+    widths = sorted(set(int(t) for t in choices), reverse=True)
+    # a layout of width t uses at least t chips, so once every point has a layout of at most
+    # B chips no wider width can win: seed B with the narrowest width that holds the weights
+    # in one or two stages, then skip every width above it (a machine whose scale-up domain
+    # spans thousands of chips would otherwise try them all)
+    total_w = workload.weight_bytes(model, p) + workload.kv_bytes(model, batch, context, p.kv)
+    seed = min((t for t in widths if t >= float(np.max(np.ceil(np.asarray(total_w, float) / U)))), default=None)
+    bound = np.inf
+    if seed is not None:
+        st, ch = chips_at(seed)
+        if np.all(np.isfinite(ch)):
+            bound = float(np.max(ch))
+    for tensor in widths:
+        if tensor > bound:
+            continue
+        stages, chips = chips_at(tensor)
         better = chips < best
         best = np.where(better, chips, best)
         best_tensor = np.where(better, tensor, best_tensor)
@@ -943,3 +961,106 @@ def sweep_summary(sw: pd.DataFrame, value: str = "chips") -> pd.DataFrame:
         rows.append({"device": dev, "smallest": lo, "largest": hi, "growth": hi / lo if len(ok) else float("nan"),
                      "points": len(g), "unfit": int((~np.isfinite(g[value])).sum())})
     return pd.DataFrame(rows).set_index("device")
+
+
+# --------------------------------------------------------------------------- the whole analysis
+
+
+def full_context_streams(model: Model, device: Device, chips: int, *, precision=None, reserve: float = 0.0) -> int:
+    """How many sequences of the model's full context window a deployment of ``chips``
+    (after rounding to the device's deployment unit) holds beside the weights: the number
+    notebooks 02 and 04 both quote (0 if the weights alone do not fit)."""
+    return batch_for_chips(model, device, int(chips), model.max_context, precision=precision, reserve=reserve)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What notebook 02 records: sizes, chips per device, both placements, the chain from
+    the back-of-envelope count, full-context streams, GPU checks, the sweep and the
+    deployments' bandwidth."""
+
+    model: str
+    precision: str
+    batch: int
+    context: int
+    sizes: Mapping = field(default_factory=dict)
+    table: pd.DataFrame = field(default=None, repr=False)
+    lpu: Placement | None = field(default=None, repr=False)
+    gpu: Placement | None = field(default=None, repr=False)
+    chain: pd.DataFrame = field(default=None, repr=False)
+    full_context_streams: int = 0
+    gpu_checks: Mapping = field(default_factory=dict)
+    sweep: pd.DataFrame = field(default=None, repr=False)
+    sweep_summary: pd.DataFrame = field(default=None, repr=False)
+    deployment_bandwidth: Mapping = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        t = self.table.set_index("device")
+        return {
+            "model": self.model, "precision": self.precision, "batch": self.batch, "context": self.context,
+            **self.sizes,
+            "chips_needed": t.chips.to_dict(), "chips_deployed": t.deployed.to_dict(), "chips_fluid": t.fluid.to_dict(),
+            "chips_weights_only": t.weights_only.to_dict(), "tensor": t.tensor.to_dict(), "pipeline": t.pipeline.to_dict(),
+            "deploy_unit": t.unit.to_dict(),
+            "lpu_placement": self.lpu.summary() if self.lpu else None,
+            "gpu_placement": self.gpu.summary() if self.gpu else None,
+            "chain": dict(zip(self.chain.step, self.chain.chips)) if self.chain is not None else {},
+            "full_context_streams": self.full_context_streams, "gpu_checks": dict(self.gpu_checks),
+            "sweep_chips_min": self.sweep_summary.smallest.to_dict() if self.sweep_summary is not None else {},
+            "sweep_chips_max": self.sweep_summary.largest.to_dict() if self.sweep_summary is not None else {},
+            "sweep_unfit_points": self.sweep_summary.unfit.to_dict() if self.sweep_summary is not None else {},
+            "deployment_bandwidth": dict(self.deployment_bandwidth),
+        }
+
+
+def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
+    """Parameters, weight bytes, KV cache per token and per sequence, one decode step's
+    activation working set and FLOPs: the sizes a placement starts from."""
+    p = Precision.of(precision)
+    n = workload.parameter_count(model)
+    step = workload.totals(model, "decode", batch, max(context - 1, 0), precision=p)
+    pub = model.published_parameters.si if model.published_parameters is not None else float("nan")
+    return {"parameters": n, "parameters_published": pub, "parameters_error_pct": 100 * (n / pub - 1),
+            "active_parameters": workload.parameter_count(model, active=True),
+            "weight_bytes": workload.weight_bytes(model, p), "kv_bytes_per_token": workload.kv_bytes_per_token(model, p.kv),
+            "kv_bytes_per_sequence": float(workload.kv_bytes(model, 1, context, p.kv)),
+            "kv_bytes": float(workload.kv_bytes(model, batch, context, p.kv)),
+            "activation_bytes": float(workload.activation_bytes(model, "decode", batch, max(context - 1, 0), precision=p)),
+            "decode_flops_per_token": float(step.flops) / batch,
+            "decode_flops_per_token_over_2_params": float(step.flops) / batch / (2 * n)}
+
+
+def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision=None, batch: int = 1,
+            context: int | None = None, reserve: float = 0.0, sweep_contexts=(512, 4096), sweep_batches=(1, 64),
+            stated_weights: str | None = None, stated_chip_memory: str | None = None) -> Result:
+    """Notebook 02's analysis: ``model`` placed on every device in ``devices`` (each by its
+    own deployment rules), the chip under test ``lpu`` and the reference ``gpu`` in detail."""
+    from . import bandwidth, catalog, units
+
+    missing = [d for d in (lpu, gpu) if d not in devices]
+    if missing:
+        raise PlacementError(f"lpu and gpu must be among devices {list(devices)}; missing: {missing}")
+    M = catalog.load_model(model)
+    D = {d: catalog.load_device(d) for d in devices}
+    p = Precision.of(precision)
+    context = M.max_context if context is None else int(context)
+    common = dict(batch=batch, context=context, precision=p, reserve=reserve)
+    table = compare_devices(M, list(D.values()), **common)
+    pl_lpu = place(M, D[lpu], **common)
+    pl_gpu = place(M, D[gpu], **common)
+    chain_kw = dict(context=context, precision=p, reserve=reserve)
+    if stated_weights and stated_chip_memory:
+        chain_kw.update(stated_weight_bytes=units.parse_quantity(stated_weights, "bytes"),
+                        stated_chip_bytes=units.parse_quantity(stated_chip_memory, "bytes"))
+    chain = capacity_chain(M, D[lpu], batch=batch, **chain_kw)
+    streams = full_context_streams(M, D[lpu], pl_lpu.chips_deployed, precision=p, reserve=reserve)
+    checks = {}
+    for w in ("bf16", "fp8", "int8"):
+        for t in (1, 2):
+            a = attempt(M, D[gpu], precision=Precision(w, p.activations, p.kv), tensor=t, pipeline=1, **{
+                k: v for k, v in common.items() if k != "precision"})
+            checks[f"{t} x {gpu} at {w}"] = a.ok
+    sw = sweep(M, list(D.values()), sweep_contexts, sweep_batches, precision=p, reserve=reserve)
+    dep = bandwidth.deployment_bandwidth(M, D[lpu], D[gpu], batch=batch, context=context, precision=p, reserve=reserve)
+    return Result(model, p.label(), int(batch), int(context), model_sizes(M, p, batch, context), table, pl_lpu, pl_gpu,
+                  chain, streams, checks, sw, sweep_summary(sw), dep)

@@ -1,171 +1,464 @@
-"""Claim C2: is LPU inference "10x faster" than GPUs, and in which metric?
+"""Claim C2 and the calibrated serving model: measured results as operating points, the
+calibration that fits the serving model's knobs on them, predictions with intervals, and
+C2's verdict.
 
-Each measured row of ``data/measurements/speed.csv`` becomes an operating point that
-:mod:`lpulab.perf` can predict: a platform (LPU or GPU deployment), a model, a concurrency
-(streams in flight), prompt and output lengths, and a metric. Calibration fits a few
-unpublished knobs (collective latency per step, achieved compute fraction) on a declared
-subset of rows and reports the error on every row, fitted or not.
+Every measured row of ``data/measurements`` (all tables) becomes an operating point of
+:mod:`lpulab.perf` when the catalog knows its model and hardware: the deployment as it was
+run (the row's tensor/pipeline/replica layout and precision), its concurrency and its
+prompt and output lengths.
 
-Concurrency behind a row: LLMPerf sets it (5); a vendor's single-stream figure is 1; an
-MLPerf Server run holds ``aggregate x TPOT`` streams in flight on average (Little's law); an
-MLPerf Offline run is modelled at the largest concurrency whose KV cache fits.
+- Concurrency: MLPerf Server and Interactive runs hold ``tokens/s x (TPOT + TTFT/output)``
+  streams in flight (Little's law on the same run's rows); an Offline run, the most
+  streams its KV cache holds; an ``api`` or ``paper`` row, its stated concurrency; a
+  vendor's single-stream claim, one stream.
+- Lengths: the row's input/output tokens; where MLPerf does not publish the mean prompt
+  length, ``assumptions["mlperf_prompt"]``; a vendor claim's unstated lengths,
+  ``assumptions["vendor_prompt"]``/``["vendor_output"]``.
+- Layout: the row's; an SRAM machine's (never published) is the fewest chips that hold the
+  model at the row's operating point (:func:`lpulab.placement.need`), said so in the point.
+  A GPU row without a published layout is left out.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import catalog, claims, perf, workload
-from .roofline import Efficiency
+from . import calibration, catalog, claims, perf, placement, workload
+from .calibration import Calibration, Point
+from .parallel import Layout
 
 METRIC_COLUMN = {"output_tok_s_per_user": "per_user_tok_s", "output_tok_s_aggregate": "aggregate_tok_s",
                  "tpot_s": "tpot_s", "ttft_s": "ttft_s"}
+#: Assumptions behind operating points whose lengths a source does not state.
+ASSUMPTIONS = {
+    # mean prompt of MLPerf's Llama-2-70B OpenOrca subset: not published in MLCommons' documentation;
+    # the other MLPerf benchmarks' rows without a stated mean prompt are left out
+    "mlperf_prompt": {"llama-2-70b": 300},
+    "vendor_prompt": 128,       # a vendor's single-stream speed claim: lengths not stated
+    "vendor_output": 256,
+}
+#: The date up to which the default calibration fits; later results test it.
+DEFAULT_CUTOFF = "2024-12-31"
+_PRECISION_NAMES = {"16-bit": "bf16", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "int8": "int8", "8-bit": "fp8",
+                    "int4": "int4"}
+
+
+class SpeedError(ValueError):
+    """An operating point or comparison C2 cannot make; the message says why."""
+
+
+def side_of(device) -> str:
+    """The calibration side of a device: ``sram`` where the weights sit on the chip."""
+    return "sram" if device.sram_only else "hbm"
+
+
+def precision_of(device, name) -> workload.Precision | None:
+    """A row's precision as lpulab's (weights = activations = KV cache), or None when it
+    is not stated or not modelled (e.g. FP4 before the workbook models it)."""
+    if not isinstance(name, str):
+        return None
+    key = name.strip().lower()
+    if key in ("fp4", "nvfp4"):          # NVIDIA's FP4 runs are NVFP4 weights and activations, FP8 KV cache
+        return workload.Precision("nvfp4", "nvfp4", "fp8")
+    if key == "mxfp4":
+        return workload.Precision("mxfp4", "mxfp4", "fp8")
+    p = _PRECISION_NAMES.get(key)
+    if p is None:
+        return None
+    if p == "fp8" and "fp8" not in device.compute and "int8" in device.compute:
+        p = "int8"
+    return workload.Precision(p, p, p)
+
+
+def default_precision(device) -> workload.Precision:
+    """For a row that does not say: the narrowest 8-bit format the device runs, else bf16."""
+    for p in ("fp8", "int8", "bf16", "fp16"):
+        if p in device.compute:
+            return workload.Precision(p, p, p)
+    raise SpeedError(f"{device.id} lists no fp8, int8, bf16 or fp16 peak")
+
+
+def sram_layout(model, device, precision, batch: int, context: int) -> Layout:
+    """The fewest chips that hold ``model`` with ``batch`` streams of ``context`` tokens: the
+    layout assumed for an SRAM machine whose deployment is not published."""
+    n = placement.need(model, device, max(int(batch), 1), int(context), precision=precision)
+    if not np.isfinite(float(n.chips)):
+        raise SpeedError(f"{model.id} does not fit on {device.id} at batch {batch}, context {context}")
+    return Layout(1, int(n.tensor), int(n.pipeline))
 
 
 @dataclass(frozen=True)
-class Platform:
-    """A deployment recipe: which device, at which precision, split how."""
-
-    device: str
-    precision: str                 # weights = activations = KV precision (1 byte: int8 or fp8)
-    tensor: int = 8                # chips per pipeline stage
-    chips: int | None = None       # None: the fewest multiples of `tensor` that hold the weights
-    link: str | None = None
-
-    def chips_for(self, model) -> int:
-        if self.chips is not None:
-            return self.chips
-        dev = catalog.load_device(self.device)
-        w = workload.weight_bytes(model, workload.Precision.of(self.precision).weights)
-        return int(math.ceil(w / dev.capacity() / self.tensor) * self.tensor)
-
-    def deployment(self, model, hop_latency_s: float, efficiency: Efficiency, step_overhead_s: float = 0.0) -> perf.Deployment:
-        dev = catalog.load_device(self.device)
-        chips = self.chips_for(model)
-        tensor = min(self.tensor, chips)
-        return perf.Deployment(dev, chips, pipeline=chips // tensor, tensor=tensor, precision=self.precision,
-                               link=self.link, hop_latency_s=hop_latency_s, step_overhead_s=step_overhead_s,
-                               efficiency=efficiency)
+class Skipped:
+    row: str
+    why: str
 
 
-def targets(measurements: pd.DataFrame, lpu_hardware=("groq-lpu-v1",), gpu_hardware=("nvidia-h100-sxm", "nvidia-h200"),
-            vendor_prompt: int = 128, vendor_output: int = 256, mlperf_prompt: int = 300) -> pd.DataFrame:
-    """The measured rows lpulab can predict, with the operating point each implies.
+def _run_key(r) -> tuple:
+    return (r.source_url, r.model, r.hardware, r.scenario, r.chips if r.chips == r.chips else None,
+            r.input_tokens if r.input_tokens == r.input_tokens else None,
+            r.concurrency if r.concurrency == r.concurrency else None, r.tensor if r.tensor == r.tensor else None,
+            r.pipeline if r.pipeline == r.pipeline else None, r.replicas if r.replicas == r.replicas else None,
+            r.precision)
 
-    ``vendor_prompt``/``vendor_output``: lengths assumed for a vendor's single-stream figure
-    (unstated by the vendor). ``mlperf_prompt``: mean prompt length assumed for MLPerf's
-    llama2-70b set (not stated in the result files read).
-    """
-    df = measurements
-    rows = []
+
+def measured_table(names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every measurement table, concatenated (rows keep their ids)."""
+    frames = [catalog.load_measurements(n) for n in (names or catalog.measurement_names())]
+    return pd.concat(frames, ignore_index=True)
+
+
+def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None = None,
+           deployment_kw: Mapping | None = None) -> tuple[list[Point], list[Skipped]]:
+    """The measured rows as operating points (one per run and metric; the runs of several
+    submitters of one system, layout, scenario and date collapse into their median), and
+    the rows left out with the reason."""
+    a = {**ASSUMPTIONS, **(assumptions or {})}
+    df = measured_table() if measurements is None else measurements
+    models, devices = set(catalog.model_ids()), set(catalog.device_ids())
+    skipped: list[Skipped] = []
+    runs: dict[tuple, list] = {}
     for r in df.itertuples():
-        if r.hardware not in lpu_hardware + gpu_hardware or r.metric not in METRIC_COLUMN:
+        if r.metric == "samples_per_s":
             continue
-        platform = "lpu" if r.hardware in lpu_hardware else "gpu"
-        conc, prompt, output = r.concurrency, r.input_tokens, r.output_tokens
-        if r.scenario == "Server":
-            pair = df[(df.source_url.str.replace("/Server/", "/") == r.source_url.replace("/Server/", "/"))
-                      & (df.scenario == "Server")]
-            agg = pair[pair.metric == "output_tok_s_aggregate"].value
-            tpot = pair[pair.metric == "tpot_s"].value
-            if agg.empty or tpot.empty:
+        if r.model not in models:
+            skipped.append(Skipped(r.id, f"model {r.model!r} is not in the catalog"))
+            continue
+        if r.hardware not in devices:
+            skipped.append(Skipped(r.id, f"hardware {r.hardware!r} is not in the catalog"))
+            continue
+        runs.setdefault(_run_key(r), []).append(r)
+    groups: dict[tuple, list] = {}
+    for key, rows in runs.items():
+        r0 = rows[0]
+        ids = [r.id for r in rows]
+        device = catalog.load_device(r0.hardware)
+        model = catalog.load_model(r0.model)
+        vals = {r.metric: float(r.value_si) for r in rows}
+        if r0.precision in (None, "", "unknown") or r0.precision != r0.precision:
+            prec, prec_note = default_precision(device), "precision assumed"
+        else:
+            prec, prec_note = precision_of(device, r0.precision), ""
+        if prec is None:
+            skipped += [Skipped(i, f"precision {r0.precision!r} is not modelled yet") for i in ids]
+            continue
+        try:
+            perf.compute_format(device, prec)
+        except perf.PerfError as exc:
+            skipped += [Skipped(i, str(exc)) for i in ids]
+            continue
+        output = r0.output_tokens if r0.output_tokens == r0.output_tokens else None
+        prompt = r0.input_tokens if r0.input_tokens == r0.input_tokens else None
+        scen = r0.scenario
+        if scen in ("Offline", "Server", "Interactive") and prompt is None:
+            prompt = a["mlperf_prompt"].get(r0.model)
+        if scen == "vendor-claim":
+            prompt = prompt or a["vendor_prompt"]
+            output = output or a["vendor_output"]
+        if prompt is None or output is None:
+            skipped += [Skipped(i, "prompt or output length not stated") for i in ids]
+            continue
+        prompt, output = int(round(prompt)), int(round(output))
+        if prompt + output > model.max_context:
+            skipped += [Skipped(i, f"prompt + output exceed {model.id}'s context") for i in ids]
+            continue
+        # concurrency
+        if scen in ("Server", "Interactive"):
+            if "output_tok_s_aggregate" not in vals or "tpot_s" not in vals:
+                skipped += [Skipped(i, "a Server run needs its tokens/s and TPOT for Little's law") for i in ids]
                 continue
-            conc = float(agg.iloc[0]) * float(tpot.iloc[0])  # Little's law
-            prompt = mlperf_prompt
-        elif r.scenario == "Offline":
-            conc = np.nan  # the largest concurrency that fits, decided per deployment
-            prompt = mlperf_prompt
-        elif not conc == conc:  # vendor single-stream figure
-            conc, prompt, output = 1.0, vendor_prompt, vendor_output
-        rows.append({"id": r.id, "platform": platform, "hardware": r.hardware, "model": r.model,
-                     "scenario": r.scenario, "metric": r.metric, "concurrency": conc, "prompt": int(prompt),
-                     "output": int(round(output)), "value": float(r.value_si), "confidence": r.confidence,
-                     "source": r.source_title})
-    return pd.DataFrame(rows)
+            conc = vals["output_tok_s_aggregate"] * (vals["tpot_s"] + vals.get("ttft_s", 0.0) / output)
+        elif scen == "Offline":
+            conc = None
+        elif scen == "vendor-claim":
+            conc = 1.0
+        else:
+            conc = r0.concurrency if r0.concurrency == r0.concurrency else None
+            if conc is None:
+                skipped += [Skipped(i, "concurrency not stated") for i in ids]
+                continue
+        # layout
+        lay = (r0.tensor, r0.pipeline, r0.replicas)
+        if all(x == x for x in lay):
+            layout, lay_note = Layout(int(lay[2]), int(lay[0]), int(lay[1])), ""
+        elif device.sram_only:
+            batch = int(max(round(conc or 1), 1))
+            try:
+                layout = sram_layout(model, device, prec, batch, prompt + output)
+            except SpeedError as exc:
+                skipped += [Skipped(i, str(exc)) for i in ids]
+                continue
+            lay_note = "layout assumed (fewest chips that hold it)"
+        else:
+            skipped += [Skipped(i, "layout not published") for i in ids]
+            continue
+        try:
+            dep = perf.Deployment(device, layout, prec, **(deployment_kw or {}))
+            if conc is None:
+                conc = perf.max_concurrency(model, dep, prompt + output)
+                if conc < 1:
+                    raise perf.PerfError("the weights alone do not fit the published layout")
+        except (perf.PerfError, placement.PlacementError, catalog.CatalogError) as exc:
+            skipped += [Skipped(i, str(exc)) for i in ids]
+            continue
+        gkey = (str(r0.date), r0.model, r0.hardware, scen, layout, prec, prompt)
+        for r in rows:
+            if r.metric not in METRIC_COLUMN:
+                continue
+            groups.setdefault(gkey + (r.metric,), []).append((r, dep, model, conc, output, prec_note, lay_note))
+    pts = []
+    for gkey, members in groups.items():
+        r0, dep, model, _, _, prec_note, lay_note = members[0]
+        measured = float(np.median([m[0].value_si for m in members]))
+        conc = int(max(round(float(np.median([m[3] for m in members]))), 1))
+        output = int(round(float(np.median([m[4] for m in members]))))
+        metric = METRIC_COLUMN[r0.metric]
+        # one submitter filed the same run twice (two accuracy targets): count a row once
+        ids = tuple(sorted({m[0].id for m in members}))
+        try:
+            prof = perf.serving_profile(model, dep, conc, gkey[6], output)
+        except (perf.PerfError, placement.PlacementError) as exc:
+            skipped += [Skipped(m[0].id, str(exc)) for m in members]
+            continue
+        notes = "; ".join(x for x in (prec_note, lay_note) if x)
+        key = f"{gkey[0]} {r0.model} {r0.hardware} {gkey[3]} {dep.layout.label()} {dep.precision.weights} c={conc}"
+        pts.append(Point(key + (f" [{notes}]" if notes else "") + f" {metric}", side_of(dep.device), metric,
+                         measured, str(gkey[0]), prof, ids))
+    return pts, skipped
 
 
-def predict(params: dict, row, platforms: dict, memory_efficiency: float = 1.0) -> float:
-    """Predict one target row. ``params`` holds the calibrated knobs: ``lpu_alpha``,
-    ``gpu_alpha`` (latency per collective step or hop, s) and ``gpu_compute`` (achieved
-    fraction of the GPU's peak; the LPU's statically scheduled compute is taken at 1.0)."""
-    model = catalog.load_model(row.model)
-    base = platforms[row.platform]
-    plat = Platform(row.hardware, base.precision, base.tensor, base.chips if row.model == "llama-2-70b" or row.hardware != base.device else None, base.link)
-    if row.platform == "lpu":
-        eff = Efficiency(compute=1.0, memory=memory_efficiency)
-        dep = plat.deployment(model, params["lpu_alpha"], eff)
-    else:
-        eff = Efficiency(compute=min(params["gpu_compute"], 1.0), memory=memory_efficiency)
-        dep = plat.deployment(model, params["gpu_alpha"], eff)
-    conc = row.concurrency
-    if not conc == conc:
-        conc = max(perf.max_concurrency(model, dep, row.prompt + row.output, plat.precision), 1)
-    out = perf.operating_points(model, dep, float(conc), row.prompt, row.output, plat.precision, as_frame=False)
-    return float(np.asarray(out[METRIC_COLUMN[row.metric]]))
+@functools.lru_cache(maxsize=8)
+def _default(cutoff: str, data_key: tuple) -> tuple[Calibration, tuple[Point, ...], tuple[Skipped, ...]]:
+    pts, skipped = points()
+    cal = calibration.fit(pts, cutoff)
+    return cal, tuple(pts), tuple(skipped)
 
 
-def as_stated_ratio(measurements: pd.DataFrame, model: str = "llama-2-70b") -> dict:
-    """The claim's arithmetic from published numbers: Groq's stated single-stream speed over
-    the median per-user speed of the GPU API providers that LLMPerf measured the same month."""
-    df = measurements[(measurements.model == model) & (measurements.metric == "output_tok_s_per_user")]
-    groq = df[df.id.str.startswith("groq-stated")].value
-    gpus = df[df.hardware.str.startswith("unknown GPU")].value
+def calibrate(cutoff: str = DEFAULT_CUTOFF) -> tuple[Calibration, list[Point], list[Skipped]]:
+    """The default calibration (cached per process and per state of the catalog)."""
+    import os
+
+    from . import paths
+
+    key = (os.environ.get(paths.DATA_ENV, ""), tuple(sorted(catalog.overrides_key())))
+    cal, pts, skipped = _default(cutoff, key)
+    return cal, list(pts), list(skipped)
+
+
+# --------------------------------------------------------------------------- predictions with intervals
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A prediction with its 95 % prediction interval, arrays over operating points."""
+
+    metric: str
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    def to_dict(self) -> dict:
+        f = (lambda x: np.asarray(x).item() if np.ndim(x) == 0 else np.asarray(x).tolist())  # noqa: E731
+        return {"metric": self.metric, "value": f(self.value), "low": f(self.low), "high": f(self.high)}
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """:func:`forecast`'s result: the prediction at the calibrated knobs and each metric's interval."""
+
+    prediction: perf.Prediction
+    intervals: Mapping[str, Interval]
+    side: str
+    calibrated: bool
+    knobs: Mapping[str, float]
+    notes: tuple[str, ...] = ()
+
+    def frame(self) -> pd.DataFrame:
+        df = self.prediction.frame()
+        for m, iv in self.intervals.items():
+            df[f"{m}_low"] = np.broadcast_to(iv.low, df.shape[0])
+            df[f"{m}_high"] = np.broadcast_to(iv.high, df.shape[0])
+        return df
+
+    def to_dict(self) -> dict:
+        d = self.prediction.to_dict()
+        for m, iv in self.intervals.items():
+            d[f"{m}_low"], d[f"{m}_high"] = iv.to_dict()["low"], iv.to_dict()["high"]
+        d.update(side=self.side, calibrated=self.calibrated, knobs=dict(self.knobs), notes=list(self.notes))
+        return d
+
+
+def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int, cal: Calibration | None = None,
+             measured_devices: Sequence[str] | None = None) -> Forecast:
+    """:func:`lpulab.perf.predict` with the calibrated knobs of the device's side and a 95 %
+    prediction interval on every metric. A device no measurement covers still gets a
+    prediction (its side's knobs), marked uncalibrated."""
+    if cal is None:
+        cal, pts, _ = calibrate()
+        measured_devices = sorted({p.profile.deployment.device.id for p in pts})
+    side = side_of(dep.device)
+    prof = perf.serving_profile(model, dep, concurrency, prompt, output)
+    knobs = calibration.knobs_for(side, cal.values)
+    pred = prof.evaluate(knobs)
+    nd = np.ndim(concurrency)
+    ivs = {}
+    for m in ("ttft_s", "tpot_s", "per_user_tok_s", "aggregate_tok_s"):
+        v, lo, hi = calibration.interval(
+            cal, side, lambda arr, m=m: np.log(getattr(prof.evaluate(calibration.knobs_for(side, cal.values, arr)), m)),
+            ndim=nd)
+        ivs[m] = Interval(m, v, lo, hi)
+    calibrated = measured_devices is None or dep.device.id in measured_devices
+    notes = tuple(pred.notes) + (() if calibrated else (f"uncalibrated: no measurement of {dep.device.id}; "
+                                                        f"the {side} side's knobs are used",))
+    return Forecast(pred, ivs, side, calibrated, {k: v for k, v in cal.values.items() if k.startswith(side)}, notes)
+
+
+# --------------------------------------------------------------------------- C2
+
+
+def llmperf_ratio(measurements: pd.DataFrame | None = None, model: str = "llama-2-70b") -> dict:
+    """C2 like for like: in the same LLMPerf run, Groq's measured per-user speed against the
+    median of the GPU providers'; beside it, Groq's own stated speed over the same median."""
+    df = measured_table() if measurements is None else measurements
+    d = df[(df.model == model) & (df.metric == "output_tok_s_per_user")]
+    llm = d[d.id.str.startswith("llmperf-")]
+    groq = llm[llm.hardware == "groq-lpu-v1"].value_si
+    gpus = llm[llm.hardware.str.startswith("unknown GPU")].value_si
+    stated = d[d.id.str.startswith("groq-stated")].value_si
     if groq.empty or gpus.empty:
-        raise ValueError(f"no Groq-stated and LLMPerf GPU rows for {model} in the measurements")
-    return {"groq_stated": float(groq.iloc[0]), "gpu_median": float(gpus.median()),
-            "gpu_min": float(gpus.min()), "gpu_max": float(gpus.max()),
-            "ratio": float(groq.iloc[0] / gpus.median())}
+        raise SpeedError(f"no LLMPerf rows for Groq and GPU providers on {model} in the measurements")
+    med = float(gpus.median())
+    out = {"groq_measured": float(groq.iloc[0]), "gpu_median": med, "gpu_min": float(gpus.min()),
+           "gpu_max": float(gpus.max()), "gpu_providers": int(len(gpus)), "ratio": float(groq.iloc[0]) / med}
+    if not stated.empty:
+        out.update(groq_stated=float(stated.iloc[0]), vendor_ratio=float(stated.iloc[0]) / med)
+    return out
 
 
-def judge_c2(as_stated: float, lpu_speed: float, gpu_speed_at_batch, provider_concurrency_index: int,
-             assumptions: dict) -> claims.Verdict:
-    """C2's verdict on per-user decode speed: the LPU at one stream against the GPU at the
-    concurrency a provider runs (best estimate); the band spans the GPU from one stream to
-    its busiest operating point."""
-    ratios = lpu_speed / np.asarray(gpu_speed_at_batch, float)
-    return claims.judge("C2", as_stated=as_stated, estimate=float(ratios[provider_concurrency_index]),
-                        low=float(ratios.min()), high=float(ratios.max()), assumptions=assumptions)
+def judge_c2(as_stated: float, ratio: Interval, assumptions: dict, note: str = "") -> claims.Verdict:
+    """C2's verdict on per-user decode speed at the stated operating point: the estimate is
+    the predicted ratio, the band its 95 % prediction interval."""
+    return claims.judge("C2", as_stated=as_stated, estimate=float(ratio.value), low=float(ratio.low),
+                        high=float(ratio.high), assumptions={"band": "95 % prediction interval of the serving model",
+                                                             **assumptions}, note=note)
 
 
-#: The rows the default calibration fits: Groq's stated single stream, MLPerf H100 Server and Offline.
-DEFAULT_FIT = ("groq-stated-2024-02-llama-2-70b", "mlperf40-h100x8-llama2-70b-server-tpot_s",
-               "mlperf40-h100x8-llama2-70b-offline-output_tok_s_aggregate")
-
-#: Calibrated knobs: start value and bounds (s for latencies, a fraction for compute).
-KNOBS = {"lpu_alpha": (1e-6, (1e-9, 1e-3)), "gpu_alpha": (5e-6, (1e-9, 1e-2)), "gpu_compute": (0.5, (0.01, 1.0))}
-
-
-def calibrate(target_rows: pd.DataFrame, platforms: dict, fit_ids, memory_efficiency: float = 1.0) -> perf.Calibration:
-    """Fit the knobs in :data:`KNOBS` on the rows whose id is in ``fit_ids``; report all rows."""
-    missing = sorted(set(fit_ids) - set(target_rows.id))
-    if missing:
-        raise ValueError(f"rows to fit not among the predictable measurements: {', '.join(missing)}; "
-                         f"choose from: {', '.join(target_rows.id)}")
-    mask = target_rows.id.isin(list(fit_ids)).to_numpy()
-    need = {"lpu_alpha"} if (target_rows[mask].platform == "lpu").any() else set()
-    need |= {"gpu_alpha", "gpu_compute"} if (target_rows[mask].platform == "gpu").any() else set()
-    x0 = {k: v[0] for k, v in KNOBS.items() if k in need}
-    fixed = {k: v[0] for k, v in KNOBS.items() if k not in need}
-    cal = perf.calibrate(target_rows, lambda p, r: predict({**fixed, **p}, r, platforms, memory_efficiency),
-                         x0, {k: KNOBS[k][1] for k in x0}, fit_mask=mask)
-    cal.values = {**fixed, **cal.values}
-    return cal
+def ratio_interval(a: Forecast, b: Forecast, metric: str = "per_user_tok_s") -> Interval:
+    """The ratio ``a / b`` of one metric with a 95 % interval: the two sides' knobs are
+    independent, so the log-variances add (each interval's half-width is 1.96 sd)."""
+    ia, ib = a.intervals[metric], b.intervals[metric]
+    sa = (np.log(ia.high) - np.log(ia.low)) / (2 * 1.96)
+    sb = (np.log(ib.high) - np.log(ib.low)) / (2 * 1.96)
+    r = ia.value / ib.value
+    half = 1.96 * np.sqrt(sa ** 2 + sb ** 2)
+    return Interval(f"{metric} ratio", r, r * np.exp(-half), r * np.exp(half))
 
 
-def frontier(platform: Platform, model, knobs: dict, concurrency, prompt: int, output: int, side: str,
-             memory_efficiency: float = 1.0) -> pd.DataFrame:
-    """The latency-throughput frontier of one platform with calibrated knobs (``side`` is
-    "lpu" or "gpu"), over an array of concurrencies, in one call."""
-    if side == "lpu":
-        dep = platform.deployment(model, knobs["lpu_alpha"], Efficiency(compute=1.0, memory=memory_efficiency))
-    else:
-        dep = platform.deployment(model, knobs["gpu_alpha"],
-                                  Efficiency(compute=min(knobs["gpu_compute"], 1.0), memory=memory_efficiency))
-    df = perf.operating_points(model, dep, np.asarray(concurrency, float), prompt, output, platform.precision)
-    df["chips"] = dep.chips
-    df["aggregate_per_chip"] = df["aggregate_tok_s"] / dep.chips
-    return df
+def like_for_like(claim=None, measurements: pd.DataFrame | None = None) -> dict:
+    """C2's own arithmetic from ``data/claims.toml``'s ``[C2.as_stated]``: the measured LPU row
+    of one benchmark run over the median of the same run's GPU providers, and the vendor's
+    stated speed over the same median beside it."""
+    c = claim or catalog.load_claims()["C2"]
+    a = c.as_stated
+    df = catalog.load_measurements(a.get("table", "speed")) if measurements is None else measurements
+    by = df.set_index("id")
+    for k in ("lpu_row", "vendor_row"):
+        if a.get(k) and a[k] not in by.index:
+            raise SpeedError(f"data/claims.toml [C2.as_stated] {k}: no measurement row {a[k]!r}")
+    prefix = a["gpu_rows"]
+    gpus = df[df.id.str.startswith(prefix) & (df.metric == "output_tok_s_per_user")
+              & df.hardware.str.startswith("unknown GPU")].value_si
+    if gpus.empty:
+        raise SpeedError(f"data/claims.toml [C2.as_stated] gpu_rows: no GPU provider rows start with {prefix!r}")
+    lpu = float(by.loc[a["lpu_row"], "value_si"])
+    med = float(gpus.median())
+    out = {"lpu_row": a["lpu_row"], "lpu_measured": lpu, "gpu_median": med, "gpu_min": float(gpus.min()),
+           "gpu_max": float(gpus.max()), "gpu_providers": int(len(gpus)), "ratio": lpu / med,
+           "lpu_hardware": str(by.loc[a["lpu_row"], "hardware"]), "source": str(by.loc[a["lpu_row"], "source_title"])}
+    if a.get("vendor_row"):
+        v = float(by.loc[a["vendor_row"], "value_si"])
+        out.update(vendor_row=a["vendor_row"], vendor_stated=v, vendor_ratio=v / med)
+    return out
+
+
+@dataclass(frozen=True)
+class C2Result:
+    """Everything notebook 03 records about C2: the calibrated serving model's validation,
+    both deployments' frontiers with intervals, the ratio at the stated operating point,
+    the like-for-like measured ratio and the verdict."""
+
+    model: str
+    prompt: int
+    output: int
+    lpu: Forecast                 # at the LPU's stated concurrency
+    gpu: Forecast                 # at the GPU's stated concurrency
+    ratio: Interval               # per-user speed, LPU / GPU, at the stated operating point
+    ratio_at_one: Interval        # both serving one stream
+    frontier: pd.DataFrame = field(repr=False)
+    aggregate_per_chip_ratio: float = float("nan")   # LPU / GPU, each at its largest fitting concurrency
+    like_for_like: Mapping = field(default_factory=dict)
+    verdict: claims.Verdict | None = None
+    calibration: Calibration | None = field(default=None, repr=False)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        cal = self.calibration
+        return {
+            "model": self.model, "prompt": self.prompt, "output": self.output,
+            "lpu": self.lpu.to_dict(), "gpu": self.gpu.to_dict(), "ratio": self.ratio.to_dict(),
+            "ratio_at_one": self.ratio_at_one.to_dict(), "aggregate_per_chip_ratio": self.aggregate_per_chip_ratio,
+            "like_for_like": dict(self.like_for_like), "verdict": self.verdict.to_dict() if self.verdict else None,
+            "calibration": cal.to_dict() if cal else None, "skipped_rows_by_reason": dict(self.skipped),
+        }
+
+
+def analyse(model: str, lpu: str, gpu: str, *, gpu_layout: Layout, lpu_layout: Layout | None = None,
+            lpu_precision: str = "int8", gpu_precision: str = "fp8", lpu_concurrency: int = 1,
+            gpu_concurrency: int = 64, prompt: int = 550, output: int = 150, sweep=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            cutoff: str = DEFAULT_CUTOFF) -> C2Result:
+    """C2 at one stated operating point: ``lpu`` (fewest chips that hold ``model`` unless
+    ``lpu_layout``) serving ``lpu_concurrency`` streams against ``gpu`` in ``gpu_layout``
+    serving ``gpu_concurrency``, prompts of ``prompt`` and outputs of ``output`` tokens;
+    per-user speed with 95 % prediction intervals from the calibration fitted up to ``cutoff``."""
+    cal, pts, skipped = calibrate(cutoff)
+    measured = sorted({p.profile.deployment.device.id for p in pts})
+    M = catalog.load_model(model)
+    L, G = catalog.load_device(lpu), catalog.load_device(gpu)
+    pl, pg = workload.Precision.of(lpu_precision), workload.Precision.of(gpu_precision)
+    if lpu_layout is None:
+        lpu_layout = sram_layout(M, L, pl, max(int(lpu_concurrency), 1), prompt + output)
+    dl = perf.Deployment(L, lpu_layout, pl)
+    dg = perf.Deployment(G, gpu_layout, pg)
+    conc = np.unique(np.asarray(sorted(set(sweep) | {1, int(lpu_concurrency), int(gpu_concurrency)}), float))
+    fl = forecast(M, dl, conc, prompt, output, cal, measured)
+    fg = forecast(M, dg, conc, prompt, output, cal, measured)
+    lpu_at = forecast(M, dl, int(lpu_concurrency), prompt, output, cal, measured)
+    gpu_at = forecast(M, dg, int(gpu_concurrency), prompt, output, cal, measured)
+    ratio = ratio_interval(lpu_at, gpu_at)
+    ratio_one = ratio_interval(forecast(M, dl, 1, prompt, output, cal, measured),
+                               forecast(M, dg, 1, prompt, output, cal, measured))
+    a, b = fl.frame(), fg.frame()
+    frontier = pd.concat([a.assign(side="lpu", device=lpu, chips=dl.chips), b.assign(side="gpu", device=gpu,
+                                                                                       chips=dg.chips)], ignore_index=True)
+    big_l = a[a.fits].aggregate_per_chip_tok_s.max() if a.fits.any() else float("nan")
+    big_g = b[b.fits].aggregate_per_chip_tok_s.max() if b.fits.any() else float("nan")
+    lfl = like_for_like()
+    v = judge_c2(lfl["ratio"], ratio, {
+        "metric": "per-user decode speed (tokens/s per stream)", "model": model,
+        "LPU side": f"{lpu}, {lpu_layout.label()}, {pl.label()}, {lpu_concurrency} stream(s)",
+        "GPU side": f"{gpu}, {gpu_layout.label()}, {pg.label()}, {gpu_concurrency} stream(s)",
+        "lengths": f"{prompt} in, {output} out", "calibration": f"fitted on results up to {cal.cutoff}"},
+        note=(f"As stated, like for like: {lfl['lpu_measured']:.0f} tok/s measured on {lfl['lpu_hardware']} against the "
+              f"median {lfl['gpu_median']:.0f} tok/s of {lfl['gpu_providers']} GPU providers in the same benchmark "
+              f"({lfl['ratio']:.2f}x)" + (f"; the vendor's stated {lfl['vendor_stated']:.0f} tok/s gives "
+                                         f"{lfl['vendor_ratio']:.2f}x." if "vendor_ratio" in lfl else ".")))
+    why = {}
+    for s in skipped:
+        why[s.why] = why.get(s.why, 0) + 1
+    return C2Result(model, prompt, output, lpu_at, gpu_at, ratio, ratio_one, frontier,
+                    float(big_l / big_g) if big_g == big_g and big_g > 0 else float("nan"), lfl, v, cal, why)

@@ -37,7 +37,7 @@ from .catalog import PRECISION_BYTES, Model
 
 PHASES = ("prefill", "decode")
 #: Precisions a workload may store weights, activations or the KV cache in.
-PRECISIONS = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4")
 #: Element-wise FLOPs per element (docs/counting.md).
 RMSNORM_FLOPS, ROPE_FLOPS, SOFTMAX_FLOPS, SILU_MUL_FLOPS, ACT_FLOPS, RESIDUAL_FLOPS = 4, 3, 5, 5, 4, 1
 #: The byte kinds of a count, in table order.

@@ -55,7 +55,7 @@ def test_validate_all_finds_no_errors():
 
 
 def test_pinned_facts():
-    # numbers the claims rest on (facts.md): 220 MiB, 80 TB/s, 3.35 TB/s
+    # numbers the claims rest on: 220 MiB, 80 TB/s, 3.35 TB/s
     lpu = catalog.load_device("groq-lpu-v1")
     assert lpu.capacity() == pytest.approx(220 * 2**20)
     assert lpu.bandwidth() == pytest.approx(80e12)
