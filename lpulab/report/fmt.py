@@ -190,6 +190,7 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "bytes": lambda v: si(v, "B"),
     "bandwidth": lambda v: si(v, "B/s"),
     "compute": lambda v: si(v, "FLOP/s"),
+    "flop": lambda v: si(v, "FLOP"),
     "frequency": lambda v: si(v, "Hz"),
     "power": lambda v: si(v, "W"),
     "energy": lambda v: number(_finite(v) / 3.6e6) + " kWh" if _finite(v) is not None else NA,
@@ -344,8 +345,8 @@ SAFE_DOLLAR = "<span>&#36;</span>"
 
 
 def markdown_text(s: str) -> str:
-    """A value for Markdown prose: HTML-escaped, and each ``$`` a :data:`SAFE_DOLLAR`."""
-    return html.escape(s, quote=False).replace("$", SAFE_DOLLAR)
+    """A value for Markdown prose: HTML-escaped, and each ``$`` (or ``\\$``) a :data:`SAFE_DOLLAR`."""
+    return html.escape(s, quote=False).replace("\\$", SAFE_DOLLAR).replace("$", SAFE_DOLLAR)
 
 
 class _Value:
@@ -493,7 +494,7 @@ class Table:
 
 
 def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None = None, caption: str = "",
-          columns: list | None = None, max_rows: int | None = None) -> Table:
+          columns: list | None = None, max_rows: int | None = None, na: str = NA) -> Table:
     """A DataFrame (or Series, or mapping, or list of records) as a :class:`Table`.
 
     ``formats`` maps a column to how its cells are shown: a kind (``"money"``, ``"ratio"``,
@@ -504,8 +505,11 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
     (``"{:.1%}"``, applied by :func:`format_value`), or a callable. Other columns go by
     value: an int is a count, a float three significant figures, a string as it is.
     ``index``: show the index (by default, when it is not 0, 1, 2, ...). ``columns``: a
-    subset, in order. ``max_rows``: keep the first rows and say how many were left out.
+    subset, in order (``formats`` may still read the others, e.g. :class:`per_row`'s unit).
+    ``max_rows``: keep the first rows and say how many were left out. ``na``: what a missing
+    value shows as.
     """
+    import numpy as np
     import pandas as pd
 
     if isinstance(data, pd.Series):
@@ -517,6 +521,7 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
             if not all(isinstance(v, Mapping) for v in data.values()) else pd.DataFrame(data).T
     else:
         df = pd.DataFrame(list(data))
+    full = df
     if columns is not None:
         df = df[list(columns)]
     formats = dict(formats or {})
@@ -527,23 +532,31 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
     if max_rows is not None and len(df) > max_rows:
         left_out = len(df) - max_rows
         df = df.head(max_rows)
+        full = full.head(max_rows)
     if index is None:
         index = not (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1)
     fmts = {c: _cell_formatter(formats[c]) for c in formats}
     labels, numeric = [], []
     for c in df.columns:
-        labels.append(_label(c) + (fmts[c][1] if c in fmts else ""))
         col = df[c]
         numeric.append(bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)))
-    records = df.to_dict("records") if df.columns.is_unique else None
+        if c not in fmts and numeric[-1] and pd.api.types.is_float_dtype(col):
+            finite = col.to_numpy(float)
+            finite = finite[np.isfinite(finite)]
+            if len(finite) and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 1e15):
+                fmts[c] = _cell_formatter("count")  # whole numbers held as floats: counts
+        labels.append(_label(c) + (fmts[c][1] if c in fmts else ""))
+    records = full.to_dict("records") if full.columns.is_unique else None
     rows = []
     for i in range(len(df)):
         row = records[i] if records is not None else {}
         cells = []
         for j, c in enumerate(df.columns):
             v = df.iat[i, j]
-            if c in fmts:
-                text = NA if (v is None or (_is_nan(v) and not isinstance(fmts[c][0], per_row))) else fmts[c][0](v, row)
+            if v is None or (_is_nan(v) and not isinstance(v, str)):
+                text = na
+            elif c in fmts:
+                text = fmts[c][0](v, row)
             else:
                 text = _default_cell(v, _label(c))
             cells.append(text)
