@@ -67,12 +67,10 @@ class PlacementError(ValueError):
 
 
 def _b(x: float) -> str:
-    """Bytes for people (decimal units, as vendors use)."""
-    x = float(x)
-    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(x) >= f:
-            return f"{x / f:.4g} {unit}"
-    return f"{x:.4g} B"
+    """Bytes for people (decimal units, as vendors use; lpulab.report.fmt's rules)."""
+    from .report.fmt import si
+
+    return si(float(x), "B")
 
 
 # --------------------------------------------------------------------------- tensors

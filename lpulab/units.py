@@ -122,19 +122,27 @@ def parse_quantity(text: str, dimension: str | None = None) -> float:
 
 
 def fmt(value: float, unit: str, digits: int = 3) -> str:
-    """Format an SI value for people: ``fmt(8e13, "TB/s") == "80 TB/s"``."""
-    v = from_si(value, unit)
-    return f"{v:.{digits}g} {unit}"
+    """Format an SI value for people in a fixed unit: ``fmt(8e13, "TB/s") == "80 TB/s"``
+    (``digits`` significant figures, thousands separators, never ``e`` notation; see
+    :mod:`lpulab.report.fmt` for money, ratios, durations and SI prefixes chosen per value)."""
+    from .report.fmt import number
+
+    return f"{number(from_si(value, unit), digits)} {unit}"
 
 
 def format_columns(df, formats: dict):
     """A copy of ``df`` for display: each column in ``formats`` ({column: unit}) shown in
-    that unit, the unit moved into the header (``"x"`` formats a ratio as ``23.9x``)."""
+    that unit, the unit moved into the header (``"x"`` formats a ratio as ``23.9x``), every
+    number under the rules of :mod:`lpulab.report.fmt`.
+
+    The copy holds text. To show a table in a notebook use :func:`lpulab.report.fmt.show`,
+    which takes the same ``formats``, escapes every cell and keeps the table inside the page;
+    a pandas Styler escapes nothing."""
+    from .report.fmt import in_unit
+
     out = df.copy()
     for col, unit in formats.items():
-        if unit == "x":
-            out[col] = [f"{v:.3g}x" for v in df[col]]
-        else:
-            out[col] = [f"{from_si(v, unit):.3g}" if v == v else "n/a" for v in df[col]]
+        out[col] = [in_unit(v, unit) for v in df[col]]
+        if unit != "x":
             out = out.rename(columns={col: f"{col} ({unit})"})
     return out

@@ -18,7 +18,11 @@ import re
 import jinja2
 import nbformat
 
+from . import fmt
+
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+# numbers in the header and footer are written as everywhere else (lpulab.report.fmt)
+_ENV.filters.update(ratio=fmt.ratio, number=fmt.number, percent=fmt.percent, duration=fmt.duration)
 
 HEADER = _ENV.from_string("""
 <div class="lpulab-header">
@@ -26,15 +30,15 @@ HEADER = _ENV.from_string("""
 DRAFT: run from a working tree with uncommitted changes; the numbers may not match commit {{ commit[:12] }}.</div>{% endif %}
 <p><a href="../index.html">&larr; all reports and the claim ledger</a></p>
 <p>Report <code>{{ report_id }}</code> &middot; notebook <code>{{ notebook }}</code> &middot; {{ utc_time }}</p>
-{% if verdicts %}<h2>Verdicts</h2><table class="lpulab-verdicts">
+{% if verdicts %}<h2>Verdicts</h2><div class="lpulab-table"><table class="lpulab-verdicts">
 <thead><tr><th>claim</th><th>claimed</th><th>as stated</th><th>reproduced</th><th>best estimate [band]</th><th>verdict</th></tr></thead><tbody>
-{% for v in verdicts %}<tr><td>{{ v.claim }}</td><td>{{ v.comparison }} {{ '%.3g' % v.claimed }}x (tol. {{ '%.0f' % (100 * v.tolerance) }} %)</td>
-<td>{{ '%.3g' % v.as_stated }}x</td><td>{{ 'yes' if v.reproduces else 'no' }}</td>
-<td>{{ '%.3g' % v.estimate }}x [{{ '%.3g' % v.low }}, {{ '%.3g' % v.high }}]</td><td><b>{{ v.holds }}</b></td></tr>
-{% endfor %}</tbody></table>{% endif %}
-<h2>Parameters</h2><table class="lpulab-params"><thead><tr><th>name</th><th>value</th></tr></thead><tbody>
+{% for v in verdicts %}<tr><td>{{ v.claim }}</td><td>{{ v.comparison }} {{ v.claimed | ratio }} (tol. {{ v.tolerance | percent }})</td>
+<td>{{ v.as_stated | ratio }}</td><td>{{ 'yes' if v.reproduces else 'no' }}</td>
+<td>{{ v.estimate | ratio }} [{{ v.low | ratio }}, {{ v.high | ratio }}]</td><td><b>{{ v.holds }}</b></td></tr>
+{% endfor %}</tbody></table></div>{% endif %}
+<h2>Parameters</h2><div class="lpulab-table"><table class="lpulab-params"><thead><tr><th>name</th><th>value</th></tr></thead><tbody>
 {% for k, v in params.items() %}<tr><td><code>{{ k }}</code></td><td><code>{{ v }}</code></td></tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 </div>
 """)
 
@@ -44,16 +48,16 @@ FOOTER = _ENV.from_string("""
 <pre class="lpulab-cite">{{ cite.plain }}</pre>
 <pre class="lpulab-bibtex">{{ cite.bibtex }}</pre>
 <h2>Provenance</h2>
-<table class="lpulab-provenance"><tbody>
+<div class="lpulab-table"><table class="lpulab-provenance"><tbody>
 <tr><td>git commit</td><td><code>{{ prov.git.commit }}</code>{% if prov.git.dirty %} (dirty){% endif %}</td></tr>
 <tr><td>parameter hash</td><td><code>{{ prov.param_hash }}</code></td></tr>
 <tr><td>notebook sha256</td><td><code>{{ prov.notebook_sha256 }}</code></td></tr>
-<tr><td>run (UTC)</td><td>{{ prov.utc_time }}, {{ '%.1f' % prov.duration_s }} s, kernel {{ prov.kernel }}</td></tr>
+<tr><td>run (UTC)</td><td>{{ prov.utc_time }}, {{ prov.duration_s | duration }}, kernel {{ prov.kernel }}</td></tr>
 {% for k, v in prov.versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}
-</tbody></table>
-<h3>Data files read</h3><table class="lpulab-files"><tbody>
+</tbody></table></div>
+<h3>Data files read</h3><div class="lpulab-table"><table class="lpulab-files"><tbody>
 {% for f, h in prov.data_files.items() %}<tr><td><code>{{ f }}</code></td><td><code>{{ h }}</code></td></tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 </div>
 """)
 
@@ -64,6 +68,16 @@ _TEMPLATES = jinja2.DictLoader({_TEMPLATE: """{%- extends 'lab/index.html.j2' -%
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block extra_css -%}<style>
+/* the page never runs past the window: a wide output (a table, a long line of text) scrolls
+   sideways inside its own box; images shrink to the column */
+body .jp-OutputArea-output{max-width:100%;overflow-x:auto}
+body .jp-RenderedImage img,body .jp-OutputArea-output img{max-width:100%;height:auto}
+body .jp-RenderedText pre,body .jp-OutputArea-output pre{white-space:pre-wrap;overflow-wrap:anywhere}
+body .jp-RenderedHTMLCommon .lpulab-table{max-width:100%;overflow-x:auto}
+body .jp-RenderedHTMLCommon .lpulab-table table{margin:0}
+body .jp-RenderedHTMLCommon .lpulab-table td,body .jp-RenderedHTMLCommon .lpulab-table th{max-width:44em}
+body .jp-RenderedHTMLCommon .lpulab-params code,body .jp-RenderedHTMLCommon .lpulab-files code,
+body .jp-RenderedHTMLCommon .lpulab-provenance code{white-space:pre-wrap;overflow-wrap:anywhere}
 math[display="block"]{display:block;margin:0.8em 0;overflow-x:auto}
 body .jp-RenderedHTMLCommon .lpulab-header td,body .jp-RenderedHTMLCommon .lpulab-header th,
 body .jp-RenderedHTMLCommon .lpulab-footer td,body .jp-RenderedHTMLCommon .lpulab-results td,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jinja2
@@ -30,7 +31,7 @@ does not hold when none does, and depends on assumptions otherwise.</p>
 <h2>Claim ledger</h2>
 <table class="ledger"><thead><tr><th>claim</th><th>wording and source</th><th>as stated</th><th>best estimate [band]</th><th>verdict</th><th>key assumptions</th><th>report</th></tr></thead><tbody>
 {% for c in ledger %}<tr id="{{ c.id }}"><td><b>{{ c.id }}</b> {{ c.slug }}<br><small>{{ c.metric }}</small></td>
-<td>{{ c.wording_en }}<br><span lang="zh-Hans">{{ c.wording_zh }}</span><br><small>{% if c.source_url %}<a href="{{ c.source_url }}">{{ c.source }}</a>{% else %}{{ c.source }}{% endif %}</small></td>
+<td>{{ c.wording_en }}<br><span lang="zh-Hans">{{ c.wording_zh }}</span><br><small>{% if c.source_href %}<a href="{{ c.source_href }}">{{ c.source }}</a>{% else %}{{ c.source }}{% endif %}</small></td>
 {% if c.verdict %}<td>{{ '%.3g' % c.verdict.as_stated }}x<br><small>{{ 'reproduces the claimed number' if c.verdict.reproduces else 'does not reproduce the claimed number' }}</small></td>
 <td>{{ '%.3g' % c.verdict.estimate }}x [{{ '%.3g' % c.verdict.low }}, {{ '%.3g' % c.verdict.high }}]</td>
 <td class="{{ {'holds':'holds','does not hold':'fails'}.get(c.verdict.holds, 'depends') }}">{{ c.verdict.holds }}<br><small>claimed {{ c.comparison }} {{ '%g' % c.claimed }}x, tolerance {{ '%.0f' % (100 * c.tolerance) }} %</small></td>
@@ -83,6 +84,12 @@ def scan(reports: Path | None = None) -> list[dict]:
     return out
 
 
+def web_url(url) -> str | None:
+    """``url`` when it is an http(s) address, else None: only those become links (a
+    ``javascript:`` or ``data:`` URL in a data file must not)."""
+    return url if isinstance(url, str) and re.match(r"https?://[^\s]+$", url, re.I) else None
+
+
 def ledger(reports_list: list[dict]) -> list[dict]:
     """The ledger: each claim with its verdict from the most relevant report.
 
@@ -103,7 +110,7 @@ def ledger(reports_list: list[dict]) -> list[dict]:
                     if best is None or rank > best[0]:
                         best = (rank, r, v)
         row = {"id": cid, "slug": c.slug, "wording_en": c.wording_en, "wording_zh": c.wording_zh,
-               "source": c.source, "source_url": c.source_url, "metric": c.metric, "claimed": c.claimed,
+               "source": c.source, "source_url": c.source_url, "source_href": web_url(c.source_url), "metric": c.metric, "claimed": c.claimed,
                "comparison": c.comparison, "tolerance": c.tolerance, "notebook": c.notebook,
                "status": "no report yet", "verdict": None, "report": None, "report_url": None, "label": None,
                "sweep": None, "draft": False, "failed_report": None, "failed_error": None}

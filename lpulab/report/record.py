@@ -37,14 +37,11 @@ def jsonable(x):
     return x
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list) and len(v) > 8:
-        return f"[{len(v)} values]"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in list(v.items())[:8]) + (" ..." if len(v) > 8 else "")
-    return str(v)
+def _fmt(v, name: str | None = None) -> str:
+    """A recorded value as the report shows it (:func:`lpulab.report.fmt.auto`)."""
+    from .fmt import auto
+
+    return auto(v, name)
 
 
 def record(results: Mapping, verdicts=()):
@@ -64,18 +61,19 @@ def record(results: Mapping, verdicts=()):
         "lpulab_version": __version__,
     }
     rows = "".join(
-        f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(_fmt(v))}</td></tr>"
+        f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(_fmt(v, str(k)))}</td></tr>"
         for k, v in payload["results"].items()
     )
     vrows = "".join(
         f"<li>{html.escape(v.summary)}</li>" for v in verdicts
     )
     table = (
-        "<div class='lpulab-results'><h3>Recorded results</h3>"
+        "<div class='lpulab-results mathjax_ignore tex2jax_ignore'><h3>Recorded results</h3>"
         + (f"<ul>{vrows}</ul>" if vrows else "")
-        + f"<table><thead><tr><th>name</th><th>value</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        + "<div class='lpulab-table' style='max-width:100%;overflow-x:auto'>"
+        + f"<table><thead><tr><th>name</th><th>value</th></tr></thead><tbody>{rows}</tbody></table></div></div>"
     )
-    text = "\n".join(f"{k} = {_fmt(v)}" for k, v in payload["results"].items())
+    text = "\n".join(f"{k} = {_fmt(v, str(k))}" for k, v in payload["results"].items())
     display({MIME: payload, "text/html": table, "text/plain": text}, raw=True)
 
 
@@ -83,9 +81,14 @@ def md(template: str, **values):
     """Markdown prose with numbers filled in from recorded values, e.g.
     ``md("The ratio is {r:.1f}x.", r=results["ratio"])``: numbers in prose are never typed.
 
-    String values are HTML-escaped (a parameter holding markup shows as text); the template,
-    written in the notebook, is not."""
+    Numbers are written as everywhere else in lpulab (:func:`lpulab.report.fmt.format_value`:
+    three significant figures whatever the format spec asks, never ``e`` notation). String
+    values are HTML-escaped (a parameter holding markup shows as text); the template, written
+    in the notebook, is not. A ``\\$`` in the template, or a ``$`` in a string value, is a
+    dollar sign that JupyterLab's math renderer leaves alone (:data:`~lpulab.report.fmt.SAFE_DOLLAR`);
+    a bare ``$...$`` in the template is math."""
     from IPython.display import Markdown
 
-    safe = {k: html.escape(v, quote=False) if isinstance(v, str) else v for k, v in values.items()}
-    return Markdown(template.format(**safe))
+    from .fmt import prose
+
+    return Markdown(prose(template, **values))
