@@ -12,16 +12,20 @@ with a comment. A comment may start with a tag that constrains the value:
     achieved = 1.0             # [fraction] achieved fraction of peak
 
 Tags: device, devices, model, models, choice: a, b, ..., choices: a, b, ... (a list drawn
-from them), fraction (0 < x <= 1), positive (> 0), nonnegative (>= 0), and range, a bound on
-either side or both, each ``<`` or ``<=``, a number or the name of another parameter:
+from them), measurement and measurements (row ids of data/measurements/speed.csv;
+``[measurements: 3]`` wants exactly three), in: NAME (one of the values of the list parameter
+NAME), fraction (0 < x <= 1), positive (> 0), nonnegative (>= 0), and range: LO to HI, both
+ends included unless written ``above LO`` or ``below HI``; an end is a number or the name of
+another numeric parameter (papermill reads a line with two ``=`` as no parameter at all, so
+the tag spells its bounds in words):
 
-    reserve = 0.0              # [range: 0 <= x < 1] fraction of each chip's memory kept free
-    samples = 20000            # [range: 100 <= x <= 1000000] Monte Carlo draws
-    users = 10.0               # [range: users_low <= x <= users_high] streams served
+    reserve = 0.0              # [range: 0 to below 1] fraction of each chip's memory kept free
+    samples = 20000            # [range: 1000 to 1000000] Monte Carlo draws
+    users = 10.0               # [range: users_low to users_high] streams served
 
 Every number tagged fraction, positive, nonnegative or range must be finite (no nan or inf;
-positive also refuses numbers below the smallest normal float), and a list so tagged must hold
-at least one value; each of its values is checked. A number with no tag must still be finite.
+fraction and positive also refuse subnormal numbers), and a list so tagged must hold at least
+one value; each of its values is checked. A number with no tag must still be finite.
 
 Parameter files (``-f``, a sweep's ``base_file``) are YAML, read with limits: UTF-8, at most
 :data:`MAX_FILE_BYTES`, nesting at most :data:`MAX_DEPTH` deep, at most :data:`MAX_NODES`
@@ -31,6 +35,7 @@ values once aliases are expanded, no duplicate keys, and a mapping of names at t
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import re
@@ -64,10 +69,18 @@ _TAG = re.compile(r"^\s*\[(\w+)(?:\s*:\s*([^\]]*))?\]\s*(.*)$")
 
 
 def declared_parameters(notebook) -> dict[str, Declared]:
-    """The parameters a notebook declares, from papermill's own inspection."""
+    """The parameters a notebook declares, from papermill's own inspection (cached while the
+    notebook file is unchanged)."""
+    nb = paths.notebook(notebook)
+    st = nb.stat()
+    return dict(_declared(str(nb), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _declared(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Declared], ...]:
     import papermill
 
-    nb = paths.notebook(notebook)
+    nb = Path(path)
     out = {}
     for name, p in papermill.inspect_notebook(str(nb)).items():
         try:
@@ -83,7 +96,25 @@ def declared_parameters(notebook) -> dict[str, Declared]:
         out[name] = Declared(name, type(default).__name__, default, help_, tag, args)
     if not out:
         raise ParameterError(f"{nb.name} has no cell tagged 'parameters'")
-    return out
+    missed = _assigned(nb) - set(out)
+    if missed:  # papermill skips a line holding two '=' (e.g. "<=" in its comment) without a word
+        raise ParameterError(f"{nb.name}: papermill cannot read the parameter line(s) of {', '.join(sorted(missed))}: "
+                             "a line of the parameters cell may hold one '=' only (write a [range] as 'LO to HI')")
+    return tuple(out.items())
+
+
+def _assigned(nb: Path) -> set[str]:
+    """The names the parameters cell assigns, as Python reads it."""
+    cell = next((c for c in json.loads(nb.read_text(encoding="utf-8"))["cells"]
+                 if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return set()
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return set()
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
 def _coerce(decl: Declared, value, where: str):
@@ -168,16 +199,17 @@ def short(value, limit: int = 120) -> str:
     return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
 
 
-_BOUND = re.compile(r"^\s*(?:(?P<lo>[^<\s]+)\s*(?P<lop><=|<)\s*)?x\s*(?:(?P<hop><=|<)\s*(?P<hi>[^<\s]+)\s*)?$")
+_BOUND = re.compile(r"^\s*(?P<above>above\s+)?(?P<lo>[^\s]+)\s+to\s+(?P<below>below\s+)?(?P<hi>[^\s]+)\s*$")
 _NUMERIC_TAGS = ("fraction", "positive", "nonnegative", "range")
 
 
-def parse_range(text: str) -> tuple[str | None, str | None, str | None, str | None]:
-    """``"0 <= x < 1"`` -> ("0", "<=", "<", "1"); a missing side is None. Raises ValueError."""
+def parse_range(text: str) -> tuple[str, str, str, str]:
+    """``"0 to below 1"`` -> ("0", "<=", "<", "1"). Raises ParameterError."""
     m = _BOUND.match(text or "")
-    if not m or (m.group("lo") is None and m.group("hi") is None):
-        raise ValueError(f"[range: {text}] is not 'LO <= x <= HI' (each side optional, '<' or '<=')")
-    return m.group("lo"), m.group("lop"), m.group("hop"), m.group("hi")
+    if not m:
+        raise ParameterError(f"[range: {text}] is not 'LO to HI' (each end a number or a parameter's name; "
+                             "'above LO' or 'below HI' to leave an end out)")
+    return m.group("lo"), "<" if m.group("above") else "<=", "<" if m.group("below") else "<=", m.group("hi")
 
 
 def _bound(token: str, values: dict, where: str) -> float:
@@ -199,18 +231,17 @@ def _numeric(decl: Declared, v, where: str, values: dict) -> None:
         raise ParameterError(f"{where}: expected a finite number, got {v!r}")
     if tag == "range":
         lo, lop, hop, hi = parse_range(decl.tag_arg[0] if decl.tag_arg else "")
-        lo_v = _bound(lo, values, where) if lo is not None else None
-        hi_v = _bound(hi, values, where) if hi is not None else None
-        ok = ((lo_v is None or (lo_v < v if lop == "<" else lo_v <= v))
-              and (hi_v is None or (v < hi_v if hop == "<" else v <= hi_v)))
-        rule = " ".join(x for x in (lo, lop, "x", hop, hi) if x)
-        named = [t for t in (lo, hi) if t is not None and t in values]
+        lo_v, hi_v = _bound(lo, values, where), _bound(hi, values, where)
+        ok = (lo_v < v if lop == "<" else lo_v <= v) and (v < hi_v if hop == "<" else v <= hi_v)
+        rule = f"{lo} {lop} x {hop} {hi}"
+        named = [t for t in (lo, hi) if t in values]
         if named:
             rule += " with " + ", ".join(f"{t} = {values[t]!r}" for t in named)
     else:
-        ok = {"fraction": 0 < v <= 1, "positive": v >= sys.float_info.min, "nonnegative": v >= 0}[tag]
-        rule = {"fraction": "0 < x <= 1", "positive": f"x > 0, at least {sys.float_info.min:.3g}",
-                "nonnegative": "x >= 0"}[tag]
+        ok = {"fraction": 0 < v <= 1, "positive": v > 0, "nonnegative": v >= 0}[tag]
+        rule = {"fraction": "0 < x <= 1", "positive": "x > 0", "nonnegative": "x >= 0"}[tag]
+        if ok and tag in ("fraction", "positive") and v < sys.float_info.min:
+            ok, rule = False, f"{rule}, and not below {sys.float_info.min:.3g}: a subnormal number"
     if not ok:
         raise ParameterError(f"{where}: {v!r} is out of range ({rule})")
 
@@ -234,6 +265,26 @@ def _check_tag(decl: Declared, value, where: str, values: dict | None = None) ->
         for v in items:
             if v not in decl.tag_arg:
                 raise ParameterError(f"{where}: {short(v)} is not allowed; allowed: {', '.join(decl.tag_arg)}")
+    elif tag == "in":
+        other = decl.tag_arg[0] if decl.tag_arg else ""
+        pool = values.get(other)
+        if not isinstance(pool, list):
+            raise ParameterError(f"{where}: the notebook's [in: {other}] names no list parameter")
+        if value not in pool:
+            raise ParameterError(f"{where}: {short(value)} must be one of {other} ({short(pool, 200)})")
+    elif tag in ("measurement", "measurements"):
+        known = measurement_ids()
+        items = value if tag == "measurements" else [value]
+        for v in items:
+            if v not in known:
+                close = __import__("difflib").get_close_matches(str(v), known, n=3)
+                raise ParameterError(f"{where}: {short(v)} is not a row of data/measurements/speed.csv"
+                                     + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
+                                     + "; see `lpulab catalog` and data/measurements/README.md")
+        if tag == "measurements":
+            want = int(decl.tag_arg[0]) if decl.tag_arg and decl.tag_arg[0].isdigit() else None
+            if not items or (want is not None and len(items) != want):
+                raise ParameterError(f"{where}: give {want if want is not None else 'at least one'} row id(s), got {len(items)}")
     elif tag in _NUMERIC_TAGS:
         if isinstance(value, list):
             if not value:
@@ -244,6 +295,11 @@ def _check_tag(decl: Declared, value, where: str, values: dict | None = None) ->
             _numeric(decl, value, where, values)
     else:
         raise ParameterError(f"{where}: the notebook declares an unknown tag [{tag}]")
+
+
+def measurement_ids() -> list[str]:
+    """The row ids of the measurements table (``speed``), for the [measurement] tags."""
+    return [str(x) for x in catalog.load_measurements("speed")["id"]]
 
 
 def _finite_everywhere(value, where: str) -> None:
