@@ -782,22 +782,38 @@ def _checked(load, *args):
 
 
 def validate_all() -> tuple[list[str], list[str]]:
-    """Load every catalog file; return (names of good entries, error messages). Every problem
-    of a file is reported (one message each), not only the first."""
+    """Load every catalog file, of the shipped data/ and of the user data folders named in
+    ``$LPULAB_DATA``; return (names of good entries, error messages). Every problem of a
+    file is reported (one message each), not only the first."""
+    import os
+
     ok, errors = [], []
+    user = [Path(d).expanduser() for d in os.environ.get("LPULAB_DATA", "").split(os.pathsep) if d.strip()]
+    for d in user:
+        if not d.is_dir():
+            errors.append(f"LPULAB_DATA names {str(d)!r}, which is not a folder")
+    user = [d for d in user if d.is_dir()]
     for folder, loader in ((paths.HARDWARE, load_device), (paths.MODELS, load_model), (paths.PRICES, load_prices)):
-        for p in sorted(folder.glob("*.toml")):
-            try:
-                _checked(loader, p)
-                ok.append(_rel(p))
-            except (CatalogError, KeyError) as exc:
-                errors.append(str(exc))
+        for f in [folder] + [d / folder.name for d in user]:
+            for p in sorted(f.glob("*.toml")):
+                try:
+                    _checked(loader, p)
+                    ok.append(_rel(p))
+                except (CatalogError, KeyError) as exc:
+                    errors.append(str(exc))
     for p in sorted(paths.MEASUREMENTS.glob("*.csv")):
         try:
             _checked(load_measurements, p.stem)
             ok.append(_rel(p))
         except (CatalogError, KeyError) as exc:
             errors.append(str(exc))
+    for d in user:
+        for p in sorted((d / "measurements").glob("*.csv")):
+            try:
+                _checked(load_measurements, p.stem, d / "measurements")
+                ok.append(_rel(p))
+            except (CatalogError, KeyError) as exc:
+                errors.append(str(exc))
     try:
         _checked(load_claims)
         ok.append(_rel(paths.CLAIMS))

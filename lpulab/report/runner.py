@@ -202,6 +202,9 @@ def classify(exc: BaseException) -> str:
 def kernel_manager(log: Path | None):
     """A kernel manager class for one run: local sockets (IPC) rather than TCP ports, and the
     kernel's own stderr (its log lines: a shutdown's "KeyboardInterrupt caught") into ``log``."""
+    import tempfile
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
@@ -209,6 +212,12 @@ def kernel_manager(log: Path | None):
         @default("transport")
         def _transport_default(self):
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            # jupyter_client's default is "kernel-ipc" in the working folder when asked early:
+            # two kernels at once would share its sockets. One short path per kernel instead.
+            return os.path.join(tempfile.gettempdir(), f"lpulab-kernel-{uuid.uuid4().hex[:16]}")
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             if log is not None:
