@@ -191,10 +191,12 @@ def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
             if not isinstance(s["confidence"], str) or s["confidence"] not in CONFIDENCES:
                 ctx.fail(where + ".confidence", f"{_short(s['confidence'])} is not one of {', '.join(CONFIDENCES)}")
         except CatalogError as exc:
-            if _soft(exc):
+            if not _soft(exc):
+                raise
+            if not isinstance(s, Mapping):
                 continue
-            raise
-        out[key] = Source(key, str(s["title"]), str(s["url"]), str(s["date"]), s["confidence"])
+        # (a source with a problem already reported stays known, so values citing it add no noise)
+        out[key] = Source(key, str(s.get("title")), str(s.get("url")), str(s.get("date")), str(s.get("confidence")))
     return out
 
 

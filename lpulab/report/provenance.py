@@ -136,4 +136,11 @@ def utc_now() -> str:
 
 
 def platform_info() -> dict:
-    return {"system": platform.system(), "machine": platform.machine(), "executable": sys.executable}
+    """The system, the machine and the Python run (its path in the repository, or its name:
+    where things lie on this machine is not part of a report)."""
+    exe = Path(sys.executable)
+    try:
+        shown = str(exe.relative_to(paths.ROOT))
+    except ValueError:
+        shown = exe.name
+    return {"system": platform.system(), "machine": platform.machine(), "executable": shown}

@@ -265,3 +265,10 @@ def run_probe() -> Path:
 def make_executed():
     """:func:`executed_copy`, for tests that fake a run themselves."""
     return executed_copy
+
+
+@pytest.fixture(autouse=True)
+def _own_data_env(monkeypatch):
+    """`--data` sets LPULAB_DATA in this process: each test gets it back as it was."""
+    monkeypatch.setenv("LPULAB_DATA", "")
+    monkeypatch.delenv("LPULAB_DATA")
