@@ -11,8 +11,10 @@ remembered with its SHA-256 (:func:`files_read`) so a report can state its input
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime
+import datetime as _dt
 import hashlib
 import math
 import re
@@ -297,40 +299,119 @@ class _Ctx:
         raise CatalogError(f"{self.rel}: {where}: {msg}")
 
 
+#: Fields whose value must be a table wherever they appear at a file's top level, and fields
+#: that must be text there (a number or a list in their place is refused, not crashed on).
+_TOP_TABLES = {"sources", "memory", "compute", "interconnect", "power", "price", "clock", "architecture",
+               "parameters", "deployment", "tariff", "factor", "count", "time"}
+_TOP_STRINGS = {"id", "name", "vendor", "category", "family", "notes"}
+#: Dimensions whose zero would be a divisor somewhere (a time = bytes / bandwidth, a chip
+#: count = bytes / capacity, a ratio of two powers or two tariffs): refused, like negatives.
+NONZERO_DIMENSIONS = ("bytes", "bandwidth", "compute", "frequency", "power", "energy_price")
+
+#: While :func:`validate_all` runs, the problems found in the current file: checks append
+#: here and go on, so every problem in a file is reported at once (None: raise at the first).
+_PROBLEMS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("lpulab_catalog_problems", default=None)
+
+
+def _soft(exc: CatalogError) -> bool:
+    """Collect ``exc`` when validating a whole file (True: go on), else let the caller raise."""
+    found = _PROBLEMS.get()
+    if found is None:
+        return False
+    found.append(str(exc))
+    return True
+
+
 def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> None:
     if not isinstance(table, Mapping):
-        ctx.fail(where, f"expected a table, got {type(table).__name__}")
+        ctx.fail(where, f"expected a table, got {type(table).__name__} {_short(table)}")
     unknown = sorted(set(table) - set(allowed))
     if unknown:
-        ctx.fail(where, f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        try:
+            ctx.fail(where, f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        except CatalogError as exc:
+            if not _soft(exc):
+                raise
+    if where == "(top level)":  # a table or a string given as something else: the file cannot be read on
+        bad = [CatalogError(f"{ctx.rel}: {k}: expected {'a table' if k in _TOP_TABLES else 'a string'}, "
+                            f"got {type(v).__name__} {_short(v)}")
+               for k, v in table.items() if k in allowed and ((k in _TOP_TABLES and not isinstance(v, Mapping))
+                                                              or (k in _TOP_STRINGS and not isinstance(v, str)))]
+        for exc in bad[1:]:
+            _soft(exc)
+        if bad:
+            raise bad[0]
     missing = [k for k in required if k not in table]
     if missing:
         ctx.fail(where, f"missing field(s) {', '.join(missing)}")
 
 
+def _short(v, limit: int = 60) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
 def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
+    if not isinstance(raw, Mapping):
+        ctx.fail("sources", f"expected a table of [sources.<key>] tables, got {type(raw).__name__} {_short(raw)}")
     if not raw:
         ctx.fail("sources", "at least one source is required")
     out = {}
     for key, s in raw.items():
         where = f"sources.{key}"
-        _check_keys(ctx, where, s, {"title", "url", "date", "confidence"}, ("title", "url", "date", "confidence"))
-        if s["confidence"] not in CONFIDENCES:
-            ctx.fail(where + ".confidence", f"{s['confidence']!r} is not one of {', '.join(CONFIDENCES)}")
-        out[key] = Source(key, str(s["title"]), str(s["url"]), str(s["date"]), s["confidence"])
+        try:
+            _check_keys(ctx, where, s, {"title", "url", "date", "confidence"}, ("title", "url", "date", "confidence"))
+            if not isinstance(s["title"], str) or not s["title"].strip():
+                ctx.fail(where + ".title", f"expected a non-empty string, got {_short(s['title'])}")
+            if not isinstance(s["url"], str):
+                ctx.fail(where + ".url", f"expected a string, got {type(s['url']).__name__} {_short(s['url'])}")
+            if not isinstance(s["date"], (str, _dt.date)):
+                ctx.fail(where + ".date", f"expected a date (YYYY, YYYY-MM or YYYY-MM-DD), got {_short(s['date'])}")
+            if not isinstance(s["confidence"], str) or s["confidence"] not in CONFIDENCES:
+                ctx.fail(where + ".confidence", f"{_short(s['confidence'])} is not one of {', '.join(CONFIDENCES)}")
+        except CatalogError as exc:
+            if not _soft(exc):
+                raise
+            if not isinstance(s, Mapping):
+                continue
+        # (a source with a problem already reported stays known, so values citing it add no noise)
+        out[key] = Source(key, str(s.get("title")), str(s.get("url")), str(s.get("date")), str(s.get("confidence")))
     return out
+
+
+def _number(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float))
 
 
 def _value(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapping[str, Source],
            need_sparsity: bool = False) -> Value:
+    try:
+        return _value_strict(ctx, where, raw, dimension, sources, need_sparsity)
+    except CatalogError as exc:
+        if not _soft(exc):
+            raise
+        # a stand-in so the rest of the file is still checked; the file is reported invalid
+        placeholder = Source("?", "?", "?", "?", "unverified")
+        return Value(si=1.0, value=1.0, unit="", source=placeholder, kind="estimate",
+                     sparsity="dense" if need_sparsity else None)
+
+
+def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapping[str, Source],
+                  need_sparsity: bool = False) -> Value:
     if not isinstance(raw, Mapping):
-        ctx.fail(where, "a number must be an inline table {value, unit, source, kind}, not a bare value")
+        ctx.fail(where, f"a number must be an inline table {{value, unit, source, kind}}, not a bare value ({_short(raw)})")
     _check_keys(ctx, where, raw, QUANTITY_KEYS, ("value", "unit", "source", "kind"))
+    for k in ("unit", "source", "kind", "sparsity", "note", "formula"):
+        if k in raw and not isinstance(raw[k], str):
+            ctx.fail(f"{where}.{k}", f"expected a string, got {type(raw[k]).__name__} {_short(raw[k])}")
     v = raw["value"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        ctx.fail(where + ".value", f"expected a finite number, got {v!r}")
+    if not _number(v) or not math.isfinite(v):
+        ctx.fail(where + ".value", f"expected a finite number, got {_short(v)}")
     if v < 0:
         ctx.fail(where + ".value", f"negative value {v} (values are magnitudes)")
+    if v == 0 and dimension in NONZERO_DIMENSIONS:
+        ctx.fail(where + ".value", f"0 is not allowed for a {dimension} (lpulab divides by it); give a positive number")
     try:
         units.check_unit(raw["unit"], dimension)
     except units.UnitError as exc:
@@ -351,14 +432,18 @@ def _value(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapping[str
         ctx.fail(where, "give both low and high, or neither")
     if lo is not None:
         for name, b in (("low", lo), ("high", hi)):
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0:
-                ctx.fail(f"{where}.{name}", f"expected a non-negative number, got {b!r}")
+            if not _number(b) or not math.isfinite(b) or b < 0:
+                ctx.fail(f"{where}.{name}", f"expected a finite non-negative number, got {_short(b)}")
         if not lo <= v <= hi:
             ctx.fail(where, f"value {v} lies outside its range [{lo}, {hi}]")
     conv = lambda x: None if x is None else units.to_si(float(x), raw["unit"], dimension)  # noqa: E731
+    si, lo_si, hi_si = conv(v), conv(lo), conv(hi)
+    for name, x in (("value", si), ("low", lo_si), ("high", hi_si)):
+        if x is not None and not math.isfinite(x):
+            ctx.fail(f"{where}.{name}", f"{raw[name]} {raw['unit']} overflows in SI units; give a finite magnitude")
     return Value(
-        si=conv(v), value=float(v), unit=raw["unit"], source=sources[raw["source"]], kind=raw["kind"],
-        sparsity=sparsity, note=raw.get("note"), formula=raw.get("formula"), low_si=conv(lo), high_si=conv(hi),
+        si=si, value=float(v), unit=raw["unit"], source=sources[raw["source"]], kind=raw["kind"],
+        sparsity=sparsity, note=raw.get("note"), formula=raw.get("formula"), low_si=lo_si, high_si=hi_si,
     )
 
 
@@ -795,22 +880,53 @@ COMPARISONS = ("at-least", "approximately")
 
 
 def load_claims(path: Path | None = None) -> dict[str, Claim]:
-    """The claim ledger's definitions, ``data/claims.toml``."""
+    """The claim ledger's definitions, ``data/claims.toml``. Every problem in a claim is
+    reported (while :func:`validate_all` runs, every problem in the file)."""
     path = Path(path or paths.CLAIMS)
     ctx = _Ctx(path)
     raw = read_toml(path)
-    fields = {"slug", "wording_zh", "wording_en", "source", "source_url", "metric", "claimed",
-              "comparison", "tolerance", "notebook", "note", "band", "as_stated"}
-    out = {}
+    texts = ("slug", "wording_zh", "wording_en", "source", "source_url", "metric", "notebook", "note", "band")
+    fields = set(texts) | {"claimed", "comparison", "tolerance", "as_stated"}
+    required = tuple(sorted(fields - {"note", "band", "as_stated"}))
+    out, problems = {}, []
+
+    def check(cid: str, key: str, ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(CatalogError(f"{ctx.rel}: {cid}.{key}: {msg}"))
+
     for cid, c in raw.items():
-        _check_keys(ctx, cid, c, fields, tuple(sorted(fields - {"note", "band", "as_stated"})))
-        if not isinstance(c.get("as_stated", {}), Mapping):
-            ctx.fail(f"{cid}.as_stated", "expected a table of the claim's own inputs")
-        _choice(ctx, f"{cid}.comparison", c["comparison"], COMPARISONS)
-        for k in ("claimed", "tolerance"):
-            if not isinstance(c[k], (int, float)) or c[k] < 0:
-                ctx.fail(f"{cid}.{k}", f"expected a non-negative number, got {c[k]!r}")
-        out[cid] = Claim(id=cid, **{k: c[k] for k in fields if k in c})
+        n = len(problems)
+        try:
+            _check_keys(ctx, cid, c, fields, required)
+        except CatalogError as exc:
+            problems.append(exc)
+            continue
+        check(cid, "as_stated", isinstance(c.get("as_stated", {}), Mapping), "expected a table of the claim's own inputs")
+        for k in texts:
+            if k in c:
+                check(cid, k, isinstance(c[k], str), f"expected a string, got {type(c[k]).__name__} {_short(c[k])}")
+        for k in ("slug", "wording_en", "source", "metric", "notebook"):
+            check(cid, k, not isinstance(c[k], str) or bool(c[k].strip()), "must not be empty")
+        url = c["source_url"]
+        check(cid, "source_url", not isinstance(url, str) or url == "" or re.match(r"^https?://[^\s]+$", url) is not None,
+              f"{_short(url)} is not an http(s) URL")
+        check(cid, "comparison", c["comparison"] in COMPARISONS if isinstance(c["comparison"], str) else False,
+              f"{_short(c['comparison'])} is not one of {', '.join(COMPARISONS)}")
+        cl, tol = c["claimed"], c["tolerance"]
+        check(cid, "claimed", _number(cl) and math.isfinite(cl) and cl > 0,
+              f"expected a finite number > 0, got {_short(cl)}")
+        check(cid, "tolerance", _number(tol) and math.isfinite(tol) and 0 <= tol < 1,
+              f"expected a relative tolerance 0 <= x < 1, got {_short(tol)}")
+        if isinstance(c["notebook"], str) and c["notebook"].strip():
+            nb = paths.NOTEBOOKS / f"{c['notebook']}.ipynb"
+            known = sorted(q.stem for q in paths.NOTEBOOKS.glob("*.ipynb"))
+            check(cid, "notebook", nb.is_file(), f"no notebook {c['notebook']!r} (notebooks: {', '.join(known)})")
+        if len(problems) == n:
+            out[cid] = Claim(id=cid, **{k: c[k] for k in fields if k in c})
+    if not raw:
+        problems.append(CatalogError(f"{ctx.rel}: no claims"))
+    if problems:
+        raise CatalogError("\n".join(str(e) for e in problems))
     return out
 
 
@@ -1013,6 +1129,29 @@ def measurement(row_id: str, name: str = "speed") -> Value:
 # --------------------------------------------------------------------------- validation
 
 
+def _checked(load, *args):
+    """``load(*args)`` with every problem of the file collected: returns what it loaded, or
+    raises one CatalogError listing them all (one per line). Whatever the file holds, the
+    error is a CatalogError naming the file, never another exception's traceback."""
+    found: list[str] = []
+    token = _PROBLEMS.set(found)
+    try:
+        result = load(*args)
+    except CatalogError as exc:
+        found.append(str(exc))
+    except KeyError as exc:
+        found.append(str(exc.args[0]) if exc.args else repr(exc))
+    except (OSError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        where = _rel(Path(args[0])) if args and isinstance(args[0], (str, Path)) else getattr(load, "__name__", "?")
+        found.append(f"{where}: cannot be read ({type(exc).__name__}: {_short(str(exc), 200)})")
+    finally:
+        _PROBLEMS.reset(token)
+    if found:
+        lines = list(dict.fromkeys(line for msg in found for line in msg.splitlines() if line.strip()))
+        raise CatalogError("\n".join(lines))
+    return result
+
+
 def validate_all() -> tuple[list[str], list[str]]:
     """Load every catalog file of every data folder (user folders and the shipped one);
     return (names of good entries, error messages). A device's price sheet must exist and
@@ -1028,7 +1167,7 @@ def validate_all() -> tuple[list[str], list[str]]:
         for folder in folders:
             for p in sorted(folder.glob("*.toml")):
                 try:
-                    entry = loader(p)
+                    entry = _checked(loader, p)
                     if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
                         sheet = entry.deployment_rules.prices
                         try:
@@ -1044,13 +1183,13 @@ def validate_all() -> tuple[list[str], list[str]]:
                     errors.append(str(exc))
     for name in sorted({p.stem for f in measurement_folders for p in f.glob("*.csv")}):
         try:
-            load_measurements(name)
+            _checked(load_measurements, name)
             ok += [_rel(f / f"{name}.csv") for f in measurement_folders if (f / f"{name}.csv").is_file()]
         except (CatalogError, KeyError) as exc:
             errors.append(str(exc))
     try:
-        load_claims()
+        _checked(load_claims)
         ok.append(_rel(paths.CLAIMS))
     except (CatalogError, FileNotFoundError) as exc:
         errors.append(str(exc))
-    return ok, errors
+    return ok, [line for e in errors for line in e.splitlines()]

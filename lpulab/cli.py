@@ -1,13 +1,25 @@
-"""The ``lpulab`` command: run notebooks into reports, reproduce everything, inspect the catalog."""
+"""The ``lpulab`` command: run notebooks into reports, reproduce everything, inspect the catalog.
+
+Every command takes ``--data DIR`` (repeatable): user data folders shaped like ``data/``
+(``hardware/``, ``models/``, ``prices/``, ``measurements/``) that overlay the shipped
+catalog. They are passed as ``LPULAB_DATA`` (joined with ``os.pathsep``) to this process and
+to every kernel it starts. ``run``, ``reproduce`` and ``sweep`` check every parameter and
+validate the whole catalog, user folders included, before any kernel starts.
+
+Exit status: 0 done, 1 a run failed, 2 bad input (nothing ran), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from . import paths
+
+DEBUG_ENV = "LPULAB_DEBUG"
 
 
 def _params(ns) -> dict:
@@ -16,56 +28,181 @@ def _params(ns) -> dict:
     return {name: parse_cli_value(value) for name, value in (ns.param or [])}
 
 
-def cmd_run(ns) -> int:
+def _say(msg: str, err: bool = False) -> None:
+    """A line of output that does not break progress bars drawn meanwhile."""
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr if err else sys.stdout)
+    (sys.stderr if err else sys.stdout).flush()
+
+
+def validate_catalog() -> None:
+    """Refuse to start any kernel on a broken catalog: every problem, every file."""
+    from . import catalog
+
+    _, errors = catalog.validate_all()
+    if errors:
+        lines = "\n".join(f"  {e}" for e in errors)
+        raise catalog.CatalogError(f"the catalog has {len(errors)} problem(s); nothing ran (check with "
+                                   f"`lpulab catalog --validate`):\n{lines}")
+
+
+def _jobs(ns, n: int) -> int:
+    cores = os.cpu_count() or 1
+    if ns.jobs is not None and ns.jobs < 1:
+        from .report.params import ParameterError
+        raise ParameterError(f"-j {ns.jobs}: give a number of notebooks to run at once, 1 to {cores}")
+    return max(1, min(ns.jobs or 1, cores, n))
+
+
+def _run_batch(plans, ns, *, skip_completed: bool) -> tuple[list, bool]:
+    """Run planned notebooks (in parallel with -j), print each one's outcome; returns
+    (results, interrupted). The index is rebuilt at the end whatever happened."""
+    from .report import batch
     from .report.index import build
     from .report.runner import run_notebook
 
-    overrides = _params(ns)
-    # check every notebook's parameters before any kernel starts
-    from .report.runner import resolve_parameters
+    reports = paths.reports_dir()
+    n = len(plans)
+    workers = _jobs(ns, n)
+    tty = sys.stderr.isatty() and not ns.quiet
+    results, interrupted = [], False
+    order = {p.report_id: i for i, p in enumerate(plans, 1)}
 
-    for nb in ns.notebooks:
-        resolve_parameters(nb, ns.file, overrides)
-    results = []
-    for i, nb in enumerate(ns.notebooks, 1):
-        print(f"[{i}/{len(ns.notebooks)}] running {nb} ...", flush=True)
-        r = run_notebook(nb, overrides or None, ns.file, label=ns.label, timeout=ns.timeout,
-                         progress=not ns.quiet, build_index=False)
-        print(f"    {r}", flush=True)
+    def report(r):
         results.append(r)
-    index = build()
-    print(f"index: {index}")
-    return 0 if all(r.ok for r in results) else 1
+        i = order.get(r.report_id, len(results))
+        _say(f"[{i}/{n}] {r}")
+
+    try:
+        if workers == 1:
+            for i, p in enumerate(plans, 1):
+                if not (skip_completed and _done(reports, p)):
+                    _say(f"[{i}/{n}] {p.notebook.stem}: running ({p.report_id})")
+                report(run_notebook(p.notebook, planned=p, reports=reports, timeout=ns.timeout,
+                                    progress={"desc": p.notebook.stem, "leave": False} if tty else False,
+                                    build_index=False, skip_completed=skip_completed))
+        else:
+            tasks = []
+            for i, p in enumerate(plans, 1):
+                if skip_completed and _done(reports, p):
+                    report(run_notebook(p.notebook, planned=p, reports=reports, build_index=False, skip_completed=True))
+                    continue
+                tasks.append({"notebook": str(p.notebook), "plan": p, "reports": str(reports), "timeout": ns.timeout,
+                              "skip_completed": skip_completed, "desc": p.notebook.stem})
+            if tasks:
+                _say(f"running {len(tasks)} notebook(s), {min(workers, len(tasks))} at a time: "
+                     + ", ".join(t["desc"] for t in tasks))
+            stream = batch.parallel(batch.run_one, tasks, workers, progress=tty) if tasks else iter(())
+            try:
+                for task, r in stream:
+                    if isinstance(r, BaseException):
+                        from .report.runner import RunResult
+                        p = task["plan"]
+                        r = RunResult(p.notebook.stem, p.report_id, reports / p.report_id, False, p.params,
+                                      error=f"the worker process failed: {type(r).__name__}: {r}", failure="worker",
+                                      commit=p.git["commit"])
+                    report(r)
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            index = build(reports)
+            _say(f"index: {index}")
+        except KeyboardInterrupt:
+            interrupted = True
+        except OSError as exc:
+            _say(f"the index could not be written: {exc}", err=True)
+    return results, interrupted
+
+
+def _done(reports: Path, p) -> bool:
+    from .report.runner import completed
+
+    return completed(reports / p.report_id, p)
+
+
+def _summary(results, interrupted: bool, total: int) -> int:
+    ran = [r for r in results if not r.skipped]
+    skipped = [r for r in results if r.skipped]
+    failed = [r for r in results if not r.ok]
+    parts = [f"ran {len(ran)}", f"skipped {len(skipped)} (completed before with the same inputs; --force reruns)"
+             if skipped else None, f"failed {len(failed)}" if failed else None,
+             f"not run {total - len(results)}" if total > len(results) else None]
+    _say("done: " + ", ".join(x for x in parts if x))
+    for r in failed:
+        _say(f"  FAILED {r.notebook} ({r.failure}): {r.error}" + (f"\n         {r.note}" if r.note else ""), err=True)
+    if interrupted:
+        _say("interrupted: the reports that finished are kept, the others left nothing behind", err=True)
+        return 130
+    return 1 if failed else 0
+
+
+def cmd_run(ns) -> int:
+    from .report.runner import plan
+
+    overrides = _params(ns)
+    # every notebook's parameters and the catalog are checked before any kernel starts
+    plans = [plan(nb, overrides or None, ns.file, ns.label) for nb in ns.notebooks]
+    validate_catalog()
+    results, interrupted = _run_batch(plans, ns, skip_completed=False)
+    return _summary(results, interrupted, len(plans))
+
+
+def _param_sets() -> dict[str, list[str]]:
+    """Parameter set name -> notebooks that have it."""
+    out: dict[str, list[str]] = {}
+    for f in sorted(paths.PARAMS.glob("*/*.yaml")):
+        out.setdefault(f.stem, []).append(f.parent.name)
+    return out
 
 
 def cmd_reproduce(ns) -> int:
-    from .report.index import build
-    from .report.runner import run_notebook
+    from .report.params import ParameterError
+    from .report.runner import plan
 
-    notebooks = sorted(paths.NOTEBOOKS.glob("[0-9]*.ipynb"))
-    failed = []
-    for i, nb in enumerate(notebooks, 1):
-        pfile = paths.PARAMS / nb.stem / f"{ns.params}.yaml"
-        print(f"[{i}/{len(notebooks)}] {nb.stem} with {pfile.relative_to(paths.ROOT) if pfile.is_file() else 'its defaults'}", flush=True)
-        r = run_notebook(nb, None, pfile if pfile.is_file() else None, label=ns.params, timeout=ns.timeout,
-                         progress=not ns.quiet, build_index=False)
-        print(f"    {r}", flush=True)
-        if not r.ok:
-            failed.append(r)
-    index = build()
-    print(f"\nreports: {paths.reports_dir()}\nindex:   {index}")
-    if failed:
-        print(f"{len(failed)} notebook(s) failed: " + ", ".join(r.notebook for r in failed), file=sys.stderr)
-        return 1
-    return 0
+    notebooks = ([paths.notebook(n) for n in ns.notebooks] if ns.notebooks
+                 else sorted(paths.NOTEBOOKS.glob("[0-9]*.ipynb")))
+    sets = _param_sets()
+    name = ns.params
+    have = [nb for nb in notebooks if (paths.PARAMS / nb.stem / f"{name}.yaml").is_file()]
+    if name != "default" and not have:
+        common = sorted(k for k, nbs in sets.items() if all(nb.stem in nbs for nb in notebooks))
+        some = sorted(k for k in sets if k not in common)
+        raise ParameterError(f"--params {name!r}: no notebook has a parameter set of that name; sets of every notebook: "
+                             f"{', '.join(common) or 'none'}" + (f"; of some: {', '.join(some)}" if some else ""))
+    plans = []
+    for nb in notebooks:
+        pfile = paths.PARAMS / nb.stem / f"{name}.yaml"
+        if pfile.is_file():
+            plans.append(plan(nb, None, pfile, name))
+        else:
+            if name != "default":
+                _say(f"note: {nb.stem} has no parameter set {name!r}; it runs with its defaults", err=True)
+            plans.append(plan(nb, None, None, "default"))
+    validate_catalog()
+    t0 = time.perf_counter()
+    results, interrupted = _run_batch(plans, ns, skip_completed=not ns.force)
+    rc = _summary(results, interrupted, len(plans))
+    _say(f"reports: {paths.reports_dir()} ({time.perf_counter() - t0:.1f} s)")
+    return rc
 
 
 def cmd_sweep(ns) -> int:
-    from .report.sweep import run_sweep
+    from .report.sweep import load_sweep, run_sweep
 
+    load_sweep(ns.notebook, ns.grid, ns.name)  # every set checked before the catalog and any kernel
+    validate_catalog()
     r = run_sweep(ns.notebook, ns.grid, name=ns.name, workers=ns.jobs, scheduler=ns.scheduler,
                   timeout=ns.timeout, force=ns.force, progress=not ns.quiet)
     print(r.summary())
+    if r.interrupted:
+        print("interrupted: the sets that finished are in the table, the others left nothing behind", file=sys.stderr)
+        return 130
     return 0 if r.ok else 1
 
 
@@ -76,14 +213,14 @@ def cmd_catalog(ns) -> int:
     if ns.validate:
         for e in errors:
             print(f"INVALID {e}", file=sys.stderr)
-        print(f"{len(ok)} catalog file(s) valid, {len(errors)} invalid")
+        print(f"{len(ok)} catalog file(s) valid, {len(errors)} problem(s)")
         return 1 if errors else 0
     rows = []
     for did in catalog.device_ids():
         try:
             d = catalog.load_device(did)
         except (catalog.CatalogError, KeyError) as exc:
-            rows.append((did, f"INVALID: {exc}", "", "", ""))
+            rows.append((did, f"INVALID: {str(exc).splitlines()[0]}", "", "", ""))
             continue
         t = d.tier()
         cap = units.fmt(t.capacity.si, "GB") if t.capacity else "?"
@@ -115,44 +252,59 @@ def cmd_index(ns) -> int:
 
 
 def cmd_cite(ns) -> int:
-    from .report.cite import cite_report
+    from .report.cite import cite_report, find_report
 
-    p = Path(ns.report)
-    if not (p / "provenance.json").is_file():
-        p = paths.reports_dir() / ns.report
-    if not (p / "provenance.json").is_file():
-        known = sorted(d.name for d in paths.reports_dir().glob("*/") if (d / "provenance.json").is_file())
-        print(f"no finished report {ns.report!r}; reports: {', '.join(known) or 'none'}", file=sys.stderr)
-        return 2
-    c = cite_report(p)
-    print(c["bibtex"] if ns.bibtex else c["plain"] if ns.plain else c["plain"] + "\n\n" + c["bibtex"])
+    c = cite_report(find_report(ns.report), url_template=ns.url_template)
+    fmt = ns.format or ("bibtex" if ns.bibtex else "plain" if ns.plain else "csl-json" if ns.csl_json else "all")
+    if fmt == "all":
+        print(c["plain"] + "\n\n" + c["bibtex"])
+    else:
+        print({"plain": c["plain"], "bibtex": c["bibtex"], "csl-json": c["csl_json"]}[fmt])
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lpulab", description=__doc__)
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", action="append", metavar="DIR", default=None,
+                      help="a user data folder (hardware/, models/, prices/, measurements/) over the shipped data/; "
+                           "repeatable, the first wins; sets LPULAB_DATA for this command and its kernels")
+
+    ap = argparse.ArgumentParser(prog="lpulab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", action="append", metavar="DIR", dest="data_top", default=None,
+                    help="a user data folder (see the commands' --data)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="run notebooks into reports/<report-id>/")
+    r = sub.add_parser("run", parents=[data], help="run notebooks into reports/<report-id>/")
     r.add_argument("notebooks", nargs="+", help="notebook paths or stems, e.g. notebooks/01_bandwidth.ipynb")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a parameter; VALUE is JSON when it parses (numbers, lists), else a string")
     r.add_argument("-f", "--file", help="YAML parameter file, e.g. notebooks/params/01_bandwidth/smoke.yaml")
-    r.add_argument("--label", help="label in the report-id (default: the parameter file's name, 'custom' or 'default')")
+    r.add_argument("--label", help="label in the report-id (default: the parameter file's name, 'custom' or 'default'); "
+                                   "letters, digits, '-', '_', '.'")
+    r.add_argument("-j", "--jobs", type=int, help="notebooks run at once (default 1; at most the core count)")
     r.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell (default 900)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("reproduce", help="run every notebook with its parameter set and build reports/index.html")
+    rp = sub.add_parser("reproduce", parents=[data],
+                        help="run every notebook with its parameter set and build reports/index.html",
+                        description="Run every notebook (or those named) with the parameter set --params, skipping "
+                        "each whose report already completed with the same inputs (notebook, parameters, commit, data "
+                        "files, DRAFT state); --force reruns them. Then rebuild reports/index.html.")
+    rp.add_argument("notebooks", nargs="*", help="notebooks to run (default: every numbered notebook)")
     rp.add_argument("--params", default="default", help="parameter set name under notebooks/params/<stem>/ (default: default)")
-    rp.add_argument("--timeout", type=int, default=900)
-    rp.add_argument("-q", "--quiet", action="store_true")
+    rp.add_argument("-j", "--jobs", type=int,
+                    help="notebooks run at once (default 1: 05_kernels measures this machine, which parallel runs "
+                         "disturb; at most the core count)")
+    rp.add_argument("--force", action="store_true", help="rerun notebooks whose report already completed")
+    rp.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell (default 900)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     rp.set_defaults(func=cmd_reproduce)
 
-    sw = sub.add_parser("sweep", help="run a notebook over a grid of parameter sets, each a report, in parallel",
+    sw = sub.add_parser("sweep", parents=[data], help="run a notebook over a grid of parameter sets, each a report, in parallel",
                         description="Run NOTEBOOK once per parameter set of GRID (a cartesian product and/or a "
-                        "list; see lpulab/report/sweep.py), skip sets already completed at this commit, and write "
-                        "reports/sweeps/<name>/results.csv (+ .parquet). Exit status 0 when every set passed.")
+                        "list; see docs/sweeps.md), skip sets already completed with the same inputs, and write "
+                        "reports/sweeps/<name>/results.csv (+ .parquet, chart.png). Exit status 0 when every set passed.")
     sw.add_argument("notebook", help="notebook path or stem, e.g. 01_bandwidth")
     sw.add_argument("-g", "--grid", required=True, help="YAML grid file, e.g. notebooks/params/01_bandwidth/sweep-achieved.yaml")
     sw.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per core)")
@@ -163,37 +315,81 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=cmd_sweep)
 
-    c = sub.add_parser("catalog", help="list devices; --validate checks every catalog file")
+    c = sub.add_parser("catalog", parents=[data], help="list devices; --validate checks every catalog file")
     c.add_argument("--validate", action="store_true")
     c.set_defaults(func=cmd_catalog)
 
-    p = sub.add_parser("params", help="show a notebook's declared parameters")
+    p = sub.add_parser("params", parents=[data], help="show a notebook's declared parameters")
     p.add_argument("notebook")
     p.set_defaults(func=cmd_params)
 
-    i = sub.add_parser("index", help="rebuild reports/index.html and reports/claims.json")
+    i = sub.add_parser("index", parents=[data], help="rebuild reports/index.html and reports/claims.json")
     i.set_defaults(func=cmd_index)
 
-    ct = sub.add_parser("cite", help="print how to cite a report (plain text and BibTeX)")
-    ct.add_argument("report", help="report-id or report folder")
+    ct = sub.add_parser("cite", parents=[data], help="print how to cite a report (plain text, BibTeX, CSL-JSON)",
+                        description="Print the citation of a report: REPORT is a report-id, a report folder, or a "
+                        "notebook (e.g. 04_cost: its latest finished report). The URL is filled from --url-template "
+                        "or $LPULAB_REPORT_URL, e.g. https://example.org/lpulab/{report_id}/report.html (fields: "
+                        "{report_id}, {notebook}, {commit}, {label}).")
+    ct.add_argument("report", help="report-id, report folder, or notebook")
+    ct.add_argument("--format", choices=("all", "plain", "bibtex", "csl-json"),
+                    help="what to print (default: plain text and BibTeX)")
     g = ct.add_mutually_exclusive_group()
-    g.add_argument("--bibtex", action="store_true")
-    g.add_argument("--plain", action="store_true")
+    g.add_argument("--bibtex", action="store_true", help="BibTeX only (as --format bibtex)")
+    g.add_argument("--plain", action="store_true", help="plain text only (as --format plain)")
+    g.add_argument("--csl-json", action="store_true", help="CSL-JSON only (as --format csl-json)")
+    ct.add_argument("--url-template", help="where the report is published, e.g. "
+                                           "https://example.org/lpulab/{report_id}/report.html")
     ct.set_defaults(func=cmd_cite)
     return ap
 
 
+def _set_data(ns) -> None:
+    """``--data DIR ...`` -> ``LPULAB_DATA`` for this process and the kernels it starts."""
+    from .report.params import ParameterError
+
+    dirs = (ns.data_top or []) + (getattr(ns, "data", None) or [])
+    if not dirs:
+        return
+    for d in dirs:
+        if not Path(d).expanduser().is_dir():
+            raise ParameterError(f"--data {d}: no such folder (a user data folder holds hardware/, models/, prices/ "
+                                 "or measurements/, shaped like data/)")
+    os.environ["LPULAB_DATA"] = os.pathsep.join(str(Path(d).expanduser().resolve()) for d in dirs)
+
+
 def main(argv=None) -> int:
     from .catalog import CatalogError
+    from .report.cite import CiteError
     from .report.params import ParameterError
 
     ns = build_parser().parse_args(argv)
     try:
+        _set_data(ns)
         return ns.func(ns)
-    except (ParameterError, CatalogError, FileNotFoundError, KeyError) as exc:
+    except KeyboardInterrupt:
+        print(f"lpulab {ns.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`lpulab params 04_cost | head`): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except (ParameterError, CatalogError, CiteError, FileNotFoundError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"lpulab {ns.cmd}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"lpulab {ns.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"lpulab {ns.cmd}: internal error: {type(exc).__name__}: {exc} (run with {DEBUG_ENV}=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -12,6 +13,37 @@ from .. import catalog, paths
 from .io import atomic_write_text
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def num(x, spec: str = ".3g") -> str:
+    """A number for the index, or "n/a" for anything that is not a finite one (a status
+    file from an older or damaged run must not stop the index)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "n/a"
+    return format(x, spec)
+
+
+def params_text(d, limit: int = 160) -> str:
+    """``name=value, ...`` of the parameters that differ from the notebook's defaults."""
+    if not isinstance(d, dict) or not d:
+        return ""
+    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in sorted(d.items()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def headline_text(h) -> str:
+    if not isinstance(h, dict) or not h.get("name"):
+        return ""
+    unit = h.get("unit") or ""
+    text = f"{h['name']}: {num(h.get('value'))}{unit}"
+    if "low" in h and "high" in h:
+        text += f" [{num(h.get('low'))}, {num(h.get('high'))}]"
+    if h.get("holds"):
+        text += f", {h['holds']}"
+    return text
+
+
+_ENV.filters["num"] = num
 
 INDEX = _ENV.from_string("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -27,24 +59,26 @@ details{margin:0.3em 0}summary{cursor:pointer}
 <p>Each claim below is recomputed from its own assumptions ("as stated") and from the best
 estimate lpulab can make, with an uncertainty band. Numbers come from the linked reports.
 A claim holds when the estimate and both ends of its band meet the claimed value within the tolerance,
-does not hold when none does, and depends on assumptions otherwise.</p>
+does not hold when none does, and depends on assumptions otherwise. Each claim's band spans something
+different (GPUs compared, operating points, or a Monte Carlo's 5th to 95th percentile): the ledger says which.</p>
 <h2>Claim ledger</h2>
 <table class="ledger"><thead><tr><th>claim</th><th>wording and source</th><th>as stated</th><th>best estimate [band]</th><th>verdict</th><th>key assumptions</th><th>report</th></tr></thead><tbody>
 {% for c in ledger %}<tr id="{{ c.id }}"><td><b>{{ c.id }}</b> {{ c.slug }}<br><small>{{ c.metric }}</small></td>
 <td>{{ c.wording_en }}<br><span lang="zh-Hans">{{ c.wording_zh }}</span><br><small>{% if c.source_href %}<a href="{{ c.source_href }}">{{ c.source }}</a>{% else %}{{ c.source }}{% endif %}</small></td>
-{% if c.verdict %}<td>{{ '%.3g' % c.verdict.as_stated }}x<br><small>{{ 'reproduces the claimed number' if c.verdict.reproduces else 'does not reproduce the claimed number' }}</small></td>
-<td>{{ '%.3g' % c.verdict.estimate }}x [{{ '%.3g' % c.verdict.low }}, {{ '%.3g' % c.verdict.high }}]</td>
-<td class="{{ {'holds':'holds','does not hold':'fails'}.get(c.verdict.holds, 'depends') }}">{{ c.verdict.holds }}<br><small>claimed {{ c.comparison }} {{ '%g' % c.claimed }}x, tolerance {{ '%.0f' % (100 * c.tolerance) }} %</small></td>
+{% if c.verdict %}<td>{{ c.verdict.as_stated|num }}x<br><small>{{ 'reproduces the claimed number' if c.verdict.reproduces else 'does not reproduce the claimed number' }}</small></td>
+<td>{{ c.verdict.estimate|num }}x [{{ c.verdict.low|num }}, {{ c.verdict.high|num }}]{% if c.band %}<br><small>band: {{ c.band }}</small>{% endif %}</td>
+<td class="{{ {'holds':'holds','does not hold':'fails'}.get(c.verdict.holds, 'depends') }}">{{ c.verdict.holds }}<br><small>claimed {{ c.comparison }} {{ c.claimed|num('g') }}x, tolerance {{ (100 * c.tolerance)|num('.0f') }} %</small></td>
 <td><small>{% for k, v in c.verdict.assumptions.items() %}{{ k }}: {{ v }}<br>{% endfor %}{% if c.verdict.note %}{{ c.verdict.note }}{% endif %}</small></td>
-<td><a href="{{ c.report_url }}">{{ c.report }}</a>{% if c.draft %} <span class="draft">DRAFT</span>{% endif %}<br><small>parameters: {{ c.label }}{% if c.sweep %} (a point of sweep <a href="#sweep-{{ c.sweep }}">{{ c.sweep }}</a>){% endif %}</small></td>
+<td><a href="{{ c.report_url }}">{{ c.report }}</a>{% if c.draft %} <span class="draft">DRAFT</span>{% endif %}<br><small>parameters: {{ c.label }}{% if c.params %} ({{ c.params }}){% endif %}{% if c.sweep %} (a point of sweep <a href="#sweep-{{ c.sweep }}">{{ c.sweep }}</a>){% endif %}</small></td>
 {% else %}<td colspan="2" class="none">no report yet: run notebook {{ c.notebook }}
 {%- if c.failed_report %}; its latest run <a href="{{ c.failed_report }}/notebook.ipynb">{{ c.failed_report }}</a> failed: {{ c.failed_error }}{% endif %}</td>
-<td class="none">no verdict<br><small>claimed {{ c.comparison }} {{ '%g' % c.claimed }}x, tolerance {{ '%.0f' % (100 * c.tolerance) }} %</small></td><td></td><td class="none">none</td>{% endif %}</tr>
+<td class="none">no verdict<br><small>claimed {{ c.comparison }} {{ c.claimed|num('g') }}x, tolerance {{ (100 * c.tolerance)|num('.0f') }} %</small></td><td></td><td class="none">none</td>{% endif %}</tr>
 {% endfor %}</tbody></table>
 <h2>Reports</h2>
-{% if reports %}<table class="reports"><thead><tr><th>report</th><th>notebook</th><th>parameters</th><th>status</th><th>commit</th><th>run (UTC)</th></tr></thead><tbody>
+{% if reports %}<table class="reports"><thead><tr><th>report</th><th>notebook</th><th>parameters (as changed from the defaults)</th><th>headline</th><th>status</th><th>commit</th><th>run (UTC)</th></tr></thead><tbody>
 {% for r in reports %}<tr><td>{% if r.status == 'ok' %}<a href="{{ r.id }}/report.html">{{ r.id }}</a>{% else %}<a href="{{ r.id }}/notebook.ipynb">{{ r.id }}</a>{% endif %}</td>
-<td>{{ r.notebook }}</td><td><small>{{ r.label }}</small></td>
+<td>{{ r.notebook }}</td><td><small>{{ r.label }}{% if r.params %}: {{ r.params }}{% elif r.status == 'ok' %}: the defaults{% endif %}</small></td>
+<td><small>{{ r.headline }}</small></td>
 <td class="{{ 'failed' if r.status != 'ok' else '' }}">{{ r.status }}{% if r.error %}<br><small>{% if r.failed_cell is not none %}cell {{ r.failed_cell }}: {% endif %}{{ r.error }}</small>{% endif %}</td>
 <td><code>{{ r.commit[:10] }}</code>{% if r.draft %} <span class="draft">DRAFT</span>{% endif %}</td><td>{{ r.utc_time }}</td></tr>
 {% endfor %}</tbody></table>{% else %}<p class="none">No single runs yet: <code>lpulab run</code> or <code>make reproduce</code>.</p>{% endif %}
@@ -55,30 +89,65 @@ does not hold when none does, and depends on assumptions otherwise.</p>
 {% if r.status == 'ok' %}<a href="{{ r.report_id }}/report.html">{{ r.report_id }}</a>{% else %}<a class="failed" href="{{ r.report_id }}/notebook.ipynb">{{ r.report_id }}</a> (failed){% endif %}
 {% for k, v in r.varied.items() %}{{ k }}={{ v }} {% endfor %}<br>{% endfor %}</small></details></td>
 <td>{{ s.notebook }}</td><td>{{ s.sets }}</td><td>{{ s.ok }}</td><td class="{{ 'failed' if s.failed else '' }}">{{ s.failed }}</td>
-<td>{% for t in s.tables %}<a href="sweeps/{{ s.name }}/{{ t }}">{{ t }}</a> {% endfor %}</td>
+<td>{% for t in s.tables %}<a href="sweeps/{{ s.name }}/{{ t }}">{{ t }}</a> {% endfor %}
+{% if s.chart %}<br><a href="sweeps/{{ s.name }}/{{ s.chart }}"><img src="sweeps/{{ s.name }}/{{ s.chart }}" alt="{{ s.chart_alt }}" width="320"></a>{% endif %}</td>
 <td><code>{{ s.commit[:10] }}</code></td><td>{{ s.utc_time }}</td></tr>
 {% endfor %}</tbody></table>{% endif %}
 </body></html>
 """)
 
 
+def _status(d: Path) -> dict | None:
+    try:
+        st = json.loads((d / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return st if isinstance(st, dict) else None
+
+
+def _verdicts(v) -> list[dict]:
+    """The verdicts of a status file that can be shown (mappings naming a claim), each with
+    every field the index reads (a missing or damaged one shows as n/a)."""
+    out = []
+    for x in v if isinstance(v, list) else []:
+        if not isinstance(x, dict) or not isinstance(x.get("claim"), str):
+            continue
+        y = dict(x)
+        for k in ("as_stated", "estimate", "low", "high"):
+            y.setdefault(k, None)
+        y["reproduces"] = bool(x.get("reproduces"))
+        y["holds"] = x.get("holds") if isinstance(x.get("holds"), str) else "unknown"
+        y["assumptions"] = x.get("assumptions") if isinstance(x.get("assumptions"), dict) else {}
+        y["note"] = x.get("note") if isinstance(x.get("note"), str) else ""
+        out.append(y)
+    return out
+
+
 def scan(reports: Path | None = None) -> list[dict]:
-    """One summary per report folder (finished or failed), newest first."""
+    """One summary per report folder (finished or failed), newest first. A folder whose
+    status.json cannot be read is listed as ``unreadable``; it never stops the index."""
     reports = Path(reports or paths.reports_dir())
     out = []
     for d in sorted(reports.glob("*/")):
-        if d.name.startswith("."):
+        if d.name.startswith(".") or d.name == "sweeps":
             continue
-        status_file = d / "status.json"
-        if not status_file.is_file():
+        if not (d / "status.json").exists():
             continue
-        st = json.loads(status_file.read_text())
+        st = _status(d)
+        if st is None:
+            out.append({"id": d.name, "notebook": "", "label": "", "status": "unreadable",
+                        "error": "status.json cannot be read", "commit": "", "draft": False, "utc_time": "",
+                        "verdicts": [], "sweep": None, "failure": "", "failed_cell": None, "params": "",
+                        "headline": ""})
+            continue
+        text = lambda k: st.get(k) if isinstance(st.get(k), str) else ""  # noqa: E731
         out.append({
-            "id": d.name, "notebook": st.get("notebook", ""), "label": st.get("label", ""),
-            "status": st.get("status", "unknown"), "error": st.get("error", ""),
-            "commit": st.get("commit", ""), "draft": st.get("dirty", False), "utc_time": st.get("utc_time", ""),
-            "verdicts": st.get("verdicts", []), "sweep": st.get("sweep"), "failure": st.get("failure", ""),
-            "failed_cell": st.get("failed_cell"),
+            "id": d.name, "notebook": text("notebook"), "label": text("label"),
+            "status": text("status") or "unknown", "error": text("error"),
+            "commit": text("commit"), "draft": bool(st.get("dirty", False)), "utc_time": text("utc_time"),
+            "verdicts": _verdicts(st.get("verdicts")), "sweep": st.get("sweep") if isinstance(st.get("sweep"), str) else None,
+            "failure": text("failure"), "failed_cell": st.get("failed_cell") if isinstance(st.get("failed_cell"), int) else None,
+            "params": params_text(st.get("non_default")), "headline": headline_text(st.get("headline")),
         })
     out.sort(key=lambda r: r["utc_time"], reverse=True)
     return out
@@ -109,13 +178,17 @@ def ledger(reports_list: list[dict]) -> list[dict]:
                     rank = (r["label"] == "default", not r.get("sweep"))
                     if best is None or rank > best[0]:
                         best = (rank, r, v)
-        row = {"id": cid, "slug": c.slug, "wording_en": c.wording_en, "wording_zh": c.wording_zh,
+        row = {"id": cid, "slug": c.slug, "wording_en": c.wording_en, "wording_zh": c.wording_zh, "band": c.band,
                "source": c.source, "source_url": c.source_url, "source_href": web_url(c.source_url), "metric": c.metric, "claimed": c.claimed,
                "comparison": c.comparison, "tolerance": c.tolerance, "notebook": c.notebook,
                "status": "no report yet", "verdict": None, "report": None, "report_url": None, "label": None,
-               "sweep": None, "draft": False, "failed_report": None, "failed_error": None}
+               "sweep": None, "draft": False, "failed_report": None, "failed_error": None, "params": ""}
         if best:
+            assumed = best[2].get("assumptions") if isinstance(best[2].get("assumptions"), dict) else {}
+            if not row["band"] and isinstance(assumed.get("band"), str):
+                row["band"] = assumed["band"]
             row.update(status="reported", verdict=best[2], report=best[1]["id"], label=best[1]["label"],
+                       params=best[1].get("params", ""),
                        sweep=best[1].get("sweep"),
                        report_url=f"{best[1]['id']}/report.html", draft=best[1]["draft"])
         else:
@@ -131,10 +204,23 @@ def sweeps(reports: Path) -> list[dict]:
     out = []
     for f in sorted(Path(reports).glob("sweeps/*/sweep.json")):
         try:
-            s = json.loads(f.read_text())
-        except ValueError:
+            s = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        s["tables"] = [t for t in s.get("tables", []) if (f.parent / t).is_file()]
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+            continue
+        s["tables"] = [t for t in s.get("tables", []) if isinstance(t, str) and (f.parent / t).is_file()]
+        chart = s.get("chart")
+        s["chart"] = chart if isinstance(chart, str) and (f.parent / chart).is_file() else None
+        s["chart_alt"] = s.get("chart_alt") if isinstance(s.get("chart_alt"), str) else "chart of the sweep"
+        s["runs"] = [r for r in s.get("runs", []) if isinstance(r, dict) and isinstance(r.get("report_id"), str)]
+        for r in s["runs"]:
+            r.setdefault("status", "unknown")
+            r["varied"] = r.get("varied") if isinstance(r.get("varied"), dict) else {}
+        for k in ("notebook", "commit", "utc_time"):
+            s[k] = s.get(k) if isinstance(s.get(k), str) else ""
+        for k in ("sets", "ok", "failed"):
+            s[k] = s.get(k) if isinstance(s.get(k), int) else 0
         out.append(s)
     out.sort(key=lambda s: s.get("utc_time", ""), reverse=True)
     return out

@@ -47,8 +47,9 @@ from pathlib import Path
 
 from .. import paths
 from . import provenance
-from .io import atomic_write_text, replace_dir
-from .params import ParameterError, check_parameters, declared_parameters, load_param_file
+from .io import atomic_write_text, recover, replace_dir, tmp_name
+from .params import ParameterError, check_parameters, declared_parameters, load_param_file, read_yaml
+from .runner import read_status
 
 RESERVED = ("name", "base", "base_file", "grid", "sets")
 META = ("report_id", "status", "failure", "error", "failed_cell", "failed_cell_source", "attempts",
@@ -74,6 +75,7 @@ class SweepResult:
     folder: Path                  # reports/sweeps/<name>/
     tables: list[Path]
     index: Path | None
+    interrupted: bool = False
 
     @property
     def ran(self) -> list[dict]:
@@ -174,18 +176,11 @@ def expand(spec, where: str = "grid") -> tuple[dict, list[dict], dict]:
 def load_sweep(notebook, grid, name: str | None = None) -> Sweep:
     """Read a grid file (path) or spec (mapping or list) and check every set; raise
     ParameterError listing every bad set before anything runs."""
-    import yaml
-
     nb = paths.notebook(notebook)
     grid_file = None
     if isinstance(grid, (str, os.PathLike)):
         grid_file = Path(grid)
-        if not grid_file.is_file():
-            raise ParameterError(f"no grid file {str(grid)!r}")
-        try:
-            spec = yaml.safe_load(grid_file.read_text())
-        except yaml.YAMLError as exc:
-            raise ParameterError(f"{grid}: not valid YAML ({exc})") from None
+        spec = read_yaml(grid_file, "grid file")
         where = str(grid)
     else:
         spec, where = grid, "grid"
@@ -218,33 +213,28 @@ def load_sweep(notebook, grid, name: str | None = None) -> Sweep:
 # --- running one set (in a worker process, local or on a Dask worker) ---------------------------
 
 def _outcome_from_disk(folder: Path) -> dict:
-    st = json.loads((folder / "status.json").read_text())
+    st = read_status(folder) or {"status": "failed", "error": "status.json cannot be read", "failure": "write"}
     out = {k: st.get(k) for k in META if k in st}
     out["report_id"] = folder.name
     res = folder / "results.json"
+    out["results"], out["verdicts"] = {}, []
     if st.get("status") == "ok" and res.is_file():
-        data = json.loads(res.read_text())
-        out["results"], out["verdicts"] = data.get("results", {}), data.get("verdicts", [])
-    else:
-        out["results"], out["verdicts"] = {}, []
+        try:
+            data = json.loads(res.read_text(encoding="utf-8"))
+            out["results"], out["verdicts"] = data.get("results", {}), data.get("verdicts", [])
+        except (OSError, ValueError):
+            out.update(status="failed", error="results.json cannot be read", failure="write")
     return out
 
 
-def completed(folder: Path, commit: str) -> bool:
-    """A report that finished ok at this commit: a rerun of the sweep skips it."""
-    try:
-        st = json.loads((Path(folder) / "status.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return st.get("status") == "ok" and st.get("commit") == commit and (Path(folder) / "results.json").is_file()
-
-
 def run_set(task: dict) -> dict:
-    """Run one parameter set into a report and say how it went. Never raises.
+    """Run one parameter set into a report and say how it went. Never raises (but Ctrl-C).
 
-    ``task``: notebook, params, label, sweep, reports (folder or None), timeout, ship. With
-    ``ship`` the report is written to a scratch folder and returned as ``files`` (name -> bytes),
-    for a worker that does not share the client's disk.
+    ``task``: notebook, params, label, sweep, reports (folder or None), timeout, ship, and
+    plan (the run's :class:`~lpulab.report.runner.Plan`, for a worker on this machine). With
+    ``ship`` the report is written to a scratch folder and returned as ``files`` (name ->
+    bytes), for a worker that does not share the client's disk; it plans the run itself, at
+    its own commit and with its own data files.
     """
     from .runner import run_notebook
 
@@ -255,11 +245,13 @@ def run_set(task: dict) -> dict:
         notebook = paths.ROOT / notebook
     try:
         r = run_notebook(notebook, task["params"], label=task["label"], reports=reports,
-                         timeout=task["timeout"], progress=False, build_index=False,
-                         extra_status={"sweep": task["sweep"]})
-        out = _outcome_from_disk(r.path)
+                         timeout=task["timeout"], progress=task.get("progress", False), build_index=False,
+                         extra_status={"sweep": task["sweep"]}, planned=None if scratch else task.get("plan"))
+        out = _outcome_from_disk(r.path) if (r.path / "status.json").is_file() else {
+            "report_id": r.report_id, "status": "failed", "failure": r.failure, "error": r.error,
+            "results": {}, "verdicts": []}
         if scratch is not None:
-            out["files"] = {str(p.relative_to(r.path)): p.read_bytes() for p in r.path.rglob("*") if p.is_file()}
+            out["files"] = {str(q.relative_to(r.path)): q.read_bytes() for q in r.path.rglob("*") if q.is_file()}
     except Exception as exc:  # anything the runner did not turn into a failed report
         out = {"report_id": task.get("report_id", ""), "status": "failed", "failure": "error",
                "error": f"{type(exc).__name__}: {exc}", "results": {}, "verdicts": []}
@@ -274,12 +266,18 @@ def _receive(out: dict, reports: Path) -> None:
     files = out.pop("files", None)
     if not files:
         return
-    tmp = reports / f".tmp-{out['report_id']}-{time.time_ns()}"
-    for rel, data in files.items():
-        p = tmp / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    replace_dir(tmp, reports / out["report_id"])
+    tmp = reports / tmp_name(out["report_id"])
+    try:
+        for rel, data in files.items():
+            q = tmp / rel
+            q.parent.mkdir(parents=True, exist_ok=True)
+            q.write_bytes(data)
+        replace_dir(tmp, reports / out["report_id"])
+    except OSError as exc:
+        out.update(status="failed", failure="write", error=f"the shipped report could not be written: {exc}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _failed(task: dict, exc: BaseException) -> dict:
@@ -287,24 +285,12 @@ def _failed(task: dict, exc: BaseException) -> dict:
             "error": f"{type(exc).__name__}: {exc}", "results": {}, "verdicts": []}
 
 
-def _local(tasks: list[dict], workers: int):
-    """Yield (task, outcome) as sets finish, in worker processes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def _local(tasks: list[dict], workers: int, progress: bool = False):
+    """Yield (task, outcome) as sets finish, in worker processes (Ctrl-C: see lpulab.report.batch)."""
+    from . import batch
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = {pool.submit(run_set, t): t for t in tasks}
-        try:
-            for fut in as_completed(futures):
-                t = futures[fut]
-                try:
-                    yield t, fut.result()
-                except Exception as exc:  # a worker process that died (BrokenProcessPool)
-                    yield t, _failed(t, exc)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    for t, out in batch.parallel(run_set, tasks, workers, progress=progress):
+        yield t, (_failed(t, out) if isinstance(out, BaseException) else out)
 
 
 def _dask(tasks: list[dict], scheduler, timeout_s: float = 30):
@@ -316,12 +302,16 @@ def _dask(tasks: list[dict], scheduler, timeout_s: float = 30):
     try:
         futures = {client.submit(run_set, t, key=f"lpulab-sweep-{t['report_id']}-{time.time_ns()}", pure=False): t
                    for t in tasks}
-        for fut in as_completed(list(futures)):
-            t = futures[fut]
-            try:
-                yield t, fut.result()
-            except Exception as exc:  # a worker that died or lost the task
-                yield t, _failed(t, exc)
+        try:
+            for fut in as_completed(list(futures)):
+                t = futures[fut]
+                try:
+                    yield t, fut.result()
+                except Exception as exc:  # a worker that died or lost the task
+                    yield t, _failed(t, exc)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
     finally:
         if own:
             client.close()
@@ -335,27 +325,38 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
     ``workers``: local worker processes (default: one per core). ``scheduler``: a Dask
     scheduler address (``tcp://host:8786``) or a ``distributed.Client``; the sets then run on
     that cluster and each report comes back to ``reports``. ``force``: rerun completed sets.
+    On Ctrl-C the sets that finished are written to the table and the index, and the result
+    says ``interrupted``.
     """
     from tqdm.auto import tqdm
+
+    from .runner import Plan, completed, non_default
 
     sweep = load_sweep(notebook, grid, name)
     reports = Path(reports or paths.reports_dir()).resolve()
     reports.mkdir(parents=True, exist_ok=True)
-    commit = provenance.git_state()["commit"]
+    recover(reports)
+    git = provenance.git_state()
+    commit = git["commit"]
+    files = provenance.data_files()
+    dhash = provenance.data_hash(files)
     stem = sweep.notebook.stem
     outcomes: list[dict | None] = [None] * len(sweep.sets)
     tasks = []
     for i, (params, varied) in enumerate(zip(sweep.sets, sweep.varied)):
-        rid = provenance.report_id(stem, sweep.name, params, commit)
-        if not force and completed(reports / rid, commit):
+        rid = provenance.report_id(stem, sweep.name, params, commit, dhash, draft=bool(git.get("dirty")))
+        planned = Plan(sweep.notebook, params, sweep.name, git, files, dhash, rid, non_default(sweep.notebook, params))
+        if not force and completed(reports / rid, planned):
             outcomes[i] = {**_outcome_from_disk(reports / rid), "skipped": True}
             continue
         nb = sweep.notebook.relative_to(paths.ROOT) if sweep.notebook.is_relative_to(paths.ROOT) else sweep.notebook
         tasks.append({"i": i, "report_id": rid, "notebook": str(nb), "params": params,
                       "label": sweep.name, "sweep": sweep.name, "reports": str(reports), "timeout": timeout,
-                      "ship": scheduler is not None})
+                      "ship": scheduler is not None, "plan": None if scheduler is not None else planned,
+                      "desc": f"{sweep.name}[{i}]"})
     for note in sweep.notes:
         print(f"note: {note}", file=sys.stderr)
+    interrupted = False
     if tasks:
         if scheduler is not None:
             stream = _dask(tasks, scheduler)
@@ -373,24 +374,42 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
                 failed += out["status"] != "ok"
                 bar.set_postfix(failed=failed)
                 bar.update()
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
+            stream.close()
             bar.close()
+    for i, t in enumerate(outcomes):
+        if t is None:  # interrupted before it finished
+            rid = next(x["report_id"] for x in tasks if x["i"] == i)
+            outcomes[i] = {"report_id": rid, "status": "not run", "failure": "interrupted",
+                           "error": "the sweep was interrupted before this set finished", "results": {}, "verdicts": []}
     for o, v in zip(outcomes, sweep.varied):
         o["varied"] = v
     folder = reports / "sweeps" / sweep.name
     tables = write_table(sweep, outcomes, folder)
+    chart, alt = write_chart(sweep, outcomes, folder)
     atomic_write_text(folder / "sweep.json", json.dumps({
-        "name": sweep.name, "notebook": stem, "grid_file": str(sweep.grid_file) if sweep.grid_file else None,
-        "commit": commit, "utc_time": provenance.utc_now(), "sets": len(outcomes),
-        "ok": sum(o["status"] == "ok" for o in outcomes), "failed": sum(o["status"] != "ok" for o in outcomes),
-        "tables": [t.name for t in tables],
+        "name": sweep.name, "notebook": stem, "grid_file": _shown(sweep.grid_file),
+        "commit": commit, "data_hash": dhash, "dirty": bool(git.get("dirty")), "utc_time": provenance.utc_now(),
+        "sets": len(outcomes), "ok": sum(o["status"] == "ok" for o in outcomes),
+        "failed": sum(o["status"] != "ok" for o in outcomes), "interrupted": interrupted,
+        "tables": [t.name for t in tables], "chart": chart.name if chart else None, "chart_alt": alt,
         "runs": [{"report_id": o["report_id"], "status": o["status"], "varied": o["varied"]} for o in outcomes],
     }, indent=2, default=str))
     index = None
     if build_index:
         from .index import build
         index = build(reports)
-    return SweepResult(sweep, outcomes, folder, tables, index)
+    return SweepResult(sweep, outcomes, folder, tables, index, interrupted)
+
+
+def _shown(path: Path | None) -> str | None:
+    """A grid file's path for the sweep's record: in the repository, or only its name."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    return str(p.relative_to(paths.ROOT)) if p.is_relative_to(paths.ROOT) else p.name
 
 
 # --- the tidy table ------------------------------------------------------------------------------
@@ -459,3 +478,83 @@ def write_table(sweep: Sweep, outcomes: list[dict], folder: Path) -> list[Path]:
     os.replace(tmp, pq)
     out.append(pq)
     return out
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+
+
+def chart_spec(sweep: Sweep, outcomes: list[dict]) -> dict | None:
+    """What the sweep's chart shows: the swept metric (the first claim's best estimate with
+    its band, else the first recorded number that varies) against the first varied numeric
+    parameter (else one bar per set), one line per value of the next varied parameter."""
+    ok = [(v, o) for v, o in zip(sweep.varied, outcomes) if o.get("status") == "ok"]
+    if not ok:
+        return None
+    claims = [v.get("claim") for v in (ok[0][1].get("verdicts") or []) if isinstance(v, dict)]
+    if claims:
+        c = claims[0]
+        verdict = lambda o: next((v for v in o.get("verdicts") or [] if v.get("claim") == c), {})  # noqa: E731
+        ys = [(verdict(o).get("estimate"), verdict(o).get("low"), verdict(o).get("high")) for _, o in ok]
+        metric = f"{c} best estimate (x), band as error bars"
+    else:
+        flat = [flatten(o.get("results") or {}) for _, o in ok]
+        keys = [k for k in flat[0] if all(_number(f.get(k)) for f in flat) and len({f.get(k) for f in flat}) > 1]
+        if not keys:
+            return None
+        ys = [(f[keys[0]], None, None) for f in flat]
+        metric = keys[0]
+    if not all(_number(y[0]) for y in ys):
+        return None
+    names = list(dict.fromkeys(k for v, _ in ok for k in v))
+    numeric = [k for k in names if all(_number(v.get(k)) for v, _ in ok)]
+    x = numeric[0] if numeric else None
+    hue = next((k for k in names if k != x), None)
+    return {"metric": metric, "x": x, "hue": hue, "points": [(v, y) for (v, _), y in zip(ok, ys)]}
+
+
+def write_chart(sweep: Sweep, outcomes: list[dict], folder: Path) -> tuple[Path | None, str]:
+    """A small PNG of the swept metric (see :func:`chart_spec`) next to the table, as
+    ``chart.png``; (None, "") when there is nothing to draw."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    spec = chart_spec(sweep, outcomes)
+    if spec is None:
+        return None, ""
+    fig = Figure(figsize=(4.8, 3.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    pts, x, hue = spec["points"], spec["x"], spec["hue"]
+    if x is not None:
+        groups: dict = {}
+        for v, y in pts:
+            groups.setdefault(json.dumps(v.get(hue), default=str) if hue else "", []).append((v[x], y))
+        for g, rows in groups.items():
+            rows.sort(key=lambda r: r[0])
+            xs = [r[0] for r in rows]
+            ys = [r[1][0] for r in rows]
+            err = None
+            if all(_number(r[1][1]) and _number(r[1][2]) for r in rows):
+                err = [[max(0.0, y - r[1][1]) for y, r in zip(ys, rows)], [max(0.0, r[1][2] - y) for y, r in zip(ys, rows)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{hue}={g}" if hue else None)
+        ax.set_xlabel(x)
+        if hue and len(groups) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    else:
+        labels = [", ".join(f"{k}={v[k]}" for k in v)[:30] or "base" for v, _ in pts]
+        ax.bar(range(len(pts)), [y[0] for _, y in pts])
+        ax.set_xticks(range(len(pts)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(spec["metric"], fontsize=8)
+    ax.set_title(f"sweep {sweep.name}: {sweep.notebook.stem}", fontsize=9)
+    ax.grid(alpha=0.3)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "chart.png"
+    tmp = folder / f".chart.png.{os.getpid()}.tmp"
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    alt = f"{spec['metric']} against {x or 'the parameter sets'}" + (f", by {hue}" if hue and x else "")
+    return out, alt

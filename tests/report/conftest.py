@@ -214,3 +214,61 @@ def browser(tmp_path_factory):
             page.close()
         stop(proc)
         log.close()
+
+
+# --- a stand-in for papermill: an "executed" notebook with a recorded payload, in milliseconds ----
+
+RUN_PROBE = FIXTURES / "notebooks" / "run_probe.ipynb"
+
+
+def executed_copy(nb_path: Path, executed: Path, results: dict | None = None, verdicts=()) -> None:
+    """Write ``nb_path`` as if it had run and recorded ``results``."""
+    import nbformat
+
+    from lpulab.report.record import MIME
+
+    nb = nbformat.read(nb_path, as_version=4)
+    payload = {"results": results if results is not None else {"x": 1.5, "stem": nb_path.stem},
+               "verdicts": list(verdicts), "files_read": {}, "lpulab_version": "test"}
+    cell = nbformat.v4.new_code_cell("record(results)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={MIME: payload, "text/plain": "recorded"})]
+    nb.cells.append(cell)
+    nbformat.write(nb, executed)
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    """Replace the kernel run by :func:`executed_copy`; ``calls`` lists the notebooks 'run'.
+    Set ``behaviour[stem] = callable(nb_path, executed)`` to do something else for a notebook."""
+    from lpulab.report import runner
+
+    calls: list[str] = []
+    behaviour: dict = {}
+
+    def execute(nb_path, executed, params, timeout, progress):
+        calls.append(Path(nb_path).stem)
+        if Path(nb_path).stem in behaviour:
+            return behaviour[Path(nb_path).stem](nb_path, executed)
+        executed_copy(Path(nb_path), Path(executed))
+        return "", "", None
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    return calls, behaviour
+
+
+@pytest.fixture(scope="session")
+def run_probe() -> Path:
+    return RUN_PROBE
+
+
+@pytest.fixture(scope="session")
+def make_executed():
+    """:func:`executed_copy`, for tests that fake a run themselves."""
+    return executed_copy
+
+
+@pytest.fixture(autouse=True)
+def _own_data_env(monkeypatch):
+    """`--data` sets LPULAB_DATA in this process: each test gets it back as it was."""
+    monkeypatch.setenv("LPULAB_DATA", "")
+    monkeypatch.delenv("LPULAB_DATA")

@@ -11,7 +11,7 @@ import pytest
 
 from lpulab import catalog, cli
 from lpulab.report import html, index
-from lpulab.report.cite import cite_report
+from lpulab.report.cite import bibtex_escape, cite_report
 
 
 def test_ledger_from_the_sweep(sweep_run):
@@ -115,7 +115,7 @@ def test_cite_prints_plain_text_and_bibtex(sweep_run, monkeypatch, capsys):
     commit = prov["git"]["commit"][:12]
     plain, bib = out.split("\n\n", 1)
     assert d.name in plain and commit in plain and "lpulab" in plain
-    assert bib.startswith("@techreport{lpulab-") and f"number = {{{d.name}}}" in bib and commit in bib
+    assert bib.startswith("@techreport{lpulab-") and f"number = {{{bibtex_escape(d.name)}}}" in bib and commit in bib
     assert bib.rstrip().endswith("}") and bib.count("{") == bib.count("}")
     assert "= {}" not in bib  # no empty field (CITATION.cff may give no url)
     assert cli.main(["cite", "--bibtex", str(d)]) == 0

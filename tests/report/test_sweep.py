@@ -102,9 +102,11 @@ def test_one_failing_set_does_not_stop_the_others(sweep_run):
 
 def test_report_ids_are_stable(sweep_run):
     result, reports, _ = sweep_run
-    commit = provenance.git_state()["commit"]
+    git = provenance.git_state()
+    data = provenance.data_hash(provenance.data_files())
     for params, o in zip(result.sweep.sets, result.outcomes):
-        assert o["report_id"] == provenance.report_id("01_bandwidth", "probe", params, commit)
+        assert o["report_id"] == provenance.report_id("01_bandwidth", "probe", params, git["commit"], data,
+                                                      draft=git["dirty"])
         status = json.loads((reports / o["report_id"] / "status.json").read_text())
         assert status["sweep"] == "probe" and status["label"] == "probe"
 

@@ -29,11 +29,11 @@ def test_defaults_fill_in_and_types_coerce():
     ({"gpus": ["nvidia-b2000"]}, r"unknown device 'nvidia-b2000'; allowed: .*nvidia-b200"),
     ({"lpu": "tpu"}, r"unknown device 'tpu'"),
     ({"tier": "dram"}, r"'dram' is not allowed; allowed: hbm, l2, l1"),
-    ({"gpu_achieved": 1.5}, r"out of range \(0 < x <= 1\)"),
+    ({"gpu_achieved": 1.5}, r"out of range \(0.01 <= x <= 1\)"),
     ({"gpu_achieved": "fast"}, r"expected a number"),
     ({"layer_rows": 2.5}, r"expected an integer"),
     ({"lpu": True}, r"YAML reads yes/no"),
-    ({"batches": [0]}, r"out of range \(x > 0\)"),
+    ({"batches": [0]}, r"out of range \(1 <= x <= 1000000\)"),
     ({"gpus": []}, r"give at least one"),
 ])
 def test_bad_parameters_are_refused_clearly(values, match):
