@@ -136,7 +136,8 @@ class Result:
                 "ratio_max_on_tier": self.ratio_max, "ratio_by_gpu": dict(zip(on.gpu, on.bandwidth_ratio.astype(float))),
                 "sram_to_sram_ratio_by_gpu": dict(self.sram_ratios), "capacity_ratio_vs_reference_hbm": self.capacity_ratio,
                 "gpus_per_lpu_capacity": 1.0 / self.capacity_ratio if self.capacity_ratio else float("nan"),
-                "roofline": dict(self.roofline), "deployment": dict(self.deployment),
+                "roofline": {k: v for k, v in self.roofline.items() if k not in ("roofs", "roof_tiers", "plot_points")},
+                "deployment": dict(self.deployment),
                 "as_stated_ratio": self.verdict.as_stated if self.verdict else None,
                 "verdict": self.verdict.holds if self.verdict else None,
                 "reproduces": self.verdict.reproduces if self.verdict else None}
@@ -170,7 +171,12 @@ def roofline_points(lpu: Device, gpu: Device, tier: str, precision: str, rows: i
     flops, nbytes = rl.matvec(rows, cols, b, weight_bytes=w, act_bytes=w)
     t_l = rl.op_time(flops, {lpu.main_tier: nbytes}, R[0])
     t_g = rl.op_time(flops, {tier: nbytes}, R[1])
+    att = {r.device: rl.attainable(flops / nbytes, r.peak, r.bandwidth[t]) for r, t in zip(R, [lpu.main_tier, tier])}
+    plot_points = [{"label": f"B={int(bi)}", "intensity": float(i),
+                    "attainable": {d: float(np.asarray(a)[k]) for d, a in att.items()}}
+                   for k, (bi, i) in enumerate(zip(b, flops / nbytes))]
     return {"precision": precision, "rows": rows, "cols": cols, "batches": b.astype(int).tolist(),
+            "roofs": R, "roof_tiers": {lpu.id: [lpu.main_tier], gpu.id: [tier]}, "plot_points": plot_points,
             "intensity": (flops / nbytes).tolist(), "lpu_bound": list(rl.bound(flops, {lpu.main_tier: nbytes}, R[0])),
             "gpu_bound": list(rl.bound(flops, {tier: nbytes}, R[1])), "lpu_time_s": np.asarray(t_l).tolist(),
             "gpu_time_s": np.asarray(t_g).tolist(), "speedup": (np.asarray(t_g) / np.asarray(t_l)).tolist(),

@@ -12,7 +12,9 @@ with a comment. A comment may start with a tag that constrains the value:
     achieved = 1.0             # [fraction] achieved fraction of peak
 
 Tags: device, devices, model, models, choice: a, b, ..., choices: a, b, ... (a list drawn
-from them), measurement and measurements (row ids of data/measurements/speed.csv;
+from them), prices: CATEGORY (a price sheet id of that category in the catalog, or "" for a
+device's own sheet), overrides (a mapping ``{"<id>.<path>": "<quantity>"}`` checked against
+the catalog), layout (``[replicas, tensor, pipeline]`` or ``[]``), measurement and measurements (row ids of data/measurements/speed.csv;
 ``[measurements: 3]`` wants exactly three), in: NAME (one of the values of the list parameter
 NAME), fraction (0 < x <= 1), positive (> 0), nonnegative (>= 0), and range: LO to HI, both
 ends included unless written ``above LO`` or ``below HI``; an end is a number or the name of
@@ -285,6 +287,24 @@ def _check_tag(decl: Declared, value, where: str, values: dict | None = None) ->
             want = int(decl.tag_arg[0]) if decl.tag_arg and decl.tag_arg[0].isdigit() else None
             if not items or (want is not None and len(items) != want):
                 raise ParameterError(f"{where}: give {want if want is not None else 'at least one'} row id(s), got {len(items)}")
+    elif tag == "prices":
+        category = decl.tag_arg[0] if decl.tag_arg else None
+        known = catalog.price_ids(category=category)
+        if value != "" and value not in known:
+            raise ParameterError(f"{where}: unknown {category or ''} price sheet {short(value)}; allowed: "
+                                 f"{', '.join(known)}" + (" (or \"\" for the device's own)" if category == "system" else ""))
+    elif tag == "overrides":
+        if not isinstance(value, dict):
+            raise ParameterError(f"{where}: expected a mapping of '<id>.<path>' to a quantity, got {short(value)}")
+        try:
+            catalog.parse_overrides(value)
+        except catalog.CatalogError as exc:
+            raise ParameterError(f"{where}: {exc}") from None
+    elif tag == "layout":
+        if not isinstance(value, list) or (value and (len(value) != 3 or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value))):
+            raise ParameterError(f"{where}: a layout is [replicas, tensor, pipeline], three whole numbers >= 1, "
+                                 f"or [] for the fewest chips that hold the model; got {short(value)}")
     elif tag in _NUMERIC_TAGS:
         if isinstance(value, list):
             if not value:
