@@ -224,6 +224,10 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
         "aggregate_tok_s", "tpot_s")) -> Calibration:
     """Fit the knobs on the points dated up to ``cutoff`` (``YYYY-MM-DD``), test on the later
     ones. See the module docstring for the method."""
+    import re
+
+    if not isinstance(cutoff, str) or not re.match(r"^\d{4}(-\d{2}(-\d{2})?)?$", cutoff):
+        raise CalibrationError(f"cutoff must be a date YYYY, YYYY-MM or YYYY-MM-DD, got {cutoff!r}")
     specs = {k.name: k for k in knob_specs(knobs)}
     pts = list(points)
     if not pts:
@@ -327,3 +331,19 @@ def interval(cal: Calibration, side: str, predict_log: Callable[[Mapping[str, np
     var = np.einsum("i...,ij,j...->...", g, cov, g) + cal.sigma ** 2 if names else np.full(np.shape(y0), cal.sigma ** 2)
     half = z * np.sqrt(var)
     return np.exp(y0), np.exp(y0 - half), np.exp(y0 + half)
+
+
+def knob_table(cal: Calibration) -> pd.DataFrame:
+    """One row per knob: value, 95 % interval, whether it was fitted, held at its prior or
+    weakly identified, what it means and where its prior comes from."""
+    rows = []
+    for k in KNOBS:
+        n = k.name
+        status = "fitted" if n in cal.fitted else "held at prior"
+        why = cal.held.get(n, "") or cal.weak.get(n, "")
+        if n in cal.weak:
+            status = "fitted, weakly identified"
+        lo, hi = cal.interval.get(n, (k.low, k.high))
+        rows.append({"knob": n, "value": float(cal.values.get(n, k.prior)), "low": float(lo), "high": float(hi),
+                     "status": status, "why": why, "meaning": k.meaning, "prior": k.prior, "prior basis": k.basis})
+    return pd.DataFrame(rows)

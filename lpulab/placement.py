@@ -1029,11 +1029,17 @@ def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
 
 
 def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision=None, batch: int = 1,
-            context: int | None = None, reserve: float = 0.0, sweep_contexts=(512, 4096), sweep_batches=(1, 64),
-            stated_weights: str | None = None, stated_chip_memory: str | None = None) -> Result:
+            context: int | None = None, reserve: float = 0.0, sweep_contexts=(512, 4096), sweep_batches=(1, 64)) -> Result:
     """Notebook 02's analysis: ``model`` placed on every device in ``devices`` (each by its
-    own deployment rules), the chip under test ``lpu`` and the reference ``gpu`` in detail."""
+    own deployment rules), the chip under test ``lpu`` and the reference ``gpu`` in detail.
+    The chain from the back-of-envelope count starts at the claim's own arithmetic
+    (``data/claims.toml`` ``[C3.as_stated]``) when ``lpu`` and ``model`` are the claim's."""
     from . import bandwidth, catalog, units
+
+    stated = catalog.load_claims()["C3"].as_stated
+    own = stated.get("lpu") == lpu and stated.get("model") == model
+    stated_weights = stated.get("weights") if own else None
+    stated_chip_memory = stated.get("chip_memory") if own else None
 
     missing = [d for d in (lpu, gpu) if d not in devices]
     if missing:

@@ -406,6 +406,16 @@ class C2Result:
     calibration: Calibration | None = field(default=None, repr=False)
     skipped: Mapping[str, int] = field(default_factory=dict)
 
+    def curves(self) -> pd.DataFrame:
+        """Against the GPU side's concurrency: the chip under test at its stated concurrency
+        over the GPU per user, and both sides' aggregate per chip at the same concurrency."""
+        fl = self.frontier[self.frontier.side == "lpu"].set_index("concurrency")
+        fg = self.frontier[self.frontier.side == "gpu"].set_index("concurrency")
+        lpu_user = float(np.asarray(self.lpu.intervals["per_user_tok_s"].value))
+        return pd.DataFrame({"per_user_ratio": lpu_user / fg.per_user_tok_s,
+                             "aggregate_per_chip_ratio": fl.aggregate_per_chip_tok_s / fg.aggregate_per_chip_tok_s,
+                             "gpu_fits": fg.fits})
+
     def to_dict(self) -> dict:
         cal = self.calibration
         return {
@@ -414,6 +424,8 @@ class C2Result:
             "ratio_at_one": self.ratio_at_one.to_dict(), "aggregate_per_chip_ratio": self.aggregate_per_chip_ratio,
             "like_for_like": dict(self.like_for_like), "verdict": self.verdict.to_dict() if self.verdict else None,
             "calibration": cal.to_dict() if cal else None, "skipped_rows_by_reason": dict(self.skipped),
+            "knobs": calibration.knob_table(cal).to_dict(orient="records") if cal else [],
+            "validation": cal.table.drop(columns=["ids"]).to_dict(orient="records") if cal else [],
         }
 
 
@@ -462,3 +474,21 @@ def analyse(model: str, lpu: str, gpu: str, *, gpu_layout: Layout, lpu_layout: L
         why[s.why] = why.get(s.why, 0) + 1
     return C2Result(model, prompt, output, lpu_at, gpu_at, ratio, ratio_one, frontier,
                     float(big_l / big_g) if big_g == big_g and big_g > 0 else float("nan"), lfl, v, cal, why)
+
+
+def measured_points(model: str, devices: Sequence[str], measurements: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Measured runs of ``model`` on ``devices`` that give both a per-user speed (or TPOT)
+    and an aggregate tokens/s: label, device, per_user, aggregate (for frontier charts)."""
+    df = measured_table() if measurements is None else measurements
+    d = df[(df.model == model) & df.hardware.isin(list(devices))]
+    rows = []
+    for url, g in d.groupby("source_url"):
+        vals = dict(zip(g.metric, g.value_si))
+        per_user = vals.get("output_tok_s_per_user") or (1.0 / vals["tpot_s"] if vals.get("tpot_s") else None)
+        agg = vals.get("output_tok_s_aggregate")
+        if per_user and agg:
+            r = g.iloc[0]
+            rows.append({"label": f"{r.scenario} {r.date} {r.hardware} x{int(r.chips) if r.chips == r.chips else '?'}",
+                         "device": r.hardware, "per_user": float(per_user), "aggregate": float(agg)})
+    return pd.DataFrame(rows, columns=["label", "device", "per_user", "aggregate"]).drop_duplicates(
+        subset=["device", "per_user", "aggregate"])
