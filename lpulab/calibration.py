@@ -14,9 +14,11 @@ The method:
    into one point, and several submitters' results on the same system, layout and scenario
    into their median;
 2. the points are split by date: fitted up to ``cutoff``, tested after it;
-3. a knob is fitted only when at least ``min_rows`` fitted points move it (a 10 % change of
-   the knob changes their prediction by at least ``sensitivity``); otherwise it is held at
-   its prior and the result says so. There are always more fitted points than knobs;
+3. a knob is fitted only when at least ``min_rows`` fitted points move it (moving the knob
+   across its range changes their prediction by at least ``sensitivity``), and only while
+   the fitted points can tell it from the other knobs (the normal matrix of the Jacobian
+   stays well conditioned); otherwise it is held at its prior and the result says why.
+   There are always more fitted points than knobs;
 4. least squares on log ratios (scipy.optimize.least_squares, knobs in log space within
    their ranges); the knobs' 95 % intervals come from the Jacobian
    (``cov = s^2 (J^T J)^-1``, ``s`` the residual standard deviation);
@@ -220,7 +222,7 @@ def _solve(points, names, specs, x0: Mapping[str, float], max_nfev=None):
 
 
 def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = None, min_rows: int = 3,
-        sensitivity: float = 0.1, loo: bool = True, fit_metrics: Sequence[str] = ("per_user_tok_s",
+        sensitivity: float = 0.1, loo: bool = True, max_condition: float = 1e10, fit_metrics: Sequence[str] = ("per_user_tok_s",
         "aggregate_tok_s", "tpot_s")) -> Calibration:
     """Fit the knobs on the points dated up to ``cutoff`` (``YYYY-MM-DD``), test on the later
     ones. See the module docstring for the method."""
@@ -254,20 +256,30 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
     if names and len(fit_pts) <= len(names):
         raise CalibrationError(f"{len(fit_pts)} fitted point(s) cannot determine {len(names)} knob(s) "
                                f"({', '.join(names)}); add measurements or hold knobs")
-    values, sol = (_solve(fit_pts, names, specs, priors) if names else (priors, None))
+    # fit; while the fitted points cannot tell two knobs apart (the Jacobian's normal matrix
+    # is near singular), hold the one they move least at its prior and fit again
+    while True:
+        values, sol = (_solve(fit_pts, names, specs, priors) if names else (priors, None))
+        J = _sensitivity(fit_pts, values, names, step=1e-4)
+        if not names:
+            break
+        JtJ = J.T @ J
+        cond = float(np.linalg.cond(JtJ))
+        if np.isfinite(cond) and cond <= max_condition:
+            break
+        weakest = names[int(np.argmin(np.linalg.norm(J, axis=0)))]
+        held[weakest] = (f"not separable from {', '.join(n for n in names if n != weakest)} by the fitted points "
+                         f"(condition number {cond:.3g}): held at its prior {specs[weakest].prior:g}")
+        names.remove(weakest)
+        values = {**values, weakest: specs[weakest].prior}
+        priors = {**priors}
     r = _log_resid(fit_pts, values)
     dof = max(len(fit_pts) - len(names), 1)
     sigma = float(math.sqrt(float(np.sum(r ** 2)) / dof))
-    J = _sensitivity(fit_pts, values, names, step=1e-4)
     cov = np.zeros((len(names), len(names)))
     interval = {}
     if names:
-        JtJ = J.T @ J
-        cond = np.linalg.cond(JtJ)
-        if not np.isfinite(cond) or cond > 1e12:
-            raise CalibrationError(f"the fitted points do not separate the knobs {', '.join(names)} (condition number "
-                                   f"{cond:.3g}); hold some of them")
-        cov = sigma ** 2 * np.linalg.inv(JtJ)
+        cov = sigma ** 2 * np.linalg.inv(J.T @ J)
         for j, n in enumerate(names):
             sd = math.sqrt(max(cov[j, j], 0.0))
             interval[n] = (max(values[n] * math.exp(-1.96 * sd), specs[n].low),

@@ -263,6 +263,66 @@ def cmd_cite(ns) -> int:
     return 0
 
 
+def cmd_predict(ns) -> int:
+    """One operating point through the calibrated serving model (:func:`lpulab.speed.forecast`)."""
+    import json
+
+    import numpy as np
+
+    from . import catalog, perf, speed, workload
+    from .parallel import Layout
+    from .report.params import ParameterError
+
+    model, device = catalog.load_model(ns.model), catalog.load_device(ns.device)
+    prec = workload.Precision.of(ns.precision)
+    if ns.tensor is None and ns.pipeline is None:
+        if ns.replicas not in (None, 1):
+            raise ParameterError("--replicas needs --tensor and/or --pipeline (the layout of one copy)")
+        conc0 = 1 if ns.concurrency == "max" else int(ns.concurrency)
+        layout = speed.sram_layout(model, device, prec, conc0, ns.prompt + ns.output)
+        layout_note = "layout: the fewest chips that hold the model (no --tensor/--pipeline given)"
+    else:
+        layout = Layout(ns.replicas or 1, ns.tensor or 1, ns.pipeline or 1)
+        layout_note = ""
+    dep = perf.Deployment(device, layout, prec)
+    if ns.concurrency == "max":
+        conc = perf.max_concurrency(model, dep, ns.prompt + ns.output)
+        if conc < 1:
+            raise ParameterError(f"{model.id} does not fit {device.id} in {layout.label()} at {prec.label()}")
+    else:
+        try:
+            conc = int(ns.concurrency)
+        except ValueError:
+            raise ParameterError(f"--concurrency {ns.concurrency!r}: a whole number of streams >= 1, or 'max'") from None
+        if conc < 1:
+            raise ParameterError(f"--concurrency {conc}: a whole number of streams >= 1, or 'max'")
+    f = speed.forecast(model, dep, conc, ns.prompt, ns.output)
+    p = f.prediction
+    out = {"model": model.id, "device": device.id, "layout": layout.to_dict(), "precision": prec.label(),
+           "concurrency": conc, "prompt": ns.prompt, "output": ns.output}
+    for m in ("ttft_s", "tpot_s", "per_user_tok_s", "aggregate_tok_s"):
+        iv = f.intervals[m]
+        out[m], out[f"{m}_low"], out[f"{m}_high"] = (float(np.asarray(x)) for x in (iv.value, iv.low, iv.high))
+    out.update(bound=str(np.asarray(p.bound).item()), fits=bool(np.asarray(p.fits).item()), calibrated=f.calibrated,
+               side=f.side, notes=[n for n in (layout_note, *f.notes) if n])
+    if ns.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [("time to first token", "ttft_s", "s"), ("time per output token", "tpot_s", "s"),
+            ("per-user speed", "per_user_tok_s", "tok/s"), ("aggregate", "aggregate_tok_s", "tok/s")]
+    from .report import fmt
+
+    print(f"{model.id} on {device.id} {layout.label()} ({prec.label()}), {conc} stream(s), "
+          f"{ns.prompt} in / {ns.output} out")
+    for label, k, unit in rows:
+        print(f"  {label:24s} {fmt.number(out[k])} {unit}  [95 % interval {fmt.number(out[k + '_low'])} to "
+              f"{fmt.number(out[k + '_high'])}]")
+    print(f"  bound by {out['bound']}; fits in memory: {'yes' if out['fits'] else 'no'}")
+    for n in out["notes"]:
+        print(f"  note: {n}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", action="append", metavar="DIR", default=None,
@@ -323,6 +383,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.set_defaults(func=cmd_params)
 
+    pr = sub.add_parser("predict", parents=[data],
+                        help="time to first token, time per output token and tokens/s of one deployment",
+                        description="Predict one operating point with the calibrated serving model, with 95 % "
+                        "prediction intervals. --concurrency counts the streams in flight over the whole deployment "
+                        "(all replicas); 'max' takes the most whose KV cache fits. Without --tensor/--pipeline the "
+                        "layout is the fewest chips that hold the model. A device no measurement covers is predicted "
+                        "with its side's knobs and said to be uncalibrated.")
+    pr.add_argument("--model", required=True, help="a model id (lpulab catalog lists them)")
+    pr.add_argument("--device", required=True, help="a hardware id")
+    pr.add_argument("--tensor", type=int, help="tensor-parallel width of one copy")
+    pr.add_argument("--pipeline", type=int, help="pipeline stages of one copy")
+    pr.add_argument("--replicas", type=int, help="copies of the model")
+    pr.add_argument("--precision", default="fp8", help="weights, activations and KV cache (default fp8), e.g. int8, bf16, nvfp4")
+    pr.add_argument("--concurrency", default="1", help="streams in flight over the whole deployment, or 'max' (default 1)")
+    pr.add_argument("--prompt", type=int, default=512, help="prompt tokens (default 512)")
+    pr.add_argument("--output", type=int, default=128, help="generated tokens (default 128)")
+    pr.add_argument("--json", action="store_true", help="one JSON object")
+    pr.set_defaults(func=cmd_predict)
+
     i = sub.add_parser("index", parents=[data], help="rebuild reports/index.html and reports/claims.json")
     i.set_defaults(func=cmd_index)
 
@@ -377,7 +456,7 @@ def main(argv=None) -> int:
         except (OSError, ValueError):
             pass
         return 141
-    except (ParameterError, CatalogError, CiteError, FileNotFoundError, KeyError) as exc:
+    except (ParameterError, CatalogError, CiteError, FileNotFoundError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"lpulab {ns.cmd}: error: {msg}", file=sys.stderr)
         return 2

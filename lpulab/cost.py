@@ -657,8 +657,7 @@ def analyse(model: str, lpu: str, gpu: str, *, gpu_layout, lpu_layout=None, lpu_
     if lpu_layout is None:
         lpu_layout = speed.sram_layout(M, L, pl, max(int(lpu_concurrency), 1), prompt + output)
     sheets = {"lpu": lpu_prices or L.price_sheet_id(), "gpu": gpu_prices or G.price_sheet_id()}
-    cal, pts, _ = speed.calibrate()
-    measured = sorted({p.profile.deployment.device.id for p in pts})
+    cal, measured, _ = speed.calibrate()
     a = _side("lpu", M, L, lpu_layout, pl, lpu_concurrency, prompt, output, sheets["lpu"], cal, measured,
               lpu_tokens_per_s)
     b = _side("gpu", M, G, gpu_layout, pg, gpu_concurrency, prompt, output, sheets["gpu"], cal, measured,

@@ -232,22 +232,65 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
     return pts, skipped
 
 
-@functools.lru_cache(maxsize=8)
-def _default(cutoff: str, data_key: tuple) -> tuple[Calibration, tuple[Point, ...], tuple[Skipped, ...]]:
-    pts, skipped = points()
-    cal = calibration.fit(pts, cutoff)
-    return cal, tuple(pts), tuple(skipped)
-
-
-def calibrate(cutoff: str = DEFAULT_CUTOFF) -> tuple[Calibration, list[Point], list[Skipped]]:
-    """The default calibration (cached per process and per state of the catalog)."""
-    import os
+def _inputs_key(cutoff: str) -> str:
+    """What the default calibration depends on: the code of the modules that compute it, the
+    catalog files it can read (shipped and user folders), the run's overrides and the cutoff."""
+    import hashlib
 
     from . import paths
 
-    key = (os.environ.get(paths.DATA_ENV, ""), tuple(sorted(catalog.overrides_key())))
-    cal, pts, skipped = _default(cutoff, key)
-    return cal, list(pts), list(skipped)
+    h = hashlib.sha256()
+    here = paths.ROOT / "lpulab"
+    for mod in ("architecture", "calibration", "catalog", "parallel", "perf", "placement", "speed", "workload"):
+        h.update((here / f"{mod}.py").read_bytes())
+    for d in paths.data_dirs():
+        for kind in ("hardware", "models", "measurements"):
+            for f in sorted((d / kind).glob("*")) if (d / kind).is_dir() else []:
+                h.update(str(f.relative_to(d)).encode())
+                h.update(f.read_bytes())
+    h.update(repr((cutoff, catalog.overrides_key())).encode())
+    return h.hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=8)
+def _default(cutoff: str, key: str) -> tuple[Calibration, tuple[str, ...], tuple[Skipped, ...]]:
+    """The default calibration: from the on-disk cache (``.cache/lpulab/``, keyed on every
+    input) when present, else computed and stored (written whole, then renamed)."""
+    import os
+    import pickle
+    import tempfile
+
+    from . import paths
+
+    folder = paths.ROOT / ".cache" / "lpulab"
+    path = folder / f"calibration-{key}.pkl"
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                cal, devices, skipped = pickle.load(fh)
+            return cal, tuple(devices), tuple(skipped)
+        except Exception:  # a damaged or foreign cache file: recompute
+            pass
+    pts, skipped = points()
+    cal = calibration.fit(pts, cutoff)
+    devices = tuple(sorted({p.profile.deployment.device.id for p in pts}))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump((cal, devices, tuple(skipped)), fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only tree: no cache, same numbers
+    return cal, devices, tuple(skipped)
+
+
+def calibrate(cutoff: str = DEFAULT_CUTOFF) -> tuple[Calibration, list[str], list[Skipped]]:
+    """The default calibration fitted on the results published up to ``cutoff``: the
+    :class:`~lpulab.calibration.Calibration`, the devices its measurements cover, and the
+    rows it left out with why. Cached per process and on disk, keyed on every input."""
+    cal, devices, skipped = _default(cutoff, _inputs_key(cutoff))
+    return cal, list(devices), list(skipped)
 
 
 # --------------------------------------------------------------------------- predictions with intervals
@@ -299,8 +342,7 @@ def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int,
     prediction interval on every metric. A device no measurement covers still gets a
     prediction (its side's knobs), marked uncalibrated."""
     if cal is None:
-        cal, pts, _ = calibrate()
-        measured_devices = sorted({p.profile.deployment.device.id for p in pts})
+        cal, measured_devices, _ = calibrate()
     side = side_of(dep.device)
     prof = perf.serving_profile(model, dep, concurrency, prompt, output)
     knobs = calibration.knobs_for(side, cal.values)
@@ -437,8 +479,7 @@ def analyse(model: str, lpu: str, gpu: str, *, gpu_layout: Layout, lpu_layout: L
     ``lpu_layout``) serving ``lpu_concurrency`` streams against ``gpu`` in ``gpu_layout``
     serving ``gpu_concurrency``, prompts of ``prompt`` and outputs of ``output`` tokens;
     per-user speed with 95 % prediction intervals from the calibration fitted up to ``cutoff``."""
-    cal, pts, skipped = calibrate(cutoff)
-    measured = sorted({p.profile.deployment.device.id for p in pts})
+    cal, measured, skipped = calibrate(cutoff)
     M = catalog.load_model(model)
     L, G = catalog.load_device(lpu), catalog.load_device(gpu)
     pl, pg = workload.Precision.of(lpu_precision), workload.Precision.of(gpu_precision)

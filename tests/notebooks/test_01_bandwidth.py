@@ -34,8 +34,14 @@ def test_results_hold_the_c1_numbers(run):
     assert out["ratio_vs_reference"] == pytest.approx(80 / 3.35)
     assert out["ratio_by_gpu"]["nvidia-b200"] == pytest.approx(10.0)
     # batch-1 matvec is memory-bound on both: its speed-up is the bandwidth ratio
-    assert out["matvec_speedup_by_batch"]["1"] == pytest.approx(80 / 3.35, rel=1e-3)
-    assert out["matvec_speedup_by_batch"]["64"] < out["matvec_speedup_by_batch"]["1"]
+    rf = out["roofline"]
+    assert rf["batches"] == [1, 64] and rf["speedup"][0] == pytest.approx(80 / 3.35, rel=1e-3)
+    assert rf["speedup"][1] < rf["speedup"][0]
+    # the decode matrix is the model's largest of a layer, from the tensor table
+    assert (rf["matrix"], rf["rows"], rf["cols"]) in {("gate_proj", 28672, 8192), ("up_proj", 28672, 8192),
+                                                     ("down_proj", 8192, 28672)}
+    d = out["deployment"]
+    assert d["gpu"]["chips"] == 8 and d["lpu"]["chips"] % 72 == 0
     (v,) = res["verdicts"]
     assert v["claim"] == "C1" and v["reproduces"] is True
     assert v["holds"] == "depends on assumptions"  # 10x against B200, 23.9x against H100
@@ -71,9 +77,9 @@ def test_report_id_is_stable(run, tmp_path):
 
 
 def test_a_failing_notebook_keeps_its_executed_copy(tmp_path):
-    # LPU v1 has no fp8 peak: the roofline cell raises, the run says so, no report.html
-    r = run_notebook("01_bandwidth", {"precision": "fp8", "gpus": ["nvidia-h100-sxm"]}, reports=tmp_path,
-                     progress=False)
+    # LPU v1 has no fp8 peak: the analysis raises, the run says so, no report.html
+    r = run_notebook("01_bandwidth", {"precision": "fp8", "gpus": ["nvidia-h100-sxm"], "gpu": "nvidia-h100-sxm"},
+                     reports=tmp_path, progress=False)
     assert not r.ok and "fp8" in r.error
     assert (r.path / "notebook.ipynb").is_file() and not (r.path / "report.html").exists()
     status = json.loads((r.path / "status.json").read_text())

@@ -38,20 +38,17 @@ def test_smoke_run_records_the_chip_counts(tmp_path):
     assert res.ok, res.error
     r = json.loads((res.path / "results.json").read_text())["results"]
     assert r["model"] == "llama-2-70b" and r["parameters_error_pct"] == 0.0
-    # the chip counts the cost notebook reads
     assert set(r["chips_needed"]) == {"groq-lpu-v1", "nvidia-h100-sxm"}
     assert r["chips_weights_only"]["groq-lpu-v1"] == 300
     assert r["chips_needed"]["groq-lpu-v1"] >= r["chips_fluid"]["groq-lpu-v1"] >= 300
-    assert r["chips_deployed"]["groq-lpu-v1"] % 72 == 0
+    assert r["chips_deployed"]["groq-lpu-v1"] % 72 == 0          # the device's own deployment unit
     assert r["chips_needed"]["nvidia-h100-sxm"] == 1 and r["chips_deployed"]["nvidia-h100-sxm"] == 8
-    assert r["chips_needed_by_weights"]["bf16"]["nvidia-h100-sxm"] == 2
-    # the 305 -> 576 chain
+    # the chain starts at the claim's own arithmetic (data/claims.toml) and ends in whole units of the device's file
     assert r["chain"]["as stated"] == 305 and r["chain"]["weights"] == 300
-    assert r["chain_groq"]["whole racks"] == 576 and r["batch_for_groq_chips"] >= 30
-    # the GPU check
-    assert r["gpu_one_holds_bf16"] is False and r["gpu_two_hold_int8"] is True and r["gpu_two_hold_fp8"] is True
-    # placement invariants as recorded
+    assert r["chain"]["whole racks"] % 72 == 0 and r["chain"]["whole nodes"] % 8 == 0
+    assert r["full_context_streams"] >= 1
+    checks = r["gpu_checks"]
+    assert checks["1 x nvidia-h100-sxm at bf16"] is False and checks["2 x nvidia-h100-sxm at fp8"] is True
     assert r["lpu_placement"]["max_chip_fill"] <= 1.0 and r["lpu_placement"]["min_headroom_bytes"] >= 0
-    assert r["bandwidth_ratio_per_chip"] == pytest.approx(80 / 3.35)
-    assert r["deployment_bandwidth_ratio"] > 1000
+    assert r["deployment_bandwidth"]["ratio"] > 1000
     assert (res.path / "report.html").is_file()

@@ -17,9 +17,9 @@ def small_case(**over):
     """10 cards at $1,000 + $100 host, 110 W each; 2 servers at $5,000 + $500, 1 kW each;
     1,000 h at $0.10/kWh, PUE 1.5; LPU 100 tok/s, one server 1,000 tok/s, half the time."""
     inputs = dict(
-        lpu_chips=10, lpu_card_price=1000.0, lpu_host_price_per_card=100.0, lpu_card_power=100.0,
-        lpu_host_power_per_card=10.0, gpu_servers=2, gpu_server_price=5000.0, gpu_network_price_per_server=500.0,
-        gpu_server_power=1000.0, lifetime=1000 * 3600.0, energy_price=0.10 / KWH, pue=1.5, utilisation=0.5,
+        lpu_units=10, lpu_unit_price=1000.0, lpu_host_price_per_unit=100.0, lpu_unit_power=100.0,
+        lpu_host_power_per_unit=10.0, gpu_units=2, gpu_unit_price=5000.0, gpu_network_price_per_unit=500.0,
+        gpu_unit_power=1000.0, lifetime=1000 * 3600.0, energy_price=0.10 / KWH, pue=1.5, utilisation=0.5,
         lpu_tokens_per_s=100.0, gpu_tokens_per_s=1000.0,
     )
     inputs.update(over)
@@ -37,22 +37,26 @@ def test_hand_computed_capex_opex_tco_and_cost_per_token():
     assert o["gpu_tco"] == pytest.approx(11300.0)
     # 100 tok/s x half of 1000 h = 1.8e8 tokens
     assert o["lpu_usd_per_mtok"] == pytest.approx(11165.0 / 1.8e8 * 1e6)
-    # one server: (5,500 + 150) / 1.8e9 tokens
-    assert o["gpu_usd_per_mtok"] == pytest.approx(5650.0 / 1.8e9 * 1e6)
-    assert o["gpu_servers_matched"] == pytest.approx(0.1)
-    assert o["tco_ratio_matched"] == pytest.approx(11165.0 / 565.0)
+    # the two servers deliver 1,000 tok/s together: (11,000 + 300) / 1.8e9 tokens
+    assert o["gpu_usd_per_mtok"] == pytest.approx(11300.0 / 1.8e9 * 1e6)
+    assert o["gpu_units_matched"] == pytest.approx(0.2)      # 2 units x 100 / 1,000
+    assert o["tco_ratio_matched"] == pytest.approx(11165.0 / (0.2 * 5650.0))
     assert o["tco_ratio_matched"] == pytest.approx(o["cost_per_token_ratio"])
     assert o["capex_ratio"] == pytest.approx(1.0) and o["opex_ratio"] == pytest.approx(165 / 300)
 
 
-def test_idle_power_facility_rent_and_integer_servers():
-    o = cost.evaluate(**small_case(idle_power_fraction=0.2, facility_rate=units.to_si(100.0, "USD/kW/month")))
+def test_idle_power_facility_rent_and_integer_units():
+    o = cost.evaluate(**small_case(lpu_idle_power_fraction=0.2, gpu_idle_power_fraction=0.2, facility_rate=units.to_si(100.0, "USD/kW/month")))
     # average power 0.2 + 0.8 x 0.5 = 0.6 of 1,100 W; rent on IT power (no PUE)
     month_h = units.to_si(1.0, "month") / 3600
     assert o["lpu_power"] == pytest.approx(660.0)
     assert o["lpu_opex"] == pytest.approx(0.66 * 1000 * (1.5 * 0.10 + 100.0 / month_h))
-    o = cost.evaluate(**small_case(), integer_servers=True)
-    assert o["gpu_servers_matched"] == 1.0 and o["gpu_tco_matched"] == pytest.approx(5650.0)
+    o = cost.evaluate(**small_case(), integer_units=True)
+    assert o["gpu_units_matched"] == 1.0 and o["gpu_tco_matched"] == pytest.approx(5650.0)
+    # joules per token at the wall: average power x PUE over the tokens/s delivered
+    o = cost.evaluate(**small_case())
+    assert o["lpu_joules_per_token"] == pytest.approx(1100.0 * 1.5 / (100.0 * 0.5))
+    assert o["energy_per_token_ratio"] == pytest.approx((1100.0 / 100.0) / (2000.0 / 1000.0))
 
 
 def test_the_claims_own_inputs_give_38x_and_10_6x():
@@ -64,15 +68,17 @@ def test_the_claims_own_inputs_give_38x_and_10_6x():
     t = cost.as_stated_table(chip_counts=(572, 305, 576))
     assert list(np.round(t["capex_ratio"], 1)) == [38.1, 20.3, 38.4]
     # the 305-card repost's "40x" needs the GPU side to cost 305 x 20,000 / 40
-    assert float(cost.break_even(cost.as_stated(lpu_chips=305), "gpu_server_price", "capex_ratio", 40.0)) == pytest.approx(152_500)
+    assert float(cost.break_even(cost.as_stated(lpu_units=305), "gpu_unit_price", "capex_ratio", 40.0)) == pytest.approx(152_500)
+    # the default table: the stated count, the weights-only count and the vendor's deployment
+    assert list(cost.as_stated_table()["lpu_cards"]) == [572, 305, 576]
 
 
 @settings(max_examples=60, deadline=None)
 @given(price=st.floats(1e-3, 1.0), pue=st.floats(1.0, 3.0), rent=st.floats(0.0, 500.0), years=st.floats(0.1, 10.0),
        card_w=st.floats(1.0, 1000.0), server_kw=st.floats(0.1, 20.0), n=st.integers(1, 5000))
 def test_energy_price_pue_rent_and_time_cancel_out_of_the_opex_ratio(price, pue, rent, years, card_w, server_kw, n):
-    base = dict(lpu_chips=n, lpu_card_price=1.0, lpu_card_power=card_w, gpu_server_price=1.0,
-                gpu_server_power=server_kw * 1e3, lifetime=years * cost.YEAR)
+    base = dict(lpu_units=n, lpu_unit_price=1.0, lpu_unit_power=card_w, gpu_units=1, gpu_unit_price=1.0,
+                gpu_unit_power=server_kw * 1e3, lifetime=years * cost.YEAR)
     a = cost.evaluate(**base, energy_price=price / KWH, pue=pue, facility_rate=units.to_si(rent, "USD/kW/month"))
     b = cost.evaluate(**base, energy_price=1.0 / KWH)
     assert a["opex_ratio"] == pytest.approx(b["opex_ratio"], rel=1e-9)
@@ -80,29 +86,19 @@ def test_energy_price_pue_rent_and_time_cancel_out_of_the_opex_ratio(price, pue,
 
 
 def test_everything_broadcasts():
-    o = cost.evaluate(**small_case(lpu_chips=np.array([10.0, 20.0, 30.0]), energy_price=np.array([[0.1], [0.2]]) / KWH))
+    o = cost.evaluate(**small_case(lpu_units=np.array([10.0, 20.0, 30.0]), energy_price=np.array([[0.1], [0.2]]) / KWH))
     assert o["lpu_tco"].shape == (2, 3) and o["capex_ratio"].shape == (2, 3)
     assert o["lpu_capex"][1, 2] == pytest.approx(30 * 1100)
-    single = cost.evaluate(**small_case(lpu_chips=30, energy_price=0.2 / KWH))
+    single = cost.evaluate(**small_case(lpu_units=30, energy_price=0.2 / KWH))
     assert o["lpu_tco"][1, 2] == pytest.approx(float(single["lpu_tco"]))
 
 
-def test_throughput_as_users_times_speed_and_matched_speed():
-    a = cost.evaluate(**small_case(lpu_tokens_per_s=None, lpu_users=4.0, lpu_user_tokens_per_s=25.0))
-    assert a["lpu_tokens_per_s"] == pytest.approx(100.0)
-    m = cost.evaluate(**small_case(lpu_tokens_per_s=None, gpu_tokens_per_s=None, lpu_users=4.0,
-                                   lpu_user_tokens_per_s=25.0, gpu_users=2.0))
-    assert m["gpu_tokens_per_s"] == pytest.approx(50.0)
-    assert m["gpu_servers_matched"] == pytest.approx(2.0)
-
-
 @pytest.mark.parametrize("over,message", [
-    ({"lpu_chips": -1}, r"'lpu_chips' must lie in \(0, inf\)"),
+    ({"lpu_units": -1}, r"'lpu_units' must lie in \(0, inf\)"),
     ({"utilisation": 1.5}, r"'utilisation' must lie in \(0, 1\]"),
     ({"pue": 0.9}, r"'pue' must be at least 1"),
     ({"energy_price": np.nan}, r"'energy_price' must be finite"),
-    ({"lpu_users": 2.0, "lpu_user_tokens_per_s": 3.0}, r"either as lpu_tokens_per_s or as lpu_users"),
-    ({"gpu_users": 2.0}, r"gpu_users \(matched per-user speed\) needs"),
+    ({"gpu_idle_power_fraction": 1.5}, r"'gpu_idle_power_fraction' must lie in \[0, 1\]"),
 ])
 def test_bad_inputs_are_refused_by_name(over, message):
     with pytest.raises(cost.CostError, match=message):
@@ -110,7 +106,7 @@ def test_bad_inputs_are_refused_by_name(over, message):
 
 
 def test_unknown_inputs_and_bad_ranges_are_refused():
-    with pytest.raises(cost.CostError, match="unknown input.*lpu_chip\\b.*known: lpu_chips"):
+    with pytest.raises(cost.CostError, match="unknown input.*lpu_chip\\b.*known: lpu_units"):
         cost.run({**small_case(), "lpu_chip": 3})
     with pytest.raises(cost.CostError, match="need low <= value <= high"):
         cost.Uncertain(5.0, 6.0, 10.0)
@@ -123,9 +119,9 @@ def test_unknown_inputs_and_bad_ranges_are_refused():
 
 
 def uncertain_case():
-    return {**small_case(), "lpu_card_price": cost.Uncertain(1000.0, 500.0, 1500.0),
-            "lpu_card_power": cost.Uncertain(100.0, 80.0, 120.0, "uniform"),
-            "gpu_server_price": cost.Uncertain(5000.0, 4000.0, 6000.0),
+    return {**small_case(), "lpu_unit_price": cost.Uncertain(1000.0, 500.0, 1500.0),
+            "lpu_unit_power": cost.Uncertain(100.0, 80.0, 120.0, "uniform"),
+            "gpu_unit_price": cost.Uncertain(5000.0, 4000.0, 6000.0),
             "lpu_tokens_per_s": cost.Uncertain(100.0, 10.0, 1000.0, "log-triangular"),
             "energy_price": cost.Uncertain(0.1 / KWH, 0.05 / KWH, 0.2 / KWH, "lognormal")}
 
@@ -135,7 +131,7 @@ def test_monte_carlo_is_deterministic_for_a_seed_and_its_band_contains_the_point
     a = cost.monte_carlo(inputs, 4000, seed=7)
     b = cost.monte_carlo(inputs, 4000, seed=7)
     c = cost.monte_carlo(inputs, 4000, seed=8)
-    for k in ("capex_ratio", "opex_ratio", "cost_per_token_ratio", "input:lpu_card_price"):
+    for k in ("capex_ratio", "opex_ratio", "cost_per_token_ratio", "input:lpu_unit_price"):
         np.testing.assert_array_equal(a[k], b[k])
         assert not np.array_equal(a[k], c[k])
     p = cost.run(inputs)
@@ -143,42 +139,33 @@ def test_monte_carlo_is_deterministic_for_a_seed_and_its_band_contains_the_point
     assert (t["p5"] <= t["point"]).all() and (t["point"] <= t["p95"]).all()
     assert (t["p5"] < t["p50"]).all() and (t["p50"] < t["p95"]).all()
     # draws stay in their ranges and keep their own stream when another input is added
-    assert a["input:lpu_card_price"].min() >= 500 and a["input:lpu_card_price"].max() <= 1500
+    assert a["input:lpu_unit_price"].min() >= 500 and a["input:lpu_unit_price"].max() <= 1500
     more = cost.monte_carlo({**inputs, "pue": cost.Uncertain(1.5, 1.1, 2.0)}, 4000, seed=7)
-    np.testing.assert_array_equal(more["input:lpu_card_price"], a["input:lpu_card_price"])
-
-
-def test_the_best_estimate_band_contains_its_point():
-    B = cost.best_estimate()
-    B.update(lpu_chips=cost.Uncertain(576, 512, 576), lpu_users=cost.Uncertain(10, 1, 80, "log-triangular"),
-             lpu_user_tokens_per_s=cost.Uncertain(240, 185, 300), gpu_tokens_per_s=cost.Uncertain(20556.4, 10278.2, 21805.8))
-    mc = cost.monte_carlo(B, 5000, seed=1)
-    t = cost.bands(mc, ["capex_ratio", "opex_ratio", "cost_per_token_ratio"], points=cost.run(B))
-    assert (t["p5"] <= t["point"]).all() and (t["point"] <= t["p95"]).all(), t
+    np.testing.assert_array_equal(more["input:lpu_unit_price"], a["input:lpu_unit_price"])
 
 
 def test_tornado_varies_one_input_at_a_time():
     inputs = uncertain_case()
     t = cost.tornado(inputs, "capex_ratio")
     assert list(t["swing"]) == sorted(t["swing"], reverse=True)
-    row = t.set_index("input").loc["lpu_card_price"]
-    assert row["at_low"] == pytest.approx(float(cost.run({**inputs, "lpu_card_price": 500.0})["capex_ratio"]))
-    assert row["at_high"] == pytest.approx(float(cost.run({**inputs, "lpu_card_price": 1500.0})["capex_ratio"]))
-    assert t.set_index("input").loc["lpu_card_power", "swing"] == 0.0   # power does not move capex
+    row = t.set_index("input").loc["lpu_unit_price"]
+    assert row["at_low"] == pytest.approx(float(cost.run({**inputs, "lpu_unit_price": 500.0})["capex_ratio"]))
+    assert row["at_high"] == pytest.approx(float(cost.run({**inputs, "lpu_unit_price": 1500.0})["capex_ratio"]))
+    assert t.set_index("input").loc["lpu_unit_power", "swing"] == 0.0   # power does not move capex
     assert set(t["input"]) == set(cost.uncertain(inputs))
 
 
 @pytest.mark.parametrize("vary,metric,factor", [
-    ("lpu_card_price", "cost_per_token_ratio", 1.3),
-    ("lpu_card_power", "cost_per_token_ratio", 1.02),
+    ("lpu_unit_price", "cost_per_token_ratio", 1.3),
+    ("lpu_unit_power", "cost_per_token_ratio", 1.02),
     ("lpu_tokens_per_s", "cost_per_token_ratio", 0.5),
     ("gpu_tokens_per_s", "cost_per_token_ratio", 2.0),
-    ("gpu_server_price", "capex_ratio", 0.5),
+    ("gpu_unit_price", "capex_ratio", 0.5),
     ("lifetime", "tco_ratio", 0.99),
     ("lpu_tokens_per_s", "capex_ratio_matched", 3.0),
 ])
 def test_break_even_closed_form_agrees_with_brentq(vary, metric, factor):
-    inputs = small_case(lpu_chips=20)
+    inputs = small_case(lpu_units=20)
     target = factor * float(cost.evaluate(**inputs)[metric])
     x = float(cost.break_even(inputs, vary, metric, target))
     assert x > 0
@@ -189,16 +176,16 @@ def test_break_even_closed_form_agrees_with_brentq(vary, metric, factor):
 
 
 def test_break_even_is_vectorised_and_says_when_there_is_none():
-    inputs = small_case(lpu_chips=np.array([10.0, 20.0, 40.0]))
+    inputs = small_case(lpu_units=np.array([10.0, 20.0, 40.0]))
     x = cost.break_even(inputs, "lpu_tokens_per_s")
     for n, xi in zip([10.0, 20.0, 40.0], x):
-        assert xi == pytest.approx(float(cost.break_even(small_case(lpu_chips=n), "lpu_tokens_per_s")))
+        assert xi == pytest.approx(float(cost.break_even(small_case(lpu_units=n), "lpu_tokens_per_s")))
     # a capex ratio does not depend on electricity: no break-even
     assert np.isnan(cost.break_even(small_case(), "energy_price", "capex_ratio", 2.0))
     # far above any card price: the price would have to be negative
-    assert cost.break_even(small_case(lpu_tokens_per_s=1.0), "lpu_card_price") < 0
+    assert cost.break_even(small_case(lpu_tokens_per_s=1.0), "lpu_unit_price") < 0
     with pytest.raises(cost.CostError, match="needs a ratio metric"):
-        cost.break_even(small_case(), "lpu_card_price", "lpu_tco")
+        cost.break_even(small_case(), "lpu_unit_price", "lpu_tco")
 
 
 def test_verdict_uses_the_band_and_widens_it_to_hold_the_point():
@@ -208,31 +195,33 @@ def test_verdict_uses_the_band_and_widens_it_to_hold_the_point():
     assert v.holds == "does not hold" and v.high == 40.0 and "widened" in v.note
 
 
-def test_chips_and_throughput_from_the_models():
-    assert cost.chips("parameter", 576) == 576.0
-    # Llama-2-70B int8 weights + one 4K bf16 KV cache on 220 MiB chips, whole nodes of 8
-    n = cost.chips("placement", 0, model="llama-2-70b", device="groq-lpu-v1", precision="int8", batch=1)
-    assert n % 8 == 0 and 300 <= n <= 330
-    # more sequences in flight need more chips
-    assert cost.chips("placement", 0, batch=44) > n
-    # the calibrated model restates the MLPerf Server aggregate it was fitted around
-    x = cost.throughput("perf", 0.0)
-    assert x == pytest.approx(20556.4, rel=0.01)
-    with pytest.raises(cost.CostError, match="not one of"):
-        cost.chips("guess", 1)
-    with pytest.raises(cost.CostError, match="no predictable measurement"):
-        cost.throughput("perf", 0.0, row="nope")
-
-
-def test_best_estimate_reads_sourced_ranges():
-    B = cost.best_estimate()
-    assert isinstance(B["lpu_card_price"], cost.Uncertain) and B["lpu_card_price"].low == 6000
-    assert "isopack" in B["lpu_card_price"].source
-    assert B["gpu_servers"] == 1.0 and B["lifetime"] == 3 * cost.YEAR
-    assert cost.best_estimate(opex_basis="all-in")["pue"] == 1.0
-    assert cost.best_estimate(card_price_basis="bom")["lpu_card_price"] == 500.0
-    assert cost.best_estimate(opex_basis="colocation")["facility_rate"] > 0
-    d = cost.describe(B)
-    assert d.set_index("input").loc["gpu_server_power", "point"] == pytest.approx(7.5)   # shown in kW
+def test_side_and_site_inputs_read_sourced_ranges():
+    a = cost.side_inputs("lpu", "groq-card", 360)
+    assert a["lpu_units"] == 360 and isinstance(a["lpu_unit_price"], cost.Uncertain)
+    assert a["lpu_unit_price"].low == 6000 and "isopack" in a["lpu_unit_price"].source
+    assert cost.side_inputs("lpu", "groq-card", 1, price_basis="bom")["lpu_unit_price"] == 500.0
+    g = cost.side_inputs("gpu", "nvidia-dgx-h100", 1)
+    assert g["gpu_unit_power"].value == pytest.approx(7500.0)
+    s = cost.site_inputs("us-2023")
+    assert s["lifetime"] == 3 * cost.YEAR and isinstance(s["pue"], cost.Uncertain)
+    assert cost.site_inputs("us-2023", "all-in")["pue"] == 1.0
+    assert cost.site_inputs("us-2023", "colocation")["facility_rate"] > 0
+    d = cost.describe({**a, **g, **s})
+    assert d.set_index("input").loc["gpu_unit_power", "point"] == pytest.approx(7500.0)
     with pytest.raises(cost.CostError, match="opex_basis"):
-        cost.best_estimate(opex_basis="free")
+        cost.site_inputs("us-2023", "free")
+    with pytest.raises(cost.CostError, match="'us-2023' is a 'site' sheet; a side needs a system sheet"):
+        cost.side_inputs("gpu", "us-2023", 1)
+    with pytest.raises(cost.CostError, match="not a site sheet"):
+        cost.site_inputs("groq-card")
+
+
+def test_a_throughput_interval_becomes_a_lognormal_input_with_the_same_median():
+    from lpulab.speed import Interval
+
+    u = cost.throughput_input(Interval("aggregate_tok_s", 100.0, 50.0, 200.0))
+    assert isinstance(u, cost.Uncertain) and u.dist == "lognormal" and u.value == 100.0
+    draws = u.sample(200_000, np.random.default_rng(0))
+    assert np.median(draws) == pytest.approx(100.0, rel=0.01)
+    assert np.quantile(draws, 0.975) == pytest.approx(200.0, rel=0.03)   # the interval's 95 % ends
+    assert cost.throughput_input(Interval("aggregate_tok_s", 5.0, 5.0, 5.0)) == 5.0

@@ -1,146 +1,196 @@
-"""lpulab.perf on hand-made work: memory-bound decode time is bytes over bandwidth, and laws."""
+"""lpulab.perf, the serving model: per-operator roofline, stages from the placement, exact
+stream counts, replicas, micro-batch rounds, time to first token, knobs that broadcast."""
+
+from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lpulab import catalog, perf
-from lpulab.roofline import Efficiency
+from lpulab import catalog, perf, placement, workload
+from lpulab.parallel import Layout
 
-H100 = catalog.load_device("nvidia-h100-sxm")
-LPU = catalog.load_device("groq-lpu-v1")
+from ._tiny import tiny_device, tiny_model
 
-
-def work(flops=0.0, nbytes=70e9, weight=None, message=0.0, layers=80):
-    a = lambda x: np.asarray(x, float)  # noqa: E731
-    return perf.Work(a(flops), a(nbytes), a(nbytes if weight is None else weight), a(message), layers)
+M = tiny_model(L=3, h=8, H=2, G=1, dh=4, F=16, V=32, ctx=4096)
 
 
-def test_memory_bound_decode_is_bytes_over_bandwidth():
-    # 70 GB of fp8 weights on one H100: 70e9 / 3.35e12 = 20.9 ms per token
-    dep = perf.Deployment(H100, chips=1, precision="fp8")
-    s = perf.step(work(flops=2 * 69e9, nbytes=70e9), dep)
-    assert s["cycle"] == pytest.approx(70e9 / 3.35e12)
-    assert s["bound"] == "memory"
+def device(capacity=1e9, flops=None, bw=None):
+    """A tiny SRAM chip: 1 TB/s and the catalog's fp16 peak from the shared test helper,
+    optionally with its compute or bandwidth made effectively infinite."""
+    d = tiny_device(capacity)
+    raw_peak = 1e30 if flops == "inf" else 1e12
+    mem = d.memory[d.main_tier]
+    from dataclasses import replace
+
+    from lpulab.catalog import Value
+    bw_si = 1e30 if bw == "inf" else mem.bandwidth.si
+    tier = replace(mem, bandwidth=replace(mem.bandwidth, si=bw_si))
+    comp = {"fp16": Value(raw_peak, raw_peak, "FLOP/s", mem.bandwidth.source, "vendor-peak", "dense")}
+    return replace(d, memory={d.main_tier: tier}, compute=comp)
 
 
-def test_tensor_parallel_divides_bytes_and_adds_allreduces():
-    dep = perf.Deployment(H100, chips=8, tensor=8, precision="fp8", hop_latency_s=5e-6)
-    msg = 8192 * 2.0  # one token's hidden state in bf16
-    s = perf.step(work(nbytes=70e9, message=msg, layers=80), dep)
-    ar = 2 * 3 * 5e-6 + 2 * 7 / 8 * msg / 450e9
-    assert s["comm"] == pytest.approx(2 * 80 * ar)
-    assert s["cycle"] == pytest.approx(70e9 / (8 * 3.35e12) + 2 * 80 * ar)
+P16 = workload.Precision("fp16", "fp16", "fp16")
 
 
-def test_pipeline_latency_adds_stages_and_hops():
-    dep = perf.Deployment(LPU, chips=8, pipeline=8, precision="int8", hop_latency_s=1e-6)
-    w = work(nbytes=8 * 200e6, message=8192.0, layers=8)
-    s = perf.step(w, dep, microbatches=1)
-    stage = 200e6 / 80e12
-    hop = 1e-6 + 8192 / 240e9
-    assert s["cycle"] == pytest.approx(8 * stage + 7 * hop)
+def test_a_memory_bound_step_is_bytes_over_bandwidth_and_a_compute_bound_one_flops_over_peak():
+    # materialised attention counts exactly what lpulab.workload counts
+    for kind in ("memory", "compute"):
+        d = device(flops="inf") if kind == "memory" else device(bw="inf")
+        dep = perf.Deployment(d, Layout(), P16, attention="materialised")
+        prof = perf.step_profile(M, dep, 4, 100, 0.0, 1)
+        t = perf.step_times(prof, perf.Knobs()).stage.sum()
+        tot = workload.totals(M, "decode", 4, 100, precision=P16)
+        want = tot.bytes / d.bandwidth() if kind == "memory" else tot.flops / d.peak("fp16")
+        assert t == pytest.approx(want, rel=1e-12)
 
 
-def test_serve_aggregate_is_concurrency_over_cycle():
-    dep = perf.Deployment(H100, chips=8, tensor=8, precision="fp8", hop_latency_s=0.0)
-    c = np.array([1.0, 16.0, 256.0])
-    dec = work(flops=2 * 69e9 * c, nbytes=70e9 + 1e6 * c, weight=70e9)
-    pre = work(flops=0 * c, nbytes=0 * c, weight=0 * c)
-    out = perf.serve(dec, pre, dep, c, output_tokens=200)
-    assert np.allclose(out["aggregate_tok_s"], c / out["tpot_s"])
-    assert np.allclose(out["per_user_tok_s"] * out["tpot_s"], 1.0)
+def test_each_operator_sits_on_its_own_roof():
+    """Roofline per operator: the sum of each op's max(compute, memory) is at least the
+    roofline of the totals, and here strictly more (some ops are compute-bound, some not)."""
+    d = device()
+    dep = perf.Deployment(d, Layout(), P16, attention="materialised")
+    ops = workload.op_counts(M, "decode", 256, 100, None, P16)
+    P, W = d.peak("fp16"), d.bandwidth()
+    by_hand = sum(max(float(o.counts.flops) / P, float(o.counts.bytes) / W) * (M.layers if o.group == "layer" else 1)
+                  for o in ops)
+    got = float(perf.step_times(perf.step_profile(M, dep, 256, 100, 0.0, 1), perf.Knobs()).stage.sum())
+    assert got == pytest.approx(by_hand, rel=1e-12)
+    tot = workload.totals(M, "decode", 256, 100, precision=P16)
+    assert got > max(tot.flops / P, tot.bytes / W) * (1 + 1e-6)
 
 
-def test_merge_reads_weights_once():
-    a = work(flops=1.0, nbytes=100.0, weight=80.0)
-    b = work(flops=2.0, nbytes=90.0, weight=80.0)
-    m = a.merge(b)
-    assert float(m.bytes) == 110.0 and float(m.flops) == 3.0
+def test_fused_attention_reads_the_cache_but_never_writes_the_scores():
+    d = device(flops="inf")
+    fused = perf.Deployment(d, Layout(), P16)
+    mat = perf.Deployment(d, Layout(), P16, attention="materialised")
+    t = {k: float(perf.step_times(perf.step_profile(M, dep, 1, 3000, 0.0, 1), perf.Knobs()).stage.sum())
+         for k, dep in (("fused", fused), ("mat", mat))}
+    H, K = M.attention_heads, 3001  # scores of one query over 3001 cached tokens, per head
+    # materialised: the scores are written, read and written by the softmax, and read again: 4 H K values
+    assert t["mat"] - t["fused"] == pytest.approx(M.layers * 4 * H * K * 2.0 / d.bandwidth(), rel=1e-9)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"chips": 10, "tensor": 4}, "multiple"),
-    ({"chips": 0}, "positive integer"),
-    ({"chips": 1, "precision": "fp4"}, "no fp4 peak"),
-    ({"chips": 1, "link": "warp"}, "no interconnect 'warp'"),
-])
-def test_bad_deployments_are_refused(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        perf.Deployment(H100, **{"precision": "fp8", **kwargs})
+def test_the_slowest_stage_sets_a_full_pipelines_pace():
+    """Three layers, an embedding and a head on two stages: whole items per stage, so the
+    stages are uneven; with two micro-batches the round is twice the slowest stage."""
+    d = device(flops="inf")
+    dep = perf.Deployment(d, Layout(1, 1, 2), P16, hop_latency=0.0)
+    stages = placement.stage_split(M, d, 1, 2, context=4096, precision=P16)
+    assert [len(s.layers) for s in stages] != [1.5, 1.5] and sum(len(s.layers) for s in stages) == 3
+    prof = perf.step_profile(M, dep, 1, 100, 0.0, 1, stages)
+    st_t = perf.step_times(prof, perf.Knobs())
+    slow = float(st_t.stage.max())
+    assert slow > float(st_t.stage.min())
+    rep = perf._replica(M, dep, 2.0, 10**9, 1, 100, stages)   # 2 streams, no prefill to speak of
+    rnd, _ = perf._round_time(rep, perf.Knobs())
+    assert float(rnd) == pytest.approx(2 * slow, rel=1e-3)
 
 
-pos = st.floats(1e-3, 1e3)
+def test_streams_are_counted_exactly_over_replicas():
+    d = device()
+    one = perf.Deployment(d, Layout(1, 1, 1), P16)
+    two = perf.Deployment(d, Layout(2, 1, 1), P16)
+    p5 = perf.predict(M, two, 5, 64, 64)
+    p3, p2 = perf.predict(M, one, 3, 64, 64), perf.predict(M, one, 2, 64, 64)
+    assert float(p5.aggregate_tok_s) == pytest.approx(float(p3.aggregate_tok_s + p2.aggregate_tok_s), rel=1e-12)
+    assert float(p5.per_user_tok_s) == pytest.approx(float(p5.aggregate_tok_s) / 5)
+    assert float(p5.tpot_max_s) == pytest.approx(float(p3.tpot_s))
+    assert float(p5.streams_per_replica) == 3.0
 
 
-@settings(max_examples=60, deadline=None)
-@given(bw_scale=st.floats(1.0, 10.0), nbytes=st.floats(1e6, 1e12), flops=st.floats(0, 1e16))
-def test_more_bandwidth_is_never_slower(bw_scale, nbytes, flops):
-    slow = perf.Deployment(H100, chips=1, precision="fp8", efficiency=Efficiency(memory=1.0 / bw_scale))
-    fast = perf.Deployment(H100, chips=1, precision="fp8")
-    w = work(flops=flops, nbytes=nbytes)
-    assert perf.step(w, fast)["cycle"] <= perf.step(w, slow)["cycle"] * (1 + 1e-12)
-
-
-@settings(max_examples=60, deadline=None)
-@given(per_seq_kv=st.floats(1e3, 1e8), weights=st.floats(1e8, 2e11))
-def test_larger_batch_never_lowers_aggregate_before_the_compute_roof(per_seq_kv, weights):
-    dep = perf.Deployment(H100, chips=8, tensor=8, precision="fp8", hop_latency_s=1e-6)
-    b = np.arange(1, 513, dtype=float)
-    flops = 2 * (weights / 1.0) * b  # 2 FLOPs per weight byte per sequence (fp8)
-    dec = work(flops=flops, nbytes=weights + per_seq_kv * b, weight=weights, message=8192 * 2 * b)
-    out = perf.serve(dec, work(0 * b, 0 * b, 0 * b), dep, b, output_tokens=100)
-    memory_bound = out["bound"] != "compute"
-    agg = out["aggregate_tok_s"][memory_bound]
-    assert np.all(np.diff(agg) >= -1e-9 * agg[1:])
-
-
-def test_calibration_recovers_known_factors():
-    """Synthetic 'measurements' made with known efficiency and latency are recovered."""
-    truth = {"memory": 0.7, "alpha": 2e-6}
-    rows = pd.DataFrame({"batch": [1.0, 4.0, 32.0, 128.0, 512.0]})
-
-    def predict(p, r):
-        dep = perf.Deployment(H100, chips=8, tensor=8, precision="fp8", hop_latency_s=p["alpha"],
-                              efficiency=Efficiency(memory=min(p["memory"], 1.0)))
-        w = work(flops=2 * 69e9 * r.batch, nbytes=70e9 + 2.6e8 * r.batch, weight=70e9,
-                 message=8192 * 2 * r.batch)
-        return float(perf.serve(w, work(0, 0, 0), dep, r.batch, 100)["aggregate_tok_s"])
-
-    rows["value"] = [predict(truth, r) for r in rows.itertuples()]
-    cal = perf.calibrate(rows, predict, {"memory": 0.4, "alpha": 1e-5},
-                         {"memory": (0.05, 1.0), "alpha": (1e-8, 1e-3)})
-    assert cal.success
-    assert cal.values["memory"] == pytest.approx(0.7, rel=1e-3)
-    assert cal.values["alpha"] == pytest.approx(2e-6, rel=1e-2)
-    assert np.all(np.abs(cal.table.rel_error) < 1e-4)
-
-
-def test_calibration_reports_unfitted_rows_too():
-    rows = pd.DataFrame({"x": [1.0, 2.0, 3.0], "value": [2.0, 4.0, 9.0]})
-    cal = perf.calibrate(rows, lambda p, r: p["k"] * r.x, {"k": 1.0}, {"k": (0.1, 10.0)},
-                         fit_mask=[True, True, False])
-    assert cal.values["k"] == pytest.approx(2.0, rel=1e-6)
-    assert list(cal.table.fitted) == [True, True, False]
-    assert cal.table.rel_error.iloc[2] == pytest.approx(6.0 / 9.0 - 1.0)
-    with pytest.raises(ValueError, match="cannot determine"):
-        perf.calibrate(rows, lambda p, r: p["k"] * r.x, {"k": 1.0, "j": 1.0},
-                       {"k": (0.1, 10.0), "j": (0.1, 10.0)}, fit_mask=[True, False, False])
-
-
-def test_affine_decode_path_equals_the_direct_count():
-    from lpulab import workload
-
+def test_replicas_multiply_throughput_and_keep_per_user_speed():
+    h = catalog.load_device("nvidia-h100-sxm")
     m = catalog.load_model("llama-2-70b")
-    rng = np.random.default_rng(0)
-    B = rng.integers(1, 5000, 5000).astype(float)
-    P = rng.integers(0, 4096, 5000).astype(float)
-    fast = perf.decode_work(m, B, P, "fp8")             # >= 4096 entries: the affine path
-    direct = workload.totals(m, "decode", B, P, None, "fp8")
-    assert np.allclose(fast.flops, direct.flops, rtol=1e-12)
-    assert np.allclose(fast.bytes, direct.bytes, rtol=1e-12)
-    assert np.allclose(fast.weight, direct.weight, rtol=1e-12)
+    one = perf.predict(m, perf.Deployment(h, Layout(1, 2, 1), "fp8"), 16, 300, 200)
+    four = perf.predict(m, perf.Deployment(h, Layout(4, 2, 1), "fp8"), 64, 300, 200)
+    assert float(four.aggregate_tok_s) == pytest.approx(4 * float(one.aggregate_tok_s), rel=1e-12)
+    assert float(four.per_user_tok_s) == pytest.approx(float(one.per_user_tok_s), rel=1e-12)
+    assert four.chips == 8
+
+
+def test_tensor_parallelism_adds_all_reduces_from_the_catalogs_link():
+    h = catalog.load_device("nvidia-h100-sxm")
+    m = catalog.load_model("llama-2-70b")
+    dep = perf.Deployment(h, Layout(1, 8, 1), "fp8")
+    assert dep.collective_latency_s() == h.interconnect["nvlink"].collective_latency.si
+    prof = perf.step_profile(m, dep, 1, 100, 0.0, 1)
+    assert prof.comm_latency == pytest.approx(2 * dep.collective_latency_s())
+    t = perf.step_times(prof, perf.Knobs())
+    assert float(t.communication.sum()) == pytest.approx(m.layers * (prof.comm_latency + float(prof.comm_bytes_time)))
+
+
+def test_time_to_first_token_alone_is_the_prefill_through_every_stage():
+    d = device()
+    dep = perf.Deployment(d, Layout(), P16)
+    p = perf.predict(M, dep, 1, 200, 50)
+    alone = perf.step_times(perf.step_profile(M, dep, 0.0, 0.0, 1.0, 200), perf.Knobs()).path
+    assert float(p.ttft_s) == pytest.approx(float(alone))
+    busy = perf.predict(M, dep, 8, 200, 50)
+    assert float(busy.ttft_s) > float(p.ttft_s)     # queued behind a running step, and sharing it
+
+
+def test_knobs_broadcast_like_a_loop():
+    h = catalog.load_device("nvidia-h100-sxm")
+    m = catalog.load_model("llama-2-70b")
+    prof = perf.serving_profile(m, perf.Deployment(h, Layout(4, 2, 1), "fp8"), np.array([1, 64, 1024]), 300, 200)
+    mem = np.array([[0.5], [0.8], [1.0]])
+    many = prof.evaluate(perf.Knobs(0.6, mem, 1.0, 1e-5))
+    for i, e in enumerate(mem[:, 0]):
+        single = prof.evaluate(perf.Knobs(0.6, float(e), 1.0, 1e-5))
+        np.testing.assert_allclose(many.aggregate_tok_s[i], single.aggregate_tok_s, rtol=1e-12)
+        np.testing.assert_allclose(many.ttft_s[i], single.ttft_s, rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scale=st.floats(1.0, 10.0), conc=st.integers(1, 512), overhead=st.floats(0.0, 1e-4))
+def test_more_bandwidth_or_less_overhead_is_never_slower(scale, conc, overhead):
+    h = catalog.load_device("nvidia-h100-sxm")
+    m = catalog.load_model("llama-2-70b")
+    prof = perf.serving_profile(m, perf.Deployment(h, Layout(1, 2, 1), "fp8"), conc, 300, 200)
+    slow = prof.evaluate(perf.Knobs(0.6, 0.8 / scale, 1.0, overhead))
+    fast = prof.evaluate(perf.Knobs(0.6, 0.8, 1.0, 0.0))
+    assert float(fast.tpot_s) <= float(slow.tpot_s) * (1 + 1e-12)
+    assert float(fast.aggregate_tok_s) >= float(slow.aggregate_tok_s) * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda h: perf.Deployment(h, Layout(1, 16, 1), "fp8"), "exceeds nvidia-h100-sxm's scale-up domain of 8"),
+    (lambda h: perf.Deployment(h, Layout(1, 1, 1), "fp8", attention="sparse"), "attention 'sparse'"),
+    (lambda h: perf.Deployment(h, Layout(1, 1, 1, 2), "fp8"), "expert parallelism"),
+    (lambda h: perf.Deployment(h, Layout(), workload.Precision("nvfp4", "nvfp4", "fp8")), "has no nvfp4 peak"),
+    (lambda h: perf.Deployment(h, Layout(), "fp8", layer_overhead_s=float("nan")), "layer_overhead_s"),
+    (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 2, 1), "fp8"), 0, 10, 10),
+     "concurrency must be whole numbers"),
+    (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 2, 1), "fp8"), 1, 4000, 200),
+     "exceed llama-2-70b's context of 4096"),
+])
+def test_what_cannot_be_timed_is_refused_clearly(build, match):
+    with pytest.raises(perf.PerfError, match=match):
+        build(catalog.load_device("nvidia-h100-sxm"))
+
+
+def test_a_link_without_a_latency_says_what_to_add():
+    a100 = catalog.load_device("nvidia-a100-sxm-80gb")
+    assert a100.interconnect["nvlink"].latency is None
+    with pytest.raises(perf.PerfError, match="add interconnect.nvlink.latency"):
+        perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(a100, Layout(1, 4, 1), "fp16"), 1, 10, 10)
+    # given as a per-run value it is used (and the prediction names the fallback for the collective)
+    p = perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(a100, Layout(1, 4, 1), "fp16", hop_latency=2e-6),
+                     1, 10, 10)
+    assert math.isfinite(float(p.tpot_s)) and "2 ceil(log2 4) hops" in p.notes[0]
+
+
+def test_whole_step_work_for_the_kernels_still_counts_transfers():
+    m = catalog.load_model("llama-2-70b")
+    w = perf.decode_work(m, 4, 100, "fp8")
+    t = perf.transfer_bytes(w, pipeline=3, tensor=2)
+    msg = 4 * m.hidden_size * 1.0
+    assert t["all_reduce"] == pytest.approx(2 * m.layers * 2 * 1 * msg) and t["pipeline"] == pytest.approx(2 * 2 * msg)
+    pre = perf.prefill_work(m, 0.5, 300, "fp8")
+    merged = w.merge(pre)                                       # the weights are read once
+    assert float(merged.weight) == pytest.approx(max(float(w.weight), float(pre.weight)))
+    assert float(merged.bytes) == pytest.approx(float(w.bytes + pre.bytes) - min(float(w.weight), float(pre.weight)))

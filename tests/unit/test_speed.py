@@ -1,85 +1,112 @@
-"""C2 assembly: measured rows -> operating points, the claim's arithmetic, calibration."""
+"""lpulab.speed: measured rows as operating points (layouts, Little's law, duplicates), the
+like-for-like C2 ratio, predictions with intervals, and `lpulab predict`."""
+
+from __future__ import annotations
+
+import json
+import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lpulab import catalog, perf, speed, workload
+from lpulab import catalog, cli, perf, speed
+from lpulab.parallel import Layout
 
 
-@pytest.fixture(scope="module")
-def measurements():
-    return catalog.load_measurements("speed")
+def test_c2_as_stated_is_like_for_like_with_the_vendor_ratio_beside_it():
+    r = speed.like_for_like()
+    assert r["lpu_measured"] == 185.0 and r["gpu_median"] == 33.0 and r["gpu_providers"] == 7
+    assert r["ratio"] == pytest.approx(185 / 33)
+    assert r["vendor_stated"] == 300.0 and round(r["vendor_ratio"], 2) == 9.09
 
 
-@pytest.fixture(scope="module")
-def platforms():
-    return {"lpu": speed.Platform("groq-lpu-v1", "int8", 8, 576), "gpu": speed.Platform("nvidia-h100-sxm", "fp8", 8, 8)}
+def _rows(**over):
+    base = dict(id="x-agg", date="2024-03-27", source_title="t", source_url="https://example.org/run1", confidence="official",
+                model="llama-2-70b", hardware="nvidia-h100-sxm", chips=8.0, software="s", precision="fp8",
+                scenario="Server", concurrency=np.nan, input_tokens=np.nan, output_tokens=290.0,
+                metric="output_tok_s_aggregate", value=20000.0, unit="tok/s", note="", tensor=2.0, pipeline=1.0,
+                replicas=4.0, expert=np.nan, speculative="none", value_si=20000.0)
+    return {**base, **over}
 
 
-def test_as_stated_is_groq_over_the_median_gpu_provider(measurements):
-    s = speed.as_stated_ratio(measurements)
-    assert s["groq_stated"] == 300 and s["gpu_median"] == 33
-    assert s["ratio"] == pytest.approx(300 / 33)
+def test_a_server_run_holds_its_littles_law_streams_in_its_published_layout():
+    df = pd.DataFrame([_rows(), _rows(id="x-tpot", metric="tpot_s", value=0.12, unit="s", value_si=0.12),
+                       _rows(id="x-ttft", metric="ttft_s", value=0.3, unit="s", value_si=0.3)])
+    pts, skipped = speed.points(df)
+    assert not skipped and {p.metric for p in pts} == {"aggregate_tok_s", "tpot_s", "ttft_s"}
+    p = pts[0]
+    want = 20000 * (0.12 + 0.3 / 290)                      # tokens/s x (TPOT + TTFT / output)
+    assert float(p.profile.concurrency) == round(want)
+    assert p.profile.deployment.layout == Layout(4, 2, 1) and p.profile.prompt == speed.ASSUMPTIONS["mlperf_prompt"]["llama-2-70b"]
 
 
-def test_mlperf_server_concurrency_is_littles_law(measurements):
-    t = speed.targets(measurements)
-    row = t[t.id == "mlperf40-h100x8-llama2-70b-server-tpot_s"].iloc[0]
-    assert row.concurrency == pytest.approx(20556.4 * 0.1368)
-    assert np.isnan(t[t.id == "mlperf40-h100x8-llama2-70b-offline-output_tok_s_aggregate"].concurrency.iloc[0])
+def test_one_run_filed_twice_and_several_submitters_collapse_into_one_point():
+    twice = [_rows(), _rows(id="y-agg", source_url="https://example.org/run1-99.9"),
+             _rows(id="x-tpot", metric="tpot_s", value=0.12, unit="s", value_si=0.12),
+             _rows(id="y-tpot", source_url="https://example.org/run1-99.9", metric="tpot_s", value=0.12, unit="s",
+                   value_si=0.12),
+             _rows(id="z-agg", source_url="https://example.org/other", value=22000.0, value_si=22000.0),
+             _rows(id="z-tpot", source_url="https://example.org/other", metric="tpot_s", value=0.13, unit="s",
+                   value_si=0.13)]
+    pts, _ = speed.points(pd.DataFrame(twice))
+    agg = [p for p in pts if p.metric == "aggregate_tok_s"]
+    assert len(agg) == 1 and set(agg[0].rows) == {"x-agg", "y-agg", "z-agg"}
+    assert agg[0].measured == pytest.approx(20000.0)        # the median of 20,000, 20,000 and 22,000
 
 
-def test_platform_chips_default_to_the_fewest_that_hold_the_weights():
-    m = catalog.load_model("llama-2-7b")
-    chips = speed.Platform("groq-lpu-v1", "int8", 8).chips_for(m)
-    w = workload.weight_bytes(m, "int8")
-    assert chips % 8 == 0 and (chips - 8) * 220 * 2**20 < w <= chips * 220 * 2**20
+@pytest.mark.parametrize("over,why", [
+    ({"hardware": "no-such-chip"}, "is not in the catalog"),
+    ({"tensor": np.nan, "pipeline": np.nan, "replicas": np.nan}, "layout not published"),
+    ({"precision": "fp6"}, "precision 'fp6' is not modelled yet"),
+    ({"model": "llama-3.1-405b"}, "prompt or output length not stated"),
+])
+def test_rows_that_cannot_be_predicted_are_left_out_with_the_reason(over, why):
+    df = pd.DataFrame([_rows(**over), _rows(id="x-tpot", metric="tpot_s", value=0.12, unit="s", value_si=0.12, **over)])
+    pts, skipped = speed.points(df)
+    assert not pts and skipped and all(why in s.why for s in skipped)
 
 
-def test_memory_bound_single_stream_on_one_gpu_is_bytes_over_bandwidth():
-    """Llama-2-7B fp8 on one H100 at one stream: TPOT is about weight bytes / 3.35 TB/s."""
-    m = catalog.load_model("llama-2-7b")
-    dep = perf.Deployment(catalog.load_device("nvidia-h100-sxm"), 1, precision="fp8")
-    op = perf.operating_points(m, dep, 1.0, 1, 1, "fp8", as_frame=False)
-    w = workload.weight_bytes(m, "fp8")
-    assert float(op["tpot_s"]) == pytest.approx(w / 3.35e12, rel=0.02)
+def test_an_sram_machine_without_a_published_layout_gets_the_fewest_chips_and_says_so():
+    df = pd.DataFrame([_rows(id="g", hardware="groq-lpu-v1", scenario="api", concurrency=5.0, input_tokens=550.0,
+                             output_tokens=150.0, metric="output_tok_s_per_user", value=185.0, value_si=185.0,
+                             precision="unknown", tensor=np.nan, pipeline=np.nan, replicas=np.nan, chips=np.nan)])
+    pts, _ = speed.points(df)
+    (p,) = pts
+    assert "layout assumed" in p.key and "precision assumed" in p.key and p.side == "sram"
+    n = catalog.load_device("groq-lpu-v1")
+    assert p.profile.deployment.layout.chips == speed.sram_layout(catalog.load_model("llama-2-70b"), n,
+                                                                   p.profile.deployment.precision, 5, 700).chips
 
 
-def test_calibration_fits_its_rows_and_reports_the_rest(measurements, platforms):
-    t = speed.targets(measurements)
-    fit = ["groq-stated-2024-02-llama-2-70b", "mlperf40-h100x8-llama2-70b-server-tpot_s",
-           "mlperf40-h100x8-llama2-70b-offline-output_tok_s_aggregate"]
-    cal = speed.calibrate(t, platforms, fit)
-    assert cal.success
-    fitted = cal.table[cal.table.fitted]
-    assert np.all(np.abs(fitted.rel_error) < 1e-3)
-    assert len(cal.table) == len(t) and (~cal.table.fitted).sum() == len(t) - 3
-    # a row the fit did not see: MLPerf Server aggregate follows from TPOT by Little's law
-    srv = cal.table[cal.table.id == "mlperf40-h100x8-llama2-70b-server-output_tok_s_aggregate"].iloc[0]
-    assert abs(srv.rel_error) < 0.01
-    with pytest.raises(ValueError, match="not among the predictable"):
-        speed.calibrate(t, platforms, ["no-such-row"])
+def test_the_ratio_of_two_forecasts_adds_their_log_variances():
+    a = speed.Interval("m", 100.0, 100 * math.exp(-1.96 * 0.3), 100 * math.exp(1.96 * 0.3))
+    b = speed.Interval("m", 10.0, 10 * math.exp(-1.96 * 0.4), 10 * math.exp(1.96 * 0.4))
+    fa = speed.Forecast(None, {"m": a}, "sram", True, {})
+    fb = speed.Forecast(None, {"m": b}, "hbm", True, {})
+    r = speed.ratio_interval(fa, fb, "m")
+    assert r.value == pytest.approx(10.0)
+    assert r.high == pytest.approx(10 * math.exp(1.96 * 0.5)) and r.low == pytest.approx(10 * math.exp(-1.96 * 0.5))
 
 
-def test_frontier_is_one_call_over_concurrency(platforms):
-    m = catalog.load_model("llama-2-70b")
-    knobs = {"lpu_alpha": 3e-6, "gpu_alpha": 1.5e-5, "gpu_compute": 0.5}
-    c = np.array([1, 8, 64, 512])
-    g = speed.frontier(platforms["gpu"], m, knobs, c, 550, 150, "gpu")
-    assert list(g.concurrency) == [1, 8, 64, 512]
-    assert np.all(np.diff(g.per_user_tok_s) <= 0)          # more streams: slower for each user
-    assert np.all(np.diff(g.aggregate_tok_s) >= 0)         # ... but more tokens for the server
-    lp = speed.frontier(platforms["lpu"], m, knobs, c, 550, 150, "lpu")
-    assert lp.per_user_tok_s.iloc[0] > g.per_user_tok_s.iloc[0]
-
-
-def test_measurements_validate(measurements):
-    assert {"value_si", "metric", "source_url"} <= set(measurements.columns)
-    assert measurements.source_url.str.startswith("http").all()
-
-
-def test_broken_measurements_are_refused(tmp_path):
-    src = (catalog.paths.MEASUREMENTS / "speed.csv").read_text()
-    (tmp_path / "speed.csv").write_text(src.replace("output_tok_s_per_user", "tokens_per_user", 1))
-    with pytest.raises(catalog.CatalogError, match=r"speed.csv: row '.*'.metric: 'tokens_per_user' is not one of"):
-        catalog.load_measurements("speed", tmp_path)
+@pytest.mark.slow
+def test_predict_answers_with_intervals_and_marks_an_uncalibrated_device(capsys):
+    assert cli.main(["predict", "--model", "llama-2-70b", "--device", "nvidia-h100-sxm", "--tensor", "2", "--pipeline",
+                     "1", "--replicas", "4", "--precision", "fp8", "--concurrency", "64", "--prompt", "512", "--output",
+                     "128", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"ttft_s", "tpot_s", "per_user_tok_s", "aggregate_tok_s", "tpot_s_low", "tpot_s_high"}
+    assert out["tpot_s_low"] < out["tpot_s"] < out["tpot_s_high"] and out["calibrated"]
+    assert out["per_user_tok_s"] == pytest.approx(out["aggregate_tok_s"] / 64)
+    # by hand, from the same calibration: the prediction is perf.predict at the side's knobs
+    cal, devices, _ = speed.calibrate()
+    from lpulab import calibration
+    dep = perf.Deployment(catalog.load_device("nvidia-h100-sxm"), Layout(4, 2, 1), "fp8")
+    p = perf.predict(catalog.load_model("llama-2-70b"), dep, 64, 512, 128, calibration.knobs_for("hbm", cal.values))
+    assert out["tpot_s"] == pytest.approx(float(p.tpot_s))
+    # a device no measurement covers: predicted, and said to be uncalibrated
+    assert cli.main(["predict", "--model", "llama-2-7b", "--device", "nvidia-rtx-3090", "--precision", "fp16",
+                     "--concurrency", "max", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["calibrated"] and any("uncalibrated" in n for n in out["notes"]) and out["concurrency"] >= 1
+    assert cli.main(["predict", "--model", "llama-2-70b", "--device", "nvidia-h100-sxm", "--concurrency", "lots"]) == 2
