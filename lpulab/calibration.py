@@ -40,7 +40,7 @@ import pandas as pd
 from .perf import Knobs, ServingProfile
 
 SIDES = ("hbm", "sram")
-FIELDS = ("compute", "memory", "link", "layer_overhead_s")
+FIELDS = ("compute", "prefill_compute", "memory", "link", "layer_overhead_s")
 
 
 class CalibrationError(ValueError):
@@ -73,12 +73,16 @@ KNOBS: tuple[KnobSpec, ...] = (
              "data/hardware/nvidia-h100-sxm.toml"),
     KnobSpec("hbm", "compute", 0.6, 0.1, 1.0, "achieved fraction of the dense tensor-core peak",
              "assumption: large matrix products on GPUs commonly reach half to three quarters of the peak"),
+    KnobSpec("hbm", "prefill_compute", 0.7, 0.1, 1.0, "achieved fraction of the dense tensor-core peak in prefill's "
+             "large matrix products", "assumption: prefill's large products run closer to the peak than decode's"),
     KnobSpec("hbm", "layer_overhead_s", 5e-6, 1e-8, 2e-4, "fixed time per layer per step (kernel launches, "
              "synchronisation, scheduling)",
              "assumption: a few microseconds per kernel, a handful of kernels per layer"),
     KnobSpec("sram", "memory", 0.9, 0.2, 1.0, "achieved fraction of the peak on-chip SRAM bandwidth",
              "assumption: statically scheduled SRAM streams close to its peak"),
     KnobSpec("sram", "compute", 0.9, 0.1, 1.0, "achieved fraction of the peak compute",
+             "assumption: statically scheduled compute close to its peak"),
+    KnobSpec("sram", "prefill_compute", 0.9, 0.1, 1.0, "achieved fraction of the peak compute in prefill",
              "assumption: statically scheduled compute close to its peak"),
     KnobSpec("sram", "layer_overhead_s", 1e-6, 1e-8, 2e-4, "fixed time per layer per step",
              "assumption: no kernel launches on a statically scheduled chip; about a microsecond of "
@@ -109,7 +113,8 @@ def knobs_for(side: str, values: Mapping[str, float], arrays: Mapping[str, np.nd
         s, f = name.split(".", 1)
         if s == side:
             kw[f] = arr
-    return Knobs(compute=kw["compute"], memory=kw["memory"], link=kw["link"], layer_overhead_s=kw["layer_overhead_s"])
+    return Knobs(compute=kw["compute"], memory=kw["memory"], link=kw["link"], layer_overhead_s=kw["layer_overhead_s"],
+                 prefill_compute=kw["prefill_compute"])
 
 
 # --------------------------------------------------------------------------- points
@@ -122,7 +127,7 @@ class Point:
 
     key: str
     side: str
-    metric: str                 # per_user_tok_s | aggregate_tok_s | tpot_s | ttft_s
+    metric: str                 # per_user_tok_s | per_request_tok_s | aggregate_tok_s | tpot_s | ttft_s
     measured: float
     date: str
     profile: ServingProfile
@@ -222,7 +227,7 @@ def _solve(points, names, specs, x0: Mapping[str, float], max_nfev=None):
 
 
 def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = None, min_rows: int = 3,
-        sensitivity: float = 0.1, loo: bool = True, max_condition: float = 1e10, fit_metrics: Sequence[str] = ("per_user_tok_s",
+        sensitivity: float = 0.1, loo: bool = True, max_condition: float = 1e10, fit_metrics: Sequence[str] = ("per_user_tok_s", "per_request_tok_s",
         "aggregate_tok_s", "tpot_s")) -> Calibration:
     """Fit the knobs on the points dated up to ``cutoff`` (``YYYY-MM-DD``), test on the later
     ones. See the module docstring for the method."""
@@ -257,37 +262,46 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
         raise CalibrationError(f"{len(fit_pts)} fitted point(s) cannot determine {len(names)} knob(s) "
                                f"({', '.join(names)}); add measurements or hold knobs")
     # fit; while the fitted points cannot tell two knobs apart (the Jacobian's normal matrix
-    # is near singular), hold the one they move least at its prior and fit again
+    # is near singular), or leave a knob's whole range inside its 95 % interval, hold the
+    # knob they move least at its prior and fit again
     while True:
         values, sol = (_solve(fit_pts, names, specs, priors) if names else (priors, None))
         J = _sensitivity(fit_pts, values, names, step=1e-4)
+        r = _log_resid(fit_pts, values)
+        dof = max(len(fit_pts) - len(names), 1)
+        sigma = float(math.sqrt(float(np.sum(r ** 2)) / dof))
+        cov = np.zeros((len(names), len(names)))
+        interval = {}
         if not names:
             break
         JtJ = J.T @ J
         cond = float(np.linalg.cond(JtJ))
-        if np.isfinite(cond) and cond <= max_condition:
-            break
-        weakest = names[int(np.argmin(np.linalg.norm(J, axis=0)))]
-        held[weakest] = (f"not separable from {', '.join(n for n in names if n != weakest)} by the fitted points "
-                         f"(condition number {cond:.3g}): held at its prior {specs[weakest].prior:g}")
+        if not (np.isfinite(cond) and cond <= max_condition):
+            weakest = names[int(np.argmin(np.linalg.norm(J, axis=0)))]
+            held[weakest] = (f"not separable from {', '.join(n for n in names if n != weakest)} by the fitted points "
+                             f"(condition number {cond:.3g}): held at its prior {specs[weakest].prior:g}")
+        else:
+            cov = sigma ** 2 * np.linalg.inv(JtJ)
+            spanning = []
+            for j, n in enumerate(names):
+                half = min(1.96 * math.sqrt(max(cov[j, j], 0.0)), 700.0)   # beyond exp's reach: the whole range
+                interval[n] = (max(values[n] * math.exp(-half), specs[n].low),
+                               min(values[n] * math.exp(half), specs[n].high))
+                if interval[n][0] <= specs[n].low * 1.0001 and interval[n][1] >= specs[n].high * 0.9999:
+                    spanning.append(j)
+            if not spanning:
+                break
+            weakest = names[min(spanning, key=lambda j: float(np.linalg.norm(J[:, j])))]
+            held[weakest] = (f"not pinned by the fitted points (its 95 % interval spans its whole range "
+                             f"[{specs[weakest].low:g}, {specs[weakest].high:g}]): held at its prior {specs[weakest].prior:g}")
         names.remove(weakest)
+        # start the next fit from this one's values, the held knob back at its prior
+        priors = {**priors, **{n: values[n] for n in names}, weakest: specs[weakest].prior}
         values = {**values, weakest: specs[weakest].prior}
-        priors = {**priors}
-    r = _log_resid(fit_pts, values)
-    dof = max(len(fit_pts) - len(names), 1)
-    sigma = float(math.sqrt(float(np.sum(r ** 2)) / dof))
-    cov = np.zeros((len(names), len(names)))
-    interval = {}
-    if names:
-        cov = sigma ** 2 * np.linalg.inv(J.T @ J)
-        for j, n in enumerate(names):
-            sd = math.sqrt(max(cov[j, j], 0.0))
-            interval[n] = (max(values[n] * math.exp(-1.96 * sd), specs[n].low),
-                           min(values[n] * math.exp(1.96 * sd), specs[n].high))
     weak = {}
     for n in names:
         lo_, hi_ = interval[n]
-        if hi_ / lo_ > 10.0 or (lo_ <= specs[n].low * 1.0001 and hi_ >= specs[n].high * 0.9999):
+        if hi_ / lo_ > 10.0:
             weak[n] = (f"weakly identified: its 95 % interval [{lo_:.3g}, {hi_:.3g}] spans a factor of "
                        f"{hi_ / lo_:.3g}")
     for n in held:

@@ -940,7 +940,8 @@ MEASUREMENT_COLUMNS = ("id", "date", "source_title", "source_url", "confidence",
 MEASUREMENT_LAYOUT_COLUMNS = ("tensor", "pipeline", "replicas", "expert")
 MEASUREMENT_OPTIONAL_COLUMNS = MEASUREMENT_LAYOUT_COLUMNS + ("speculative",)
 #: metric -> the kind of unit it must have
-MEASUREMENT_METRICS = {"output_tok_s_per_user": "rate", "output_tok_s_aggregate": "rate", "ttft_s": "time",
+MEASUREMENT_METRICS = {"output_tok_s_per_user": "rate", "output_tok_s_per_request": "rate",
+                       "output_tok_s_aggregate": "rate", "ttft_s": "time",
                        "tpot_s": "time", "samples_per_s": "request_rate"}
 
 
@@ -1126,6 +1127,44 @@ def measurement(row_id: str, name: str = "speed") -> Value:
                  kind=_CSV_KIND.get(r["scenario"], "measured"), note=note)
 
 
+# --------------------------------------------------------------------------- benchmarks
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's prompt set as ``data/benchmarks.toml`` describes it."""
+
+    suite: str
+    model: str
+    dataset: str
+    mean_prompt: Value
+
+
+def load_benchmarks(path: Path | None = None) -> dict[tuple[str, str], Benchmark]:
+    """``data/benchmarks.toml``: (suite, model id) -> the benchmark's prompt set, e.g.
+    ``("mlperf", "llama-2-70b")``; the mean prompt length of rows that do not state it."""
+    path = Path(path or paths.DATA / "benchmarks.toml")
+    if not path.is_file():
+        return {}
+    ctx = _Ctx(path)
+    raw = read_toml(path)
+    sources = _sources(ctx, raw.get("sources", {}))
+    out = {}
+    for suite, table in raw.items():
+        if suite == "sources":
+            continue
+        if not isinstance(table, Mapping):
+            ctx.fail(suite, "expected a table of models")
+        for model, b in table.items():
+            where = f"{suite}.{model}"
+            _check_keys(ctx, where, b, {"dataset", "mean_prompt"}, ("dataset", "mean_prompt"))
+            v = _value(ctx, where + ".mean_prompt", b["mean_prompt"], "count", sources)
+            if not v.si >= 1:
+                ctx.fail(where + ".mean_prompt", f"expected at least one token, got {v.value}")
+            out[(suite, model)] = Benchmark(suite, model, _string(ctx, where + ".dataset", b["dataset"]), v)
+    return out
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -1187,6 +1226,11 @@ def validate_all() -> tuple[list[str], list[str]]:
             ok += [_rel(f / f"{name}.csv") for f in measurement_folders if (f / f"{name}.csv").is_file()]
         except (CatalogError, KeyError) as exc:
             errors.append(str(exc))
+    try:
+        _checked(load_benchmarks)
+        ok.append(_rel(paths.DATA / "benchmarks.toml"))
+    except (CatalogError, FileNotFoundError) as exc:
+        errors.append(str(exc))
     try:
         _checked(load_claims)
         ok.append(_rel(paths.CLAIMS))

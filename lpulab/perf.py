@@ -232,6 +232,7 @@ class Knobs:
     memory: object = 1.0
     link: object = 1.0
     layer_overhead_s: object = 0.0
+    prefill_compute: object = None    # achieved compute fraction of prefill's large products; None: as ``compute``
 
     @classmethod
     def of(cls, dep: "Deployment") -> "Knobs":
@@ -246,7 +247,8 @@ class StepProfile:
     hand-over times split into a fixed latency and a part that scales with the link's
     achieved bandwidth, and what each stage holds."""
 
-    tc: dict                     # group -> (..., ops) compute times at the peak
+    tc: dict                     # group -> (..., ops) decode compute times at the peak
+    tp: dict                     # group -> (..., ops) prefill compute times at the peak
     tm: dict                     # group -> (..., ops) memory times at the peak bandwidth
     comm_latency: float          # per layer: 2 all-reduces' fixed latency
     comm_bytes_time: np.ndarray  # per layer: 2 all-reduces' bandwidth term at full link bandwidth
@@ -273,15 +275,16 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     n = dep.layout.tensor
     P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n
     tc: dict = {"embedding": [], "layer": [], "head": []}
+    tp: dict = {"embedding": [], "layer": [], "head": []}
     tm: dict = {"embedding": [], "layer": [], "head": []}
     shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
     for od, op in zip(dec, pre):
         base = workload.Counts(*(np.asarray(getattr(od.counts, c), float) * live for c in workload.COLUMNS))
         m = _merge(base, op.counts, r)
-        tc[od.group].append(np.broadcast_to(np.asarray(m.flops, float) / P, shape))
+        tc[od.group].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
+        tp[od.group].append(np.broadcast_to(r * np.asarray(op.counts.flops, float) / P, shape))
         tm[od.group].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
-    tc = {g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in tc.items()}
-    tm = {g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in tm.items()}
+    tc, tp, tm = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()} for d in (tc, tp, tm))
     message = (b + r * int(prompt)) * model.hidden_size * dep.precision.a
     t = dep.layout.tensor
     link_bw = None
@@ -297,7 +300,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     emb = np.array([s_.embedding for s_ in stages], float)
     lay = np.array([len(s_.layers) for s_ in stages], float)
     head = np.array([s_.head for s_ in stages], float)
-    return StepProfile(tc, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
+    return StepProfile(tc, tp, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
                        emb, lay, head)
 
 
@@ -322,9 +325,11 @@ def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     """A step's times with the knobs applied: each operator on its roofline, summed per
     group, assembled per stage with the all-reduces and the per-layer overhead."""
     ec, em, el, o = (np.asarray(x, float) for x in (knobs.compute, knobs.memory, knobs.link, knobs.layer_overhead_s))
+    ep = ec if knobs.prefill_compute is None else np.asarray(knobs.prefill_compute, float)
     g = {}
     for grp in ("embedding", "layer", "head"):
-        c, m = prof.tc[grp] / ec[..., None], prof.tm[grp] / em[..., None]
+        c = prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]
+        m = prof.tm[grp] / em[..., None]
         t = np.maximum(c, m)
         g[grp] = (t.sum(axis=-1), np.where(c >= m, t, 0.0).sum(axis=-1), np.where(c >= m, 0.0, t).sum(axis=-1))
     comm = prof.comm_latency + prof.comm_bytes_time / el
@@ -373,7 +378,13 @@ class Prediction:
     chips: int
     notes: tuple[str, ...] = ()
 
-    METRICS = ("ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "aggregate_tok_s")
+    METRICS = ("ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "per_request_tok_s", "aggregate_tok_s")
+
+    @property
+    def per_request_tok_s(self):
+        """Generated tokens over a request's whole time, first token included:
+        ``output / (TTFT + output x TPOT)`` (LLMPerf's per-request output throughput)."""
+        return self.output / (self.ttft_s + self.output * self.tpot_s)
 
     def frame(self) -> pd.DataFrame:
         cols = ["concurrency", "ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "aggregate_tok_s", "bound", "fits",

@@ -160,8 +160,8 @@ def _label_points(ax, texts, xs, ys):
     from adjustText import adjust_text
 
     ax.figure.canvas.draw()  # the layout (constrained) fixes the axes' size first
-    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, expand=(1.15, 1.3), ensure_inside_axes=True,
-                arrowprops=dict(arrowstyle="-", color="0.45", lw=0.6))
+    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, expand=(1.25, 1.5), ensure_inside_axes=True,
+                force_text=(0.4, 0.7), iter_lim=3000, arrowprops=dict(arrowstyle="-", color="0.45", lw=0.6))
 
 
 def _grouped_barh(ax, df, category, group, value, color_of, label_of, log=True):
@@ -220,7 +220,7 @@ def ratio_bars(df, value="bandwidth_ratio", label="gpu", hue="tier", threshold=N
 def capacity_bandwidth(devices, tier_of=None, title="Capacity against bandwidth, per chip"):
     """Scatter of every device's weight-holding tier: capacity (x) against bandwidth (y); a
     star where that tier is on the chip, a dot where it is off-chip memory."""
-    fig, ax = _subplots(figsize=(8.5, 5.5))
+    fig, ax = _subplots(figsize=(9.5, 6.5))
     texts, xs, ys = [], [], []
     for d in devices:
         t = d.tier(tier_of(d) if tier_of else None)

@@ -33,13 +33,12 @@ from . import calibration, catalog, claims, perf, placement, workload
 from .calibration import Calibration, Point
 from .parallel import Layout
 
-METRIC_COLUMN = {"output_tok_s_per_user": "per_user_tok_s", "output_tok_s_aggregate": "aggregate_tok_s",
-                 "tpot_s": "tpot_s", "ttft_s": "ttft_s"}
+METRIC_COLUMN = {"output_tok_s_per_user": "per_user_tok_s", "output_tok_s_per_request": "per_request_tok_s",
+                 "output_tok_s_aggregate": "aggregate_tok_s", "tpot_s": "tpot_s", "ttft_s": "ttft_s"}
 #: Assumptions behind operating points whose lengths a source does not state.
 ASSUMPTIONS = {
-    # mean prompt of MLPerf's Llama-2-70B OpenOrca subset: not published in MLCommons' documentation;
-    # the other MLPerf benchmarks' rows without a stated mean prompt are left out
-    "mlperf_prompt": {"llama-2-70b": 300},
+    # MLPerf rows state no mean prompt: data/benchmarks.toml gives each benchmark's (sourced);
+    # a model missing there leaves its rows out
     "vendor_prompt": 128,       # a vendor's single-stream speed claim: lengths not stated
     "vendor_output": 256,
 }
@@ -121,6 +120,7 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
     a = {**ASSUMPTIONS, **(assumptions or {})}
     df = measured_table() if measurements is None else measurements
     models, devices = set(catalog.model_ids()), set(catalog.device_ids())
+    benchmarks = catalog.load_benchmarks()
     skipped: list[Skipped] = []
     runs: dict[tuple, list] = {}
     for r in df.itertuples():
@@ -156,7 +156,8 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
         prompt = r0.input_tokens if r0.input_tokens == r0.input_tokens else None
         scen = r0.scenario
         if scen in ("Offline", "Server", "Interactive") and prompt is None:
-            prompt = a["mlperf_prompt"].get(r0.model)
+            bench = benchmarks.get(("mlperf", r0.model))
+            prompt = bench.mean_prompt.si if bench else None
         if scen == "vendor-claim":
             prompt = prompt or a["vendor_prompt"]
             output = output or a["vendor_output"]
@@ -182,6 +183,10 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             if conc is None:
                 skipped += [Skipped(i, "concurrency not stated") for i in ids]
                 continue
+            if scen == "static-batch" and conc > 1:
+                skipped += [Skipped(i, "a static batch prefills all its prompts before decoding: not modelled "
+                                       "beyond one request") for i in ids]
+                continue
         # layout
         lay = (r0.tensor, r0.pipeline, r0.replicas)
         if all(x == x for x in lay):
@@ -199,8 +204,8 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             continue
         try:
             dep = perf.Deployment(device, layout, prec, **(deployment_kw or {}))
-            if conc is None:
-                conc = perf.max_concurrency(model, dep, prompt + output)
+            if conc is None:   # Offline: as many streams as their average cache (prompt + output / 2) allows
+                conc = perf.max_concurrency(model, dep, prompt + output // 2)
                 if conc < 1:
                     raise perf.PerfError("the weights alone do not fit the published layout")
         except (perf.PerfError, placement.PlacementError, catalog.CatalogError) as exc:
@@ -244,6 +249,8 @@ def _inputs_key(cutoff: str) -> str:
     for mod in ("architecture", "calibration", "catalog", "parallel", "perf", "placement", "speed", "workload"):
         h.update((here / f"{mod}.py").read_bytes())
     for d in paths.data_dirs():
+        if (d / "benchmarks.toml").is_file():
+            h.update((d / "benchmarks.toml").read_bytes())
         for kind in ("hardware", "models", "measurements"):
             for f in sorted((d / kind).glob("*")) if (d / kind).is_dir() else []:
                 h.update(str(f.relative_to(d)).encode())
@@ -363,25 +370,6 @@ def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int,
 # --------------------------------------------------------------------------- C2
 
 
-def llmperf_ratio(measurements: pd.DataFrame | None = None, model: str = "llama-2-70b") -> dict:
-    """C2 like for like: in the same LLMPerf run, Groq's measured per-user speed against the
-    median of the GPU providers'; beside it, Groq's own stated speed over the same median."""
-    df = measured_table() if measurements is None else measurements
-    d = df[(df.model == model) & (df.metric == "output_tok_s_per_user")]
-    llm = d[d.id.str.startswith("llmperf-")]
-    groq = llm[llm.hardware == "groq-lpu-v1"].value_si
-    gpus = llm[llm.hardware.str.startswith("unknown GPU")].value_si
-    stated = d[d.id.str.startswith("groq-stated")].value_si
-    if groq.empty or gpus.empty:
-        raise SpeedError(f"no LLMPerf rows for Groq and GPU providers on {model} in the measurements")
-    med = float(gpus.median())
-    out = {"groq_measured": float(groq.iloc[0]), "gpu_median": med, "gpu_min": float(gpus.min()),
-           "gpu_max": float(gpus.max()), "gpu_providers": int(len(gpus)), "ratio": float(groq.iloc[0]) / med}
-    if not stated.empty:
-        out.update(groq_stated=float(stated.iloc[0]), vendor_ratio=float(stated.iloc[0]) / med)
-    return out
-
-
 def judge_c2(as_stated: float, ratio: Interval, assumptions: dict, note: str = "") -> claims.Verdict:
     """C2's verdict on per-user decode speed at the stated operating point: the estimate is
     the predicted ratio, the band its 95 % prediction interval."""
@@ -413,7 +401,8 @@ def like_for_like(claim=None, measurements: pd.DataFrame | None = None) -> dict:
         if a.get(k) and a[k] not in by.index:
             raise SpeedError(f"data/claims.toml [C2.as_stated] {k}: no measurement row {a[k]!r}")
     prefix = a["gpu_rows"]
-    gpus = df[df.id.str.startswith(prefix) & (df.metric == "output_tok_s_per_user")
+    lpu_metric = by.loc[a["lpu_row"], "metric"]
+    gpus = df[df.id.str.startswith(prefix) & (df.metric == lpu_metric)
               & df.hardware.str.startswith("unknown GPU")].value_si
     if gpus.empty:
         raise SpeedError(f"data/claims.toml [C2.as_stated] gpu_rows: no GPU provider rows start with {prefix!r}")

@@ -13,7 +13,7 @@ import pytest
 
 from lpulab import catalog
 
-SCENARIOS = {"paper", "fixed-concurrency", "vendor-claim", "api", "Offline", "Server", "Interactive"}
+SCENARIOS = {"paper", "static-batch", "fixed-concurrency", "vendor-claim", "api", "Offline", "Server", "Interactive"}
 #: model ids the table may use: the catalog's, and the Llama 3.1/3.3 ids the catalog work is adding
 MODELS = set(catalog.model_ids()) | {"llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b"}
 #: hardware ids outside the catalog that the table may use (the catalog work is adding amd-mi300x)
@@ -56,7 +56,7 @@ def test_every_row_names_its_source_model_device_and_scenario(rows):
 
 
 def test_measured_rows_state_their_concurrency_lengths_and_layout(rows):
-    measured = rows[rows.scenario.isin(["paper", "fixed-concurrency"])]
+    measured = rows[rows.scenario.isin(["paper", "static-batch", "fixed-concurrency"])]
     assert len(measured) >= 90
     assert measured.concurrency.notna().all()
     assert measured.concurrency.between(1, 64).all()

@@ -25,13 +25,15 @@ def test_defaults_fill_in_and_types_coerce():
 
 
 @pytest.mark.parametrize("values,match", [
-    ({"gpu": ["nvidia-b200"]}, r"unknown parameter\(s\) 'gpu' \(did you mean 'gpus'\?\)"),
+    ({"gpuss": ["nvidia-b200"]}, r"unknown parameter\(s\) 'gpuss' \(did you mean 'gpus'\?\)"),
+    ({"gpu": "nvidia-a100-sxm-80gb", "gpus": ["nvidia-h100-sxm"]}, r"must be one of gpus"),
+    ({"overrides": {"groq-lpu-v1.memory.sram.bandwith": "1 TB/s"}}, r"has no field 'memory.sram.bandwith'"),
     ({"gpus": ["nvidia-b2000"]}, r"unknown device 'nvidia-b2000'; allowed: .*nvidia-b200"),
     ({"lpu": "tpu"}, r"unknown device 'tpu'"),
     ({"tier": "dram"}, r"'dram' is not allowed; allowed: hbm, l2, l1"),
-    ({"gpu_achieved": 1.5}, r"out of range \(0.01 <= x <= 1\)"),
+    ({"gpu_achieved": 1.5}, r"out of range \(0 < x <= 1\)"),
     ({"gpu_achieved": "fast"}, r"expected a number"),
-    ({"layer_rows": 2.5}, r"expected an integer"),
+    ({"context": 2.5}, r"expected an integer"),
     ({"lpu": True}, r"YAML reads yes/no"),
     ({"batches": [0]}, r"out of range \(1 <= x <= 1000000\)"),
     ({"gpus": []}, r"give at least one"),

@@ -174,12 +174,13 @@ def test_what_cannot_be_timed_is_refused_clearly(build, match):
 
 
 def test_a_link_without_a_latency_says_what_to_add():
-    a100 = catalog.load_device("nvidia-a100-sxm-80gb")
-    assert a100.interconnect["nvlink"].latency is None
-    with pytest.raises(perf.PerfError, match="add interconnect.nvlink.latency"):
-        perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(a100, Layout(1, 4, 1), "fp16"), 1, 10, 10)
+    mi = catalog.load_device("amd-mi300x")
+    link = mi.deployment.scale_up_link
+    assert mi.interconnect[link].latency is None and mi.interconnect[link].collective_latency is None
+    with pytest.raises(perf.PerfError, match=f"add interconnect.{link}.latency"):
+        perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(mi, Layout(1, 4, 1), "fp8"), 1, 10, 10)
     # given as a per-run value it is used (and the prediction names the fallback for the collective)
-    p = perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(a100, Layout(1, 4, 1), "fp16", hop_latency=2e-6),
+    p = perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(mi, Layout(1, 4, 1), "fp8", hop_latency=2e-6),
                      1, 10, 10)
     assert math.isfinite(float(p.tpot_s)) and "2 ceil(log2 4) hops" in p.notes[0]
 
