@@ -9,10 +9,10 @@ from lpulab import cli
 
 
 def test_misspelled_parameter_fails_before_execution(reports_dir, capsys):
-    rc = cli.main(["run", "notebooks/01_bandwidth.ipynb", "-p", "gpu", '["nvidia-b200"]'])
+    rc = cli.main(["run", "notebooks/01_bandwidth.ipynb", "-p", "gpuss", '["nvidia-b200"]'])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "unknown parameter(s) 'gpu' (did you mean 'gpus'?)" in err
+    assert "unknown parameter(s) 'gpuss' (did you mean 'gpus'?)" in err
     assert not reports_dir.exists() or not any(reports_dir.iterdir())  # nothing ran, nothing written
 
 
@@ -38,14 +38,14 @@ def test_catalog_validates_and_lists(capsys):
 
 def test_params_lists_the_declared_parameters(capsys):
     assert cli.main(["params", "01_bandwidth"]) == 0
-    assert "reference_gpu = 'nvidia-h100-sxm'" in capsys.readouterr().out
+    assert "gpu = 'nvidia-h100-sxm'" in capsys.readouterr().out
 
 
 @pytest.mark.notebook
 def test_run_with_b200_from_the_shell(reports_dir):
     # the README's example, as a user types it
     p = subprocess.run([sys.executable, "-m", "lpulab.cli", "run", "notebooks/01_bandwidth.ipynb", "-q",
-                        "-p", "gpus", '["nvidia-b200"]', "-p", "reference_gpu", "nvidia-b200"],
+                        "-p", "gpus", '["nvidia-b200"]', "-p", "gpu", "nvidia-b200"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     (rep,) = [d for d in reports_dir.iterdir() if d.is_dir()]

@@ -196,7 +196,7 @@ def test_every_number_parameter_has_finite_bounds(nb):
     for name, d in decl.items():
         if not _numeric(d):
             continue
-        assert d.tag in ("range", "in"), f"{nb}: {name} = {d.default!r} has tag [{d.tag}], not a [range]"
+        assert d.tag in ("range", "in", "layout"), f"{nb}: {name} = {d.default!r} has tag [{d.tag}], not a [range]"
         if d.tag == "range":
             lo, _, _, hi = params.parse_range(d.tag_arg[0])
             for end in (lo, hi):
@@ -210,14 +210,14 @@ def test_every_number_parameter_has_finite_bounds(nb):
     ("02_placement", {"sweep_contexts": []}, "give at least one value"),
     ("01_bandwidth", {"batches": []}, "give at least one value"),
     ("01_bandwidth", {"gpu_achieved": float("inf")}, "finite"),
-    ("01_bandwidth", {"layer_rows": 1e308}, "out of range"),
+    ("01_bandwidth", {"context": 1e308}, "out of range"),
     ("01_bandwidth", {"gpu_achieved": 1e-320}, "out of range"),
-    ("04_cost", {"lpu_users": 1e-320}, "lpu_users_low <= x <= lpu_users_high"),
-    ("04_cost", {"samples": 1}, "(1000 <= x <= 1000000)"),
-    ("04_cost", {"lpu_speed_rows": ["groq-stated-2024-02-llama-2-70b"]}, "give 3 row id(s)"),
-    ("03_speed", {"provider_concurrency": 48}, "must be one of concurrency"),
-    ("03_speed", {"fit_rows": ["no-such-row"]}, "not a row of data/measurements/speed.csv"),
-    ("03_speed", {"lpu_tensor": 1000}, "lpu_chips = 576"),
+    ("04_cost", {"utilisation": 0.0}, "(0 < x <= 1)"),
+    ("04_cost", {"samples": 1}, "(100 <= x <= 10000000)"),
+    ("04_cost", {"gpu_prices": "as-stated-jia-2024"}, "unknown system price sheet"),
+    ("04_cost", {"lpu_layout": [0, 1, 1]}, "three whole numbers >= 1"),
+    ("03_speed", {"gpu_concurrency": 0}, "(1 <= x <= 1000000)"),
+    ("03_speed", {"overrides": {"no-such.price.unit": "1 USD"}}, "names no catalog entry"),
 ])
 def test_values_the_library_cannot_take_are_refused(nb, values, words):
     with pytest.raises(params.ParameterError) as e:
@@ -283,7 +283,7 @@ def test_params_into_a_closed_pipe_is_quiet():
 
     p = subprocess.run(f"{sys.executable} -m lpulab.cli params 04_cost | head -1", shell=True, capture_output=True,
                        text=True, timeout=120, cwd=paths.ROOT)
-    assert p.stdout.startswith("as_stated_sheet") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.stdout.startswith("model") and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
 
 
 def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):

@@ -56,14 +56,14 @@ def test_flatten_uses_dotted_names_and_json_lists():
 # --- checking every set before anything runs ----------------------------------------------------
 
 def test_every_set_is_checked_before_anything_runs(tmp_path):
-    grid = {"base_file": "smoke", "grid": {"reference_gpu": ["nvidia-h100-sxm", "nvidia-h9000"],
+    grid = {"base_file": "smoke", "grid": {"gpu": ["nvidia-h100-sxm", "nvidia-h9000"],
                                            "gpu_achieved": [0.5, 1.5]}}
     with pytest.raises(ParameterError) as e:
         from lpulab.report.sweep import run_sweep
         run_sweep("01_bandwidth", grid, reports=tmp_path, progress=False)
     msg = str(e.value)
     assert "3 of 4 parameter set(s) are invalid; nothing ran" in msg
-    assert "nvidia-h9000" in msg and "allowed:" in msg and "out of range" in msg
+    assert "nvidia-h9000" in msg and "must be one of gpus" in msg and "out of range" in msg
     assert list(tmp_path.iterdir()) == []
 
 

@@ -31,7 +31,7 @@ def test_defaults_fill_in_and_types_coerce():
     ({"gpus": ["nvidia-b2000"]}, r"unknown device 'nvidia-b2000'; allowed: .*nvidia-b200"),
     ({"lpu": "tpu"}, r"unknown device 'tpu'"),
     ({"tier": "dram"}, r"'dram' is not allowed; allowed: hbm, l2, l1"),
-    ({"gpu_achieved": 1.5}, r"out of range \(0 < x <= 1\)"),
+    ({"gpu_achieved": 1.5}, r"out of range \(0.01 <= x <= 1\)"),
     ({"gpu_achieved": "fast"}, r"expected a number"),
     ({"context": 2.5}, r"expected an integer"),
     ({"lpu": True}, r"YAML reads yes/no"),
