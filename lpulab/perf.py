@@ -62,22 +62,14 @@ class PerfError(ValueError):
     """A deployment or an operating point the serving model cannot time; the message says why."""
 
 
-#: Formats of the same width a device may list under either name.
-_SAME_WIDTH = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "int8"), "int8": ("int8", "fp8"),
-               "int4": ("int4", "fp8", "int8"), "fp32": ("fp32", "tf32"), "nvfp4": ("fp4",), "mxfp4": ("fp4",)}
-
-
 def compute_format(device: Device, precision: Precision) -> str:
-    """The format the matrix units run in: the wider of the weights' and the activations'
-    (narrower weights are widened on the way in), or a format of the same width the device
+    """The format the matrix units run in (:func:`lpulab.workload.compute_format`): the
+    wider of the weights' and the activations', or a format of the same width the device
     lists. A device with no such peak is a clear error."""
-    p = precision
-    name = p.activations if PRECISION_BYTES[p.activations] >= PRECISION_BYTES[p.weights] else p.weights
-    for cand in _SAME_WIDTH.get(name, (name,)):
-        if cand in device.compute:
-            return cand
-    raise PerfError(f"{device.id} has no {name} peak (it runs: {', '.join(device.compute) or 'none'}); "
-                    f"choose a precision it runs (weights {p.weights}, activations {p.activations})")
+    try:
+        return workload.compute_format(device, precision)
+    except workload.WorkloadError as exc:
+        raise PerfError(str(exc)) from None
 
 
 @dataclass(frozen=True)
