@@ -1068,10 +1068,14 @@ def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, 
     kinds3 = ("weight", "kv", "activation")
     used_tiers = sorted(set(tr.values()))
     acc = {(tier, k): np.zeros(chips) for tier in used_tiers for k in kinds3}
+    memo: dict = {}                                      # slice bytes per rank, by shape (experts repeat)
     for t, s, g in entries:
-        bnd = t.bounds(tensor)
-        other = float(math.prod(t.shape) // t.shape[t.axis]) * t.width if t.shape[t.axis] else 0.0
-        per_rank = np.diff(bnd).astype(float) * other
+        key = (t.shape, t.axis, t.width)
+        per_rank = memo.get(key)
+        if per_rank is None:
+            bnd = t.bounds(tensor)
+            other = float(math.prod(t.shape) // t.shape[t.axis]) * t.width if t.shape[t.axis] else 0.0
+            per_rank = memo[key] = np.diff(bnd).astype(float) * other
         base = s * tensor * e
         for gg in (range(e) if g is None else (g,)):
             acc[(tr[t.kind], t.kind)][base + gg * tensor: base + (gg + 1) * tensor] += per_rank
@@ -1297,6 +1301,8 @@ class Result:
     sweep: pd.DataFrame = field(default=None, repr=False)
     sweep_summary: pd.DataFrame = field(default=None, repr=False)
     deployment_bandwidth: Mapping = field(default_factory=dict)
+    approximations: tuple[str, ...] = ()         # what lpulab models of this architecture only approximately
+    not_run: Mapping[str, str] = field(default_factory=dict)  # devices left out: they do not run the precision
 
     def to_dict(self) -> dict:
         t = self.table.set_index("device")
@@ -1314,12 +1320,15 @@ class Result:
             "sweep_chips_max": self.sweep_summary.largest.to_dict() if self.sweep_summary is not None else {},
             "sweep_unfit_points": self.sweep_summary.unfit.to_dict() if self.sweep_summary is not None else {},
             "deployment_bandwidth": dict(self.deployment_bandwidth),
+            "approximations": list(self.approximations), "devices_not_run": dict(self.not_run),
         }
 
 
 def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
     """Parameters, weight bytes, KV cache per token and per sequence, one decode step's
     activation working set and FLOPs: the sizes a placement starts from."""
+    from . import architecture
+
     p = Precision.of(precision)
     n = workload.parameter_count(model)
     step = workload.totals(model, "decode", batch, max(context - 1, 0), precision=p)
@@ -1331,13 +1340,17 @@ def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
             "kv_bytes": float(workload.kv_bytes(model, batch, context, p.kv)),
             "activation_bytes": float(workload.activation_bytes(model, "decode", batch, max(context - 1, 0), precision=p)),
             "decode_flops_per_token": float(step.flops) / batch,
-            "decode_flops_per_token_over_2_params": float(step.flops) / batch / (2 * n)}
+            "decode_flops_per_token_over_2_params": float(step.flops) / batch / (2 * n),
+            "attention": model.attention, "layer_kinds": {k.name: k.count for k in architecture.layer_kinds(model)},
+            "mtp_parameters": workload.parameter_count(model, mtp=True) - n}
 
 
 def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision=None, batch: int = 1,
             context: int | None = None, reserve: float = 0.0, sweep_contexts=(512, 4096), sweep_batches=(1, 64)) -> Result:
     """Notebook 02's analysis: ``model`` placed on every device in ``devices`` (each by its
     own deployment rules), the chip under test ``lpu`` and the reference ``gpu`` in detail.
+    A device that does not run ``precision`` is left out and listed with why (``lpu`` or
+    ``gpu`` not running it is an error).
     The chain from the back-of-envelope count starts at the claim's own arithmetic
     (``data/claims.toml`` ``[C3.as_stated]``) when ``lpu`` and ``model`` are the claim's."""
     from . import bandwidth, catalog, units
@@ -1353,6 +1366,15 @@ def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision
     M = catalog.load_model(model)
     D = {d: catalog.load_device(d) for d in devices}
     p = Precision.of(precision)
+    not_run = {}
+    for d in list(D):
+        try:
+            _check_precision(D[d], p)
+        except PlacementError as exc:
+            if d in (lpu, gpu):
+                raise
+            not_run[d] = str(exc)
+            del D[d]
     context = M.max_context if context is None else int(context)
     common = dict(batch=batch, context=context, precision=p, reserve=reserve)
     table = compare_devices(M, list(D.values()), **common)
@@ -1372,5 +1394,7 @@ def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision
             checks[f"{t} x {gpu} at {w}"] = a.ok
     sw = sweep(M, list(D.values()), sweep_contexts, sweep_batches, precision=p, reserve=reserve)
     dep = bandwidth.deployment_bandwidth(M, D[lpu], D[gpu], batch=batch, context=context, precision=p, reserve=reserve)
+    from . import architecture
+
     return Result(model, p.label(), int(batch), int(context), model_sizes(M, p, batch, context), table, pl_lpu, pl_gpu,
-                  chain, streams, checks, sw, sweep_summary(sw), dep)
+                  chain, streams, checks, sw, sweep_summary(sw), dep, architecture.approximations(M), not_run)

@@ -160,7 +160,9 @@ def test_more_bandwidth_or_less_overhead_is_never_slower(scale, conc, overhead):
 @pytest.mark.parametrize("build,match", [
     (lambda h: perf.Deployment(h, Layout(1, 16, 1), "fp8"), "exceeds nvidia-h100-sxm's scale-up domain of 8"),
     (lambda h: perf.Deployment(h, Layout(1, 1, 1), "fp8", attention="sparse"), "attention 'sparse'"),
-    (lambda h: perf.Deployment(h, Layout(1, 1, 1, 2), "fp8"), "expert parallelism"),
+    # expert parallelism is timed now; a dense model has no experts to spread
+    (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 1, 1, 2), "fp8"), 1, 10, 10),
+     "no experts to spread"),
     (lambda h: perf.Deployment(h, Layout(), workload.Precision("nvfp4", "nvfp4", "fp8")), "has no nvfp4 peak"),
     (lambda h: perf.Deployment(h, Layout(), "fp8", layer_overhead_s=float("nan")), "layer_overhead_s"),
     (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 2, 1), "fp8"), 0, 10, 10),
