@@ -169,7 +169,12 @@ def _group_batch(batch, expert: int):
     return np.ceil(np.asarray(batch, float) / expert) if expert > 1 else batch
 
 
-def _check_precision(device: Device, p: Precision) -> str:
+def _check_precision(device: Device, p: Precision) -> str | None:
+    """The device's compute format for ``p``, or a PlacementError when it lists peaks but
+    none that runs ``p``. A device with no ``[compute]`` table at all (a simulated chip of
+    the numpy kernels) says nothing about what it runs: it is placed by bytes alone."""
+    if not device.compute:
+        return None
     try:
         return workload.compute_format(device, p)
     except workload.WorkloadError as exc:
@@ -458,7 +463,7 @@ class Need:
 
 def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, precision=None, reserve: float = 0.0,
          tensor_choices: Sequence[int] | None = None, unit: int | None = None, tiers: Mapping[str, str] | None = None,
-         pipeline: int | None = None, expert: int = 1) -> Need:
+         pipeline: int | None = None, expert: int = 1, check_precision: bool = True) -> Need:
     """The fewest chips that hold the model at each (batch, context), vectorised.
 
     Minimises ``tensor * expert * stages(tensor)`` over ``tensor_choices`` (default: the
@@ -469,11 +474,13 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
     split over the groups). ``unit`` (default: the device's deployment unit) rounds
     ``deployed`` up to whole units. Every layer is placed with its own size: one closed form
     when all layers are alike, run by run of alike layers otherwise. A precision the device
-    does not run is refused.
+    does not run is refused (``check_precision=False`` asks about bytes alone: the numpy
+    kernels place their float32 decoder on simulated chips).
     """
     unit = _unit(device, unit)
     p = Precision.of(precision)
-    _check_precision(device, p)
+    if check_precision:
+        _check_precision(device, p)
     if isinstance(expert, bool) or int(expert) != expert or expert < 1:
         raise PlacementError(f"expert must be a whole number >= 1, got {expert!r}")
     expert = int(expert)
@@ -863,7 +870,7 @@ def _whole(name: str, v) -> int:
 def place(model: Model, device: Device, *, batch: int = 1, context: int | None = None, tokens: int = 1,
           precision=None, tensor: int | None = None, pipeline: int | None = None, layout: Layout | None = None,
           reserve: float = 0.0, tensor_choices: Sequence[int] | None = None, unit: int | None = None,
-          tiers: Mapping[str, str] | None = None, expert: int = 1) -> Placement:
+          tiers: Mapping[str, str] | None = None, expert: int = 1, check_precision: bool = True) -> Placement:
     """Place every tensor of ``model`` (weights, the KV cache of ``batch`` sequences of
     ``context`` tokens, one activation working set per stage) on ``device`` chips: one
     replica.
@@ -876,10 +883,11 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     routed experts over that many groups of ``tensor`` chips per stage. ``unit`` (default:
     the device's deployment unit) rounds the chip count to whole units. Raises
     :class:`PlacementError` saying what does not fit, by how much, where, and what would;
-    and for a precision the device does not run.
+    and for a precision the device does not run (unless ``check_precision=False``: bytes alone).
     """
     p = Precision.of(precision)
-    _check_precision(device, p)
+    if check_precision:
+        _check_precision(device, p)
     context = model.max_context if context is None else int(context)
     for name, v, lo in (("batch", batch, 1), ("context", context, 0), ("tokens", tokens, 1)):
         if np.ndim(v) != 0 or int(v) != v or v < lo:
@@ -907,7 +915,7 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     if tensor is None or pipeline is None:
         n = need(model, device, batch, context, tokens=tokens, precision=p, reserve=reserve,
                  tensor_choices=choices if tensor is None else (int(tensor),), unit=unit, tiers=tr, pipeline=pipeline,
-                 expert=expert)
+                 expert=expert, check_precision=check_precision)
         if not np.isfinite(n.chips):
             _raise_unfit(*args, tensor=tensor, pipeline=pipeline, expert=expert)
         tensor, pipeline = int(n.tensor), int(n.pipeline)
