@@ -250,7 +250,7 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", "2", "sweep"])
 def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
     reports = tmp_path / "reports"
     env = {**os.environ, "LPULAB_REPORTS": str(reports)}
@@ -259,8 +259,14 @@ def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
         twin = tmp_path / "run_probe_twin.ipynb"
         twin.write_text(run_probe.read_text())
         nbs.append(twin)
-    proc = subprocess.Popen([sys.executable, "-m", "lpulab.cli", "run", *map(str, nbs), "-j", jobs, "-q",
-                             "-p", "seconds", "120"], cwd=paths.ROOT, env=env, stdout=subprocess.PIPE,
+    if jobs == "sweep":  # two sets of a sweep at once
+        grid = tmp_path / "pause.yaml"
+        grid.write_text("grid:\n  seconds: [120, 121]\n")
+        nbs.append(run_probe)
+        cmd = ["sweep", str(run_probe), "-g", str(grid), "-j", "2", "-q"]
+    else:
+        cmd = ["run", *map(str, nbs), "-j", jobs, "-q", "-p", "seconds", "120"]
+    proc = subprocess.Popen([sys.executable, "-m", "lpulab.cli", *cmd], cwd=paths.ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until every kernel runs its pause
@@ -279,8 +285,13 @@ def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in out + err and "interrupted" in err
     assert _hidden(reports) == []
-    assert not [d for d in reports.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert not [d for d in reports.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "sweeps"]
     assert (reports / "index.html").is_file()
+    if jobs == "sweep":  # the table says which sets did not run
+        import pandas as pd
+
+        table = pd.read_csv(reports / "sweeps" / "pause" / "results.csv")
+        assert list(table.status) == ["not run", "not run"]
     time.sleep(1)
     assert not [p for p in below if _running(p)]  # no kernel or worker left running
     assert not list(paths.ROOT.glob("kernel-ipc*"))  # the kernels' sockets were their own, and are gone
