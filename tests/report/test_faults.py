@@ -198,12 +198,21 @@ def test_a_kill_between_the_two_renames_leaves_the_old_report_reachable(tmp_path
     assert (final / "v").read_text() == "old"
 
 
-def test_the_swap_replaces_a_report_in_one_step(tmp_path):
+def test_the_swap_replaces_a_report_in_one_step(tmp_path, monkeypatch):
+    """Where the system can swap two folders at once, no rename leaves the report missing."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    if not io._exchange(a, b):
+        pytest.skip("this system cannot swap two folders in one step (the fallback is tested above)")
     final, new = tmp_path / "r", tmp_path / ".tmp-r-1-1234567890123"
     for d, v in ((final, "old"), (new, "new")):
         d.mkdir()
         (d / "v").write_text(v)
+    monkeypatch.setattr(io.os, "replace", lambda *x: pytest.fail("renamed in two steps"))
     io.replace_dir(new, final)
+    monkeypatch.undo()
+    for d in (a, b):
+        d.rmdir()
     assert (final / "v").read_text() == "new" and not new.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 

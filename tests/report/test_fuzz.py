@@ -142,20 +142,23 @@ def _finite(x) -> bool:
     return True
 
 
-_FRAME = re.compile(r'File "?([^",\n]+)"?, line \d+|(Cell In\[\d+\])')
+_ARROW = re.compile(r"^\s*-+>\s*\d+\s+(.*)$", re.M)
+_FILE = re.compile(r'File "?([^",:\n]+)(?:"?, line \d+|:\d+)|(Cell In\[\d+\])')
 
 
 def _clear_in_kernel(report: Path) -> bool:
-    """A failed run's error was raised on purpose: its last traceback frame is in lpulab or
-    in a notebook cell, not inside a third-party library."""
+    """A failed run's error was raised on purpose: the line its traceback ends on is a
+    ``raise`` statement, in lpulab or in a notebook cell (not an IndexError out of numpy, not
+    a ZeroDivisionError in a formula)."""
     nb = json.loads((report / "notebook.ipynb").read_text())
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.get("traceback", [])))
-                frames = [m.group(1) or m.group(2) for m in _FRAME.finditer(text)]
-                last = frames[-1] if frames else ""
-                return last.startswith("Cell In") or "/lpulab/" in last
+                files = [m.group(1) or m.group(2) for m in _FILE.finditer(text)]
+                arrows = _ARROW.findall(text)
+                where = files[-1] if files else ""
+                return bool(arrows) and "raise " in arrows[-1] and (where.startswith("Cell In") or "/lpulab/" in where)
     return False
 
 
