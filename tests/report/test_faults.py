@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lpulab import cli, paths
-from lpulab.report import index, io, runner
+from lpulab.report import html, index, io, runner
 from lpulab.report.record import NonFiniteResult, finite_payload
 
 
@@ -73,7 +73,7 @@ def test_a_batch_survives_a_render_failure_a_full_disk_and_an_interrupt(reports_
     interrupted: 01 and 04 are written, 02 and 03 are failed reports that keep their executed
     notebooks, nothing of 05 is left, the index is consistent and the exit status is 130."""
     _, behaviour = fake_kernel
-    real_render, real_write = runner.html.render, runner.atomic_write_text
+    real_render, real_write = html.render, runner.atomic_write_text
 
     def render(nb, **kw):
         if kw["report_id"].startswith("02_"):
@@ -89,7 +89,7 @@ def test_a_batch_survives_a_render_failure_a_full_disk_and_an_interrupt(reports_
         make_executed(Path(nb_path), Path(executed))  # half-way: the executed copy exists
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.html, "render", render)
+    monkeypatch.setattr(html, "render", render)
     monkeypatch.setattr(runner, "atomic_write_text", write)
     behaviour["05_kernels"] = interrupted
     rc = cli.main(["reproduce", "-q"])
