@@ -344,9 +344,19 @@ def format_value(v, spec: str = "") -> str:
 SAFE_DOLLAR = "<span>&#36;</span>"
 
 
+#: Markdown punctuation that would make a value into a link, emphasis or code: written as
+#: character references, which every renderer shows as the character itself
+_MD_PUNCT = {"\\": "&#92;", "[": "&#91;", "]": "&#93;", "`": "&#96;", "*": "&#42;", "_": "&#95;", "!": "&#33;"}
+
+
 def markdown_text(s: str) -> str:
-    """A value for Markdown prose: HTML-escaped, and each ``$`` (or ``\\$``) a :data:`SAFE_DOLLAR`."""
-    return html.escape(s, quote=False).replace("\\$", SAFE_DOLLAR).replace("$", SAFE_DOLLAR)
+    """A value for Markdown prose, shown as the text it is: HTML-escaped, Markdown's link,
+    emphasis and code punctuation written as character references (a catalog text
+    ``[x](javascript:...)`` must not become a link), and each ``$`` (or ``\\$``) a
+    :data:`SAFE_DOLLAR`."""
+    out = html.escape(s, quote=False).replace("\\$", "$")
+    out = "".join(_MD_PUNCT.get(ch, ch) for ch in out)
+    return out.replace("$", SAFE_DOLLAR)
 
 
 class _Value:
@@ -404,6 +414,8 @@ def _cell_formatter(spec) -> tuple[Callable[[Any, Mapping], str], str]:
     """(cell -> text, header suffix) for one column's format."""
     if isinstance(spec, per_row):
         return spec, ""
+    if spec == "quote":  # text quoted from a source: shown as written, marked as a quotation
+        return (lambda v, row: str(v)), ""
     if callable(spec):
         return (lambda v, row: spec(v)), ""
     if spec in KINDS:
@@ -453,9 +465,10 @@ class Table:
     reports, ``str()`` for a terminal. Build it with :func:`table`."""
 
     def __init__(self, columns: list[str], rows: list[list[str]], numeric: list[bool], index: list[str] | None,
-                 index_name: str, caption: str):
+                 index_name: str, caption: str, quoted: list[bool] | None = None):
         self.columns, self.rows, self.numeric = columns, rows, numeric
         self.index, self.index_name, self.caption = index, index_name, caption
+        self.quoted = quoted or [False] * len(columns)
 
     def to_html(self) -> str:
         e = html.escape
@@ -469,7 +482,8 @@ class Table:
                 cells.append(f'<th scope="row" style="{_TEXT}">{e(self.index[i])}</th>')
             for j, text in enumerate(r):
                 style = _NUM if self.numeric[j] else _TEXT + (_WIDE if wide[j] else "")
-                cells.append(f'<td style="{style}">{e(text)}</td>')
+                cls = ' class="lpulab-quote"' if self.quoted[j] else ""
+                cells.append(f'<td{cls} style="{style}">{e(text)}</td>')
             body.append(f'<tr style="border-bottom:1px solid #eee">{"".join(cells)}</tr>')
         cap = f'<caption style="caption-side:top;text-align:left;font-weight:bold">{e(self.caption)}</caption>' \
             if self.caption else ""
@@ -499,7 +513,8 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
 
     ``formats`` maps a column to how its cells are shown: a kind (``"money"``, ``"ratio"``,
     ``"count"``, ``"percent"``, ``"number"``, ``"bytes"``, ``"bandwidth"``, ``"compute"``,
-    ``"power"``, ``"time"``: from SI values, with SI prefixes per cell), a unit (``"TB/s"``,
+    ``"power"``, ``"time"``: from SI values, with SI prefixes per cell; ``"quote"``: text
+    quoted from a source, shown as written and marked as a quotation), a unit (``"TB/s"``,
     ``"MB"``, ``"us"``: SI values shown in that unit, the unit added to the header; ``"x"`` a
     ratio, ``"USD"`` money), :class:`per_row` (the unit is in another column), a format string
     (``"{:.1%}"``, applied by :func:`format_value`), or a callable. Other columns go by
@@ -567,7 +582,8 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
     name = _label(df.index.name) if df.index.name is not None else ""
     if left_out:
         caption = (caption + " " if caption else "") + f"(first {max_rows} rows of {max_rows + left_out})"
-    return Table(labels, rows, numeric, idx, name, caption)
+    quoted = [formats.get(c) == "quote" for c in df.columns]
+    return Table(labels, rows, numeric, idx, name, caption, quoted)
 
 
 def show(data, formats: Mapping[str, Any] | None = None, **kw) -> None:
