@@ -73,7 +73,7 @@ def _plain(x: float, sig: int = SIG, strip: bool = True) -> str:
     if r == 0:
         return "0"
     exp = math.floor(math.log10(abs(r)))
-    if exp < -6:  # positional notation would be all zeros: write the power of ten instead
+    if exp < -6 or exp >= 15:  # positional notation would be all zeros, or digits no float holds
         mant, e = f"{x:.{sig - 1}e}".split("e")
         if strip and "." in mant:
             mant = mant.rstrip("0").rstrip(".")
@@ -245,8 +245,8 @@ def in_unit(x, unit: str) -> str:
 
 _NAME_RULES: list[tuple[re.Pattern, Callable[[Any], str]]] = [
     (re.compile(r"(^|_)seed$|(^|_)id$|hash|commit|version"), lambda v: str(v)),
-    (re.compile(r"usd|price|capex|opex|cost(?!_per_token_ratio)"), money),
     (re.compile(r"ratio|speedup|(^|_)x$"), ratio),
+    (re.compile(r"usd|price|capex|opex|cost"), money),
     (re.compile(r"(^|_)(pct|percent)$"), lambda v: number(v) + " %" if _finite(v) is not None else NA),
     (re.compile(r"(fraction|share|fill)$"), percent),
     (re.compile(r"tok(ens)?_(per_)?s$"), lambda v: number(v) + " tok/s" if _finite(v) is not None else NA),
@@ -326,6 +326,8 @@ def format_value(v, spec: str = "") -> str:
         return number(f)
     head, prec, kind = m.group("head"), m.group("prec"), m.group("type")
     r = round_sig(f)
+    if abs(r) >= 1e15:  # a float holds no more digits than this: write it as number() does
+        return number(f)
     prec_i = int(prec) if prec is not None else 6
     out = format(r, f"{head}.{prec_i}{kind}")
     while "e" in out.lower() or (_sig_digits(out) > SIG and prec_i > 0):

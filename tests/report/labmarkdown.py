@@ -250,5 +250,42 @@ def prose_in_tex(tex: str) -> list[str]:
     return _PROSE.findall(bare)
 
 
-__all__ = ["remove_math", "replace_math", "render", "typeset", "find_tex", "lab_math", "intended_math",
+def _report_math(source: str) -> list[str]:
+    """The formulas the HTML report turns into MathML for a markdown source."""
+    out = []
+    for m in _report_html()._MATH.finditer(source):
+        if m.group("code"):
+            continue
+        block = m.group("block") is not None
+        tex = m.group("block") if block else m.group("inline")
+        if _report_html()._mathml(tex, "block" if block else "inline") is not None:
+            out.append(tex)
+    return out
+
+
+def math_problems(source: str) -> list[str]:
+    """How a markdown source renders differently in JupyterLab and in the report, or a
+    formula that swallowed prose or is not TeX."""
+    lab, meant, report = lab_math(source), intended_math(source), _report_math(source)
+    out = []
+    if sorted(x.strip() for x in lab) != sorted(x.strip() for x in meant):
+        out.append(f"JupyterLab typesets {lab!r}, the source delimits {meant!r}")
+    if sorted(x.strip() for x in lab) != sorted(x.strip() for x in report):
+        out.append(f"JupyterLab typesets {lab!r}, the report {report!r}")
+    for tex in lab:
+        if prose_in_tex(tex):
+            out.append(f"a formula holds prose {prose_in_tex(tex)}: {tex!r}")
+        if _report_html()._mathml(tex, "inline") is None:
+            out.append(f"not TeX that the report can draw: {tex!r}")
+    return out
+
+
+
+def _report_html():
+    from lpulab.report import html
+
+    return html
+
+
+__all__ = ["math_problems", "remove_math", "replace_math", "render", "typeset", "find_tex", "lab_math", "intended_math",
            "prose_in_tex"]

@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pagecheck
 import pytest
+from labmarkdown import math_problems
 
 IMAGES = """[...document.images].map(i => ({src: i.src.slice(0, 60), complete: i.complete,
   w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))"""
@@ -229,3 +231,26 @@ def test_the_layout_check_can_fail(browser, tmp_path):
     assert any(f.startswith("the page is 1") for f in found), found
     assert any("if its long text wrapped" in f for f in found), found
     assert any("hides" in f for f in found), found
+
+
+def test_the_prose_of_every_report_renders_the_same_in_jupyterlab(poisoned):
+    """Every markdown cell and every Markdown output (md()) of every executed notebook, with
+    catalog text full of markup in it: JupyterLab typesets exactly the formulas the author
+    delimited, the same ones the report draws, and no dollar pair swallows a sentence."""
+    reports, _, _ = poisoned
+    problems, outputs = {}, 0
+    for nb_file in sorted(reports.glob("*/notebook.ipynb")):
+        nb = nbformat.read(nb_file, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            sources = [cell.source] if cell.cell_type == "markdown" else []
+            for out in cell.get("outputs", []):
+                md_out = out.get("data", {}).get("text/markdown")
+                if md_out is not None:
+                    sources.append("".join(md_out) if isinstance(md_out, list) else md_out)
+                    outputs += 1
+            for s in sources:
+                found = math_problems(s)
+                if found:
+                    problems[f"{nb_file.parent.name} cell {i}"] = found
+    assert outputs >= 20, outputs  # the Markdown outputs were there to check
+    assert problems == {}
