@@ -31,6 +31,7 @@ import html
 import math
 import numbers
 import re
+import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping
 
@@ -272,6 +273,9 @@ def auto(v, name: str | None = None) -> str:
         shown = ", ".join(f"{k}: {auto(x, str(k) if name is None else name)}" for k, x in items[:8])
         return shown + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
     if isinstance(v, (list, tuple)):
+        if v and all(isinstance(x, Mapping) for x in v):  # a table: say what it holds
+            keys = list(dict.fromkeys(k for x in v for k in x))
+            return f"{len(v)} rows of {', '.join(map(str, keys[:6]))}{', ...' if len(keys) > 6 else ''}"
         if len(v) > 8:
             return f"[{len(v)} values: {', '.join(auto(x, name) for x in v[:3])}, ...]"
         return "[" + ", ".join(auto(x, name) for x in v) + "]"
@@ -361,34 +365,35 @@ def markdown_text(s: str) -> str:
     return out.replace("$", SAFE_DOLLAR)
 
 
-class _Value:
-    """Wraps a number so that ``str.format`` writes it with :func:`format_value`."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v):
-        self.v = v
-
-    def __format__(self, spec: str) -> str:
-        return format_value(self.v, spec)
-
-    def __getattr__(self, name):  # "{x.real}" and the like reach the number itself
-        return getattr(self.v, name)
+def _code_text(s: str) -> str:
+    """A value inside a Markdown code span: shown as written (a code span is never parsed as
+    Markdown or HTML), except that a backtick would end the span."""
+    return s.replace("`", "'").replace("\n", " ")
 
 
 def prose(template: str, **values) -> str:
-    """Fill a Markdown template: strings escaped (:func:`markdown_text`), numbers written by
-    :func:`format_value`, and every ``\\$`` of the template (a dollar sign, not math) made a
-    :data:`SAFE_DOLLAR`. ``$...$`` without a backslash stays math."""
-    safe = {}
-    for k, v in values.items():
-        if isinstance(v, str):
-            safe[k] = markdown_text(v)
-        elif isinstance(v, numbers.Number) and not isinstance(v, bool):
-            safe[k] = _Value(v)
+    """Fill a Markdown template: strings shown as the text they are (:func:`markdown_text`, or
+    as written inside a code span of the template), numbers written by :func:`format_value`,
+    and every ``\\$`` of the template (a dollar sign, not math) made a :data:`SAFE_DOLLAR`.
+    ``$...$`` without a backslash stays math."""
+    f = string.Formatter()
+    out, in_code = [], False
+    for literal, field, spec, conversion in f.parse(template):
+        out.append(literal.replace("\\$", SAFE_DOLLAR))
+        in_code ^= literal.count("`") % 2 == 1
+        if field is None:
+            continue
+        v = f.get_field(field, (), values)[0]
+        if conversion:
+            v = f.convert_field(v, conversion)
+        spec = f.vformat(spec, (), values) if spec and "{" in spec else (spec or "")
+        if isinstance(v, numbers.Number) and not isinstance(v, (bool, complex)):
+            text = format_value(v, spec)
         else:
-            safe[k] = v
-    return template.replace("\\$", SAFE_DOLLAR).format(**safe)
+            text = format(v, spec)
+            text = _code_text(text) if in_code else markdown_text(text)
+        out.append(text)
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- tables

@@ -150,3 +150,18 @@ def test_md_formats_numbers_and_keeps_dollars_out_of_math():
     assert "](javascript" not in text and "&#91;x&#93;" in text
     assert "$" not in text.replace("&#36;", "")
     assert math.isfinite(23.881234)
+
+
+def test_md_shows_a_value_in_a_code_span_as_written():
+    """Inside a code span of the template a value is shown as it is (no character
+    references, which a code span would print literally), and cannot close the span."""
+    text = fmt.prose("it swings most with `{top}`; {top}", top="lpu_card_price`<b>")
+    assert "`lpu_card_price'<b>`" in text            # mistune and marked escape code spans themselves
+    assert text.endswith("lpu&#95;card&#95;price`&lt;b&gt;".replace("`", "&#96;"))
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    assert "<code>lpu_card_price'&lt;b&gt;</code>" in markdown2html_mistune(text)
+
+
+def test_record_summarises_a_table_of_records():
+    assert fmt.auto([{"input": "a", "source": "$10,424"}, {"input": "b"}], "inputs") == "2 rows of input, source"
