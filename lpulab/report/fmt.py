@@ -463,8 +463,8 @@ _BOX = ("max-width:100%;overflow-x:auto;margin:0.4em 0 0.9em 0")
 _TABLE = "border-collapse:collapse;font-size:0.92em;width:auto;margin:0"
 _TH = "text-align:left;padding:3px 10px;border-bottom:1px solid #bbb;vertical-align:bottom;white-space:normal"
 _NUM = "text-align:right;padding:3px 10px;white-space:nowrap;vertical-align:top"
-_TEXT = "text-align:left;padding:3px 10px;white-space:normal;overflow-wrap:anywhere;vertical-align:top"
-_WIDE = ";min-width:16em;max-width:44em"
+_TEXT = "text-align:left;padding:3px 10px;white-space:normal;overflow-wrap:break-word;vertical-align:top"
+_WIDE = ";min-width:16em;max-width:44em;overflow-wrap:anywhere"  # long text wraps, URLs too
 
 
 class Table:
