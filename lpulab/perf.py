@@ -272,6 +272,7 @@ class Knobs:
     link: object = 1.0
     layer_overhead_s: object = 0.0
     prefill_compute: object = None    # achieved compute fraction of prefill's large products; None: as ``compute``
+    half_tokens: object = 0.0         # a matrix product of M rows runs at M / (M + half_tokens) of its achieved rate
 
     @classmethod
     def of(cls, dep: "Deployment") -> "Knobs":
@@ -289,6 +290,7 @@ class StepProfile:
 
     tc: dict                     # part -> (..., ops) decode compute times at the peak
     tp: dict                     # part -> (..., ops) prefill compute times at the peak
+    inv_rows: dict               # part -> (..., ops) 1 / rows of a matrix product (0 for other operators)
     tm: dict                     # part -> (..., ops) memory times at the peak bandwidth
     comm_latency: float          # per layer: 2 all-reduces' fixed latency
     comm_bytes_time: np.ndarray  # per layer: 2 all-reduces' bandwidth term at full link bandwidth
@@ -335,7 +337,13 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     tc: dict = {g: [] for g in names}
     tp: dict = {g: [] for g in names}
     tm: dict = {g: [] for g in names}
+    inv: dict = {g: [] for g in names}
     shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
+    # rows of each matrix product (a product of few rows leaves the matrix units part idle): the
+    # group's tokens, the LM head's rows, or a routed expert's share of all the step's tokens
+    tokens_all = np.maximum(b, 0.0) + r * int(prompt)
+    tokens_in_step = np.maximum(bg, 0.0) + rg * int(prompt)
+    share = model.active_experts / model.experts if model.is_moe else 1.0
     if model.is_moe:
         f = max(groups) / model.experts if e > 1 else 1.0     # the fullest group's share of the routed work
         d_step = workload.expected_experts(model, np.maximum(b, 1.0))
@@ -343,6 +351,14 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
         d_pre = workload.expected_experts(model, b + np.maximum(r, 1.0) * int(prompt))
         d_mix = d_dec + np.minimum(r, 1.0) * (d_pre - d_dec)  # experts read per step, in expectation
     for od, oa, op in zip(dec, dec_all, pre):
+        if od.kind == "matmul":
+            if od.routed:
+                rows = tokens_all * share
+            else:
+                rows = np.where(od.name == "lm_head", np.maximum(bg, 0.0) + rg, tokens_in_step)
+            inv[od.part].append(np.broadcast_to(np.where(rows > 0, 1.0 / np.maximum(rows, 1e-12), 0.0), shape))
+        else:
+            inv[od.part].append(np.zeros(shape))
         if od.routed:
             # all the step's tokens, the fullest group's share; weights: the distinct experts
             # the decode tokens touch, plus those a prompt adds in the steps that prefill one
@@ -363,7 +379,8 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
         tc[od.part].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
         tp[od.part].append(np.broadcast_to(rg * np.asarray(op.counts.flops, float) / P, shape))
         tm[od.part].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
-    tc, tp, tm = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()} for d in (tc, tp, tm))
+    tc, tp, tm, inv = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()}
+                       for d in (tc, tp, tm, inv))
     message = (bg + rg * int(prompt)) * model.hidden_size * dep.precision.a
     t = dep.layout.tensor
     link_bw = None
@@ -393,7 +410,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
         a2a_lat = 2.0 * dep.a2a_latency_s()
         a2a_bw = np.broadcast_to(2.0 * sent / ln.bandwidth.si, shape)
         moe = np.array([sum(1 for i in s_.layers if model.layer_is_moe(i)) for s_ in stages], float)
-    return StepProfile(tc, tp, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
+    return StepProfile(tc, tp, inv, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
                        emb, lay, head, counts, a2a_lat, a2a_bw, moe)
 
 
@@ -420,9 +437,10 @@ def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     experts' all-to-alls and the per-layer overhead."""
     ec, em, el, o = (np.asarray(x, float) for x in (knobs.compute, knobs.memory, knobs.link, knobs.layer_overhead_s))
     ep = ec if knobs.prefill_compute is None else np.asarray(knobs.prefill_compute, float)
+    hf = np.asarray(knobs.half_tokens, float)
     g = {}
     for grp in prof.tc:
-        c = prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]
+        c = (prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]) * (1.0 + hf[..., None] * prof.inv_rows[grp])
         m = prof.tm[grp] / em[..., None]
         t = np.maximum(c, m)
         g[grp] = (t.sum(axis=-1), np.where(c >= m, t, 0.0).sum(axis=-1), np.where(c >= m, 0.0, t).sum(axis=-1))

@@ -3,8 +3,10 @@ model, so that a later change of those modules can be checked to leave them unch
 
     .venv/bin/python scripts/serving_reference.py > tests/fixtures/serving_reference.json
 
-The fixture in tests/fixtures was written by this script at the commit it names
-(``commit``), before layer kinds, MLA and expert parallelism entered the library;
+The fixture in tests/fixtures was written by this script from the tree of the commit it
+names (``commit``: the ``serving`` branch before layer kinds, MLA and expert parallelism
+entered the library; run there with ``PYTHONPATH`` pointing at an export of that tree, the
+commit set by ``LPULAB_REFERENCE_COMMIT`` when the tree is not a git checkout);
 tests/unit/test_reference_numbers.py recomputes every entry and compares them exactly.
 SambaNova SN40L is left out: its weights tier was corrected afterwards (hbm, not sram).
 """
@@ -12,6 +14,7 @@ SambaNova SN40L is left out: its weights tier was corrected afterwards (hbm, not
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -37,7 +40,7 @@ PREDICT = [  # model, device, layout (replicas, tensor, pipeline), precision
     ("llama-2-70b", "groq-lpu-v1", (1, 8, 72), "int8"), ("mixtral-8x7b", "groq-lpu-v1", (1, 18, 32), "int8"),
     ("llama-3.1-8b", "cerebras-wse-3", (1, 1, 1), "bf16"), ("llama-3.1-8b", "groq-lpu-3", (1, 1, 1), "fp8"),
 ]
-KNOBS = [None, perf.Knobs(0.6, 0.85, 0.9, 5e-6, 0.7)]
+KNOBS = [None, perf.Knobs(0.6, 0.85, 0.9, 5e-6, 0.7), perf.Knobs(0.6, 0.85, 0.9, 5e-6, 0.7, 16.0)]
 
 
 def _f(x):
@@ -46,7 +49,9 @@ def _f(x):
 
 
 def main() -> None:
-    out = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    commit = os.environ.get("LPULAB_REFERENCE_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    out = {"commit": commit,
            "sizes": {}, "totals": [], "ops": [], "need": [], "place": [], "predict": []}
     models = {m: catalog.load_model(m) for m in MODELS}
     devices = {d: catalog.load_device(d) for d in DEVICES}
@@ -91,7 +96,7 @@ def main() -> None:
             p = perf.predict(models[mid], dep, [1, 8, 64], 550, 150, k)
             out["predict"].append({"model": mid, "device": did, "layout": list(lay), "precision": prec,
                                    "knobs": None if k is None else [k.compute, k.memory, k.link, k.layer_overhead_s,
-                                                                   k.prefill_compute],
+                                                                   k.prefill_compute, k.half_tokens],
                                    **{f: _f(getattr(p, f)) for f in ("ttft_s", "tpot_s", "tpot_max_s", "aggregate_tok_s")},
                                    "bound": [str(x) for x in np.asarray(p.bound).ravel()],
                                    "fits": [bool(x) for x in np.asarray(p.fits).ravel()]})
