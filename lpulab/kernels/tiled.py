@@ -1,0 +1,428 @@
+"""Tiled matrix products for quantised weights, and the threads that run them.
+
+A quantised weight is read from memory once per product, as stored (1 byte per int8 or
+fp8 weight, half a byte per int4 weight). The arithmetic happens on cache-sized tiles:
+a tile of the weight is expanded into a reused float buffer (a few hundred KiB, so it
+stays in the core's L2 cache), multiplied by BLAS (GEMV for a few activation rows, GEMM
+for more), and accumulated. numpy has no integer BLAS, so this expansion is the one pass
+over the weight numpy has to make; the BLAS call then reads the tile from cache.
+
+Exactness. Every format here stores ``W = scale[row] * W_int`` with ``W_int`` an integer
+matrix (int8: the codes; fp8 e4m3: the code's value times 2**9; block int4: the nibble
+times a power of two per block). Activations are quantised per row to integers (8 or 16
+bits). The tile products then run on integer-valued floats whose every partial sum is
+exactly representable: float32 tiles (int8) take activations in 8-bit pieces (a 16-bit
+value ``x = 256*hi + lo``) and reduction chunks of at most ``K_CHUNK_F32`` (1024 *
+128 * 127 < 2**24); float64 tiles (fp8, int4) take the whole 16-bit activation, with
+chunks bounded so every sum stays below 2**53. Chunk results are added in float64,
+which is exact for integers below 2**53. So the accumulators are the exact integer
+products, whatever order BLAS adds in and however the rows, the columns or the
+reduction are split over threads or chips: the sharded decoder stays bit-identical to
+the whole one.
+
+Threads. :func:`run_parallel` splits work over :func:`threads` threads (the caller and
+``threads() - 1`` workers; numpy releases the GIL inside casts, gathers and BLAS calls).
+While the kernels run, BLAS is held at one thread (:func:`blas_single`, through
+``threadpoolctl``), so the two levels of threading never compete. The thread count comes
+from ``LPULAB_THREADS``, else ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` (so a
+benchmark that pins BLAS to one thread pins these kernels too), else the CPUs this
+process may run on.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from contextlib import contextmanager
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "threads",
+    "set_threads",
+    "blas_single",
+    "run_parallel",
+    "row_splits",
+    "exact_accumulate",
+    "float_matmul_t",
+    "K_CHUNK_F32",
+    "TILE_ELEMS",
+    "GEMM_TILE_ELEMS",
+    "GEMV_MAX",
+]
+
+#: Reduction chunk for float32 tiles: 1024 * 128 * 127 < 2**24 (8-bit pieces x int8 weights).
+K_CHUNK_F32 = 1024
+#: Weight elements expanded per tile on the matrix-vector path (2 MiB of float32: large enough that a call costs little next to its work, small enough to stay in the last-level cache).
+TILE_ELEMS = 1 << 19
+#: Weight elements per tile on the matrix-matrix path (BLAS blocks it further itself).
+GEMM_TILE_ELEMS = 1 << 18
+#: Up to this many activation vectors (rows x pieces), one GEMV each beats a GEMM (which packs the tile).
+GEMV_MAX = 4
+#: Row splits are multiples of this (BLAS kernels work on groups of rows).
+ROW_ALIGN = 16
+#: Below this many weight elements a product runs on the calling thread alone.
+PARALLEL_MIN_ELEMS = 1 << 17
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def _env_threads() -> int:
+    for var in ("LPULAB_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v:
+            try:
+                n = int(v)
+            except ValueError:
+                raise ValueError(f"{var} must be a positive integer, got {v!r}") from None
+            if n < 1:
+                raise ValueError(f"{var} must be a positive integer, got {v!r}")
+            return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+_THREADS: int | None = None
+
+
+def threads() -> int:
+    """Threads the kernels use (see the module text)."""
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = _env_threads()
+    return _THREADS
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` threads from now on (``None``: back to the environment's choice)."""
+    global _THREADS, _POOL
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"set_threads: n must be a positive integer or None, got {n!r}")
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.close()
+            _POOL = None
+        _THREADS = None if n is None else int(n)
+
+
+class _Workers:
+    """``n - 1`` daemon threads that each run one part of a job while the caller runs
+    another. One job at a time (a lock); a caller that finds it busy runs alone."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.busy = threading.Lock()
+        self._inboxes = [queue.SimpleQueue() for _ in range(n - 1)]
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = []
+        for i, box in enumerate(self._inboxes):
+            t = threading.Thread(target=self._loop, args=(box,), name=f"lpulab-kernel-{i + 1}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _loop(self, box: queue.SimpleQueue) -> None:
+        while True:
+            item = box.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+                self._done.put(None)
+            except BaseException as e:  # handed to the caller
+                self._done.put(e)
+
+    def run(self, fn: Callable, parts: Sequence[tuple]) -> None:
+        for box, args in zip(self._inboxes, parts[1:]):
+            box.put((fn, args))
+        err = None
+        try:
+            fn(*parts[0])
+        except BaseException as e:
+            err = e
+        for _ in parts[1:]:
+            e = self._done.get()
+            if e is not None and err is None:
+                err = e
+        if err is not None:
+            raise err
+
+    def close(self) -> None:
+        for box in self._inboxes:
+            box.put(None)
+
+
+_POOL: _Workers | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> _Workers | None:
+    global _POOL
+    n = threads()
+    if n < 2:
+        return None
+    if _POOL is None or _POOL.n != n:
+        with _POOL_LOCK:
+            if _POOL is None or _POOL.n != n:
+                if _POOL is not None:
+                    _POOL.close()
+                _POOL = _Workers(n)
+    return _POOL
+
+
+def run_parallel(fn: Callable, parts: Sequence[tuple]) -> None:
+    """Run ``fn(*p)`` for every ``p`` in ``parts`` (at most :func:`threads` of them), in
+    parallel when the workers are free, else one after another on this thread."""
+    parts = list(parts)
+    if not parts:
+        return
+    pool = _pool()
+    if pool is None or len(parts) == 1 or len(parts) > pool.n or not pool.busy.acquire(blocking=False):
+        for p in parts:
+            fn(*p)
+        return
+    try:
+        with blas_single():
+            pool.run(fn, parts)
+    finally:
+        pool.busy.release()
+
+
+# --------------------------------------------------------------------------- BLAS threads
+
+_BLAS = None  # threadpoolctl controllers of the BLAS libraries numpy loaded
+_BLAS_DEPTH = 0
+_BLAS_SAVED: list[int] = []
+_BLAS_LOCK = threading.Lock()
+
+
+def _blas_controllers():
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # pragma: no cover - threadpoolctl is a dependency; be safe anyway
+            _BLAS = []
+    return _BLAS
+
+
+@contextmanager
+def blas_single():
+    """BLAS at one thread inside (re-entrant; the outermost level restores the setting)."""
+    global _BLAS_DEPTH, _BLAS_SAVED
+    if threads() < 2:
+        yield
+        return
+    with _BLAS_LOCK:
+        _BLAS_DEPTH += 1
+        if _BLAS_DEPTH == 1:
+            libs = _blas_controllers()
+            _BLAS_SAVED = [lib.get_num_threads() for lib in libs]
+            for lib, n in zip(libs, _BLAS_SAVED):
+                if n != 1:
+                    lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0:
+                for lib, n in zip(_blas_controllers(), _BLAS_SAVED):
+                    if n != 1:
+                        lib.set_num_threads(n)
+
+
+def row_splits(o: int, parts: int, align: int = ROW_ALIGN) -> list[tuple[int, int]]:
+    """``parts`` contiguous row ranges covering ``[0, o)`` (cut at multiples of ``align``;
+    fewer ranges when there are not enough rows)."""
+    units = -(-o // align)
+    parts = max(1, min(parts, units))
+    edges = [min(o, round(i * units / parts) * align) for i in range(parts + 1)]
+    edges[-1] = o
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+# --------------------------------------------------------------------------- per-thread scratch
+
+_SCRATCH = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """A reused byte buffer of this thread, at least ``nbytes`` long."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 1 << 20), dtype=np.uint8)
+        _SCRATCH.buf = buf
+    return buf
+
+
+def _tile_buffer(rows: int, cols: int, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    return _scratch(rows * cols * dtype.itemsize)[: rows * cols * dtype.itemsize].view(dtype).reshape(rows, cols)
+
+
+# --------------------------------------------------------------------------- exact integer products
+
+
+def _plan(fmt, act_bits: int) -> tuple[np.dtype, int, int]:
+    """(tile dtype, activation piece base (0: whole activations), reduction chunk) of a
+    weight format, so that every partial sum of a tile product is an exact float."""
+    k = fmt.shape[1]
+    wmax = int(fmt.int_max)
+    amax = 2 ** (act_bits - 1) - 1
+    dt = np.dtype(fmt.tile_dtype)
+    if dt == np.float32:
+        base = 256 if act_bits > 8 else 0
+        piece = 128 if base else amax
+        kc = min(k, (1 << 24) // (piece * wmax))
+    else:
+        base = 0
+        kc = min(k, (1 << 53) // (amax * wmax))
+    if kc < 1:
+        raise ValueError(f"tiled: no exact reduction chunk for integer weights up to {wmax} and {act_bits}-bit activations")
+    if kc < k:  # equal chunks, no thin remainder
+        kc = -(-k // -(-k // kc))
+    return dt, base, kc
+
+
+def _pieces(xq: np.ndarray, base: int, dtype) -> tuple[np.ndarray, list[float]]:
+    """Activation rows as float pieces and their weights: ``x = sum(w_p * piece_p)``."""
+    if not base:
+        return np.asarray(xq, dtype=dtype), (1.0,)
+    x = np.asarray(xq, dtype=np.float32)
+    hi = np.rint(x * np.float32(1.0 / base))
+    lo = x - np.float32(base) * hi  # |hi|, |lo| <= base / 2 for |x| < base**2 / 2
+    return np.concatenate([hi, lo]).astype(dtype, copy=False), (float(base), 1.0)
+
+
+def _exact_rows(fmt, v: np.ndarray, out: np.ndarray, col: int, kc: int, dt: np.dtype, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of ``fmt``'s integer matrix times the vectors ``v`` (m, k), chunk by
+    chunk of the reduction, into columns ``col + r0 : col + r1`` of ``out``:
+    ``out[c, j, col + r] = sum_{k in chunk c} W_int[r, k] * v[j, k]`` (GEMV path, m <=
+    GEMV_MAX) or ``out[c, col + r, j]`` (GEMM path)."""
+    k = fmt.shape[1]
+    m = v.shape[0]
+    gemv = m <= GEMV_MAX
+    rows = max(1, (TILE_ELEMS if gemv else GEMM_TILE_ELEMS) // kc)
+    buf = _tile_buffer(min(rows, r1 - r0), kc, dt)
+    fill = fmt.fill_tile
+    for a in range(r0, r1, rows):
+        b = min(r1, a + rows)
+        for c, k0 in enumerate(range(0, k, kc)):
+            k1 = min(k, k0 + kc)
+            t = buf[: b - a, : k1 - k0] if (b - a, k1 - k0) != buf.shape else buf
+            fill(a, b, k0, k1, t)
+            if gemv:
+                for j in range(m):
+                    np.matmul(t, v[j, k0:k1], out=out[c, j, col + a:col + b])
+            else:
+                np.matmul(t, v[:, k0:k1].T, out=out[c, col + a:col + b])
+
+
+def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int) -> np.ndarray:
+    """Exact ``xq @ W_int.T`` for the weights in ``weights`` side by side (they share the
+    input, e.g. q, k and v), as one parallel job.
+
+    ``xq``: (n, k) integer-valued activations (any int or float dtype), ``|xq| <=
+    2**(act_bits-1) - 1``. Each weight is a format object with ``shape``, ``int_max``
+    (largest ``|W_int|``), ``tile_dtype`` and ``fill_tile(r0, r1, c0, c1, out)``. Returns
+    float64 (n, sum of the weights' rows) holding the exact integer accumulators, the
+    weights' columns in order.
+    """
+    xq = np.asarray(xq)
+    if xq.ndim != 2:
+        raise ValueError(f"exact_accumulate: activations must be 2-D (rows, features), got shape {xq.shape}")
+    n, k = xq.shape
+    cols = []
+    for fmt in weights:
+        if fmt.shape[1] != k:
+            raise ValueError(f"exact_accumulate: inner dimensions differ (activations {k}, weight {tuple(fmt.shape)})")
+        cols.append(fmt.shape[0])
+    total_o = sum(cols)
+    result = np.zeros((n, total_o)) if not (n and k) else None
+    if result is not None:
+        return result
+    # group the weights by how their tiles are multiplied (usually one group)
+    groups: dict = {}
+    off = 0
+    for fmt, o in zip(weights, cols):
+        groups.setdefault(_plan(fmt, act_bits), []).append((fmt, off, o))
+        off += o
+    jobs = []  # (items, vectors, out, kc, dtype, piece weights)
+    for (dt, base, kc), items in groups.items():
+        v, wts = _pieces(xq, base, dt)
+        m = v.shape[0]
+        og = sum(o for _, _, o in items)
+        chunks = -(-k // kc)
+        out = np.empty((chunks, m, og) if m <= GEMV_MAX else (chunks, og, m), dt)
+        jobs.append((items, v, out, kc, dt, wts))
+    nt = threads() if n * total_o * k >= PARALLEL_MIN_ELEMS else 1
+    splits = [[row_splits(o, nt) for _, _, o in items] for items, *_ in jobs]
+    nparts = max(len(sp) for job in splits for sp in job)
+
+    def part(i: int) -> None:
+        for (items, v, out, kc, dt, _), sps in zip(jobs, splits):
+            col = 0
+            for (fmt, _, o), sp in zip(items, sps):
+                if i < len(sp):
+                    _exact_rows(fmt, v, out, col, kc, dt, *sp[i])
+                col += o
+
+    if nparts == 1:
+        part(0)
+    else:
+        run_parallel(part, [(i,) for i in range(nparts)])
+    single = len(jobs) == 1 and len(jobs[0][0]) == len(weights)
+    result = None if single else np.empty((n, total_o))
+    for items, v, out, kc, dt, wts in jobs:
+        acc = out[0].astype(np.float64) if out.shape[0] == 1 else out.sum(axis=0, dtype=np.float64)
+        if v.shape[0] > GEMV_MAX:
+            acc = acc.T
+        if len(wts) > 1:  # rows [p*n:(p+1)*n] carry activation piece p (exact: integers < 2**53)
+            acc = acc[:n] * wts[0] + acc[n:]
+        if single:
+            return np.ascontiguousarray(acc)
+        col = 0
+        for fmt, off, o in items:
+            result[:, off:off + o] = acc[:, col:col + o]
+            col += o
+    return result
+
+
+# --------------------------------------------------------------------------- float weights
+
+
+def float_matmul_t(x: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
+    """``x @ W.T`` for float weights side by side (they share the input), the output rows
+    of each split over the threads: one BLAS call per thread and weight (below
+    ``PARALLEL_MIN_ELEMS`` weight elements, on this thread). Returns (n, sum of rows)."""
+    n = x.shape[0]
+    cols = [w.shape[0] for w in weights]
+    y = np.empty((n, sum(cols)), dtype=np.result_type(x, *weights))
+    total = sum(w.size for w in weights)
+    nt = threads() if total >= PARALLEL_MIN_ELEMS else 1
+    offs = np.cumsum([0] + cols).tolist()
+    splits = [row_splits(o, nt) for o in cols]
+
+    def part(i: int) -> None:
+        for w, off, sp in zip(weights, offs, splits):
+            if i < len(sp):
+                a, b = sp[i]
+                if n == 1:
+                    np.matmul(w[a:b], x[0], out=y[0, off + a:off + b])
+                else:
+                    y[:, off + a:off + b] = x @ w[a:b].T
+
+    nparts = max(len(sp) for sp in splits)
+    if nparts == 1:
+        part(0)
+    else:
+        run_parallel(part, [(i,) for i in range(nparts)])
+    return y
