@@ -180,9 +180,9 @@ def cached_hostbench(quick: bool = False, *, enabled: bool = True, **kw):
     host bench's source."""
     from . import hostbench
 
-    threads = kw.get("threads") or hostbench._n_threads()
+    threads = kw.pop("threads", None) or hostbench._n_threads()
     inputs = {"machine": machine(), "threads": threads, "quick": bool(quick),
-              "arguments": {k: v for k, v in sorted(kw.items()) if k != "threads"},
+              "arguments": dict(sorted(kw.items())),
               "code": source_hash("hostbench.py")}
     return cached("hostbench", inputs, lambda: hostbench.run_hostbench(quick=quick, threads=threads, **kw),
                   enabled=enabled)

@@ -526,7 +526,7 @@ class Int4Weight(_Quantised):
         e = np.where((bl > limit) & (e > 0), e - 1, e)
         step = s.astype(np.float64)[:, None, None] * np.ldexp(1.0, -e)[:, :, None]
         q = np.clip(np.rint(wp.reshape(o, nb, block) / step), -INT4_QMAX, INT4_QMAX).reshape(o, nb * block)
-        u = (q + 8).astype(np.uint8)
+        u = (q[:, : k + k % 2] + 8).astype(np.uint8)  # no block padding is stored, only a nibble to fill a byte
         packed = (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8)
         return cls(np.ascontiguousarray(packed), e.astype(np.uint8), (s * np.float32(2.0**-INT4_SPAN)).astype(np.float32),
                    k, block, act_bits)
