@@ -28,7 +28,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 __all__ = ["cache_dir", "machine", "source_hash", "file_sha256", "CacheInfo", "cached", "cached_hostbench",
-           "cached_reference_check", "clear"]
+           "cached_smollm2", "cached_reference_check", "clear"]
 
 KERNELS_DIR = Path(__file__).resolve().parent
 
@@ -186,6 +186,29 @@ def cached_hostbench(quick: bool = False, *, enabled: bool = True, **kw):
               "code": source_hash("hostbench.py")}
     return cached("hostbench", inputs, lambda: hostbench.run_hostbench(quick=quick, threads=threads, **kw),
                   enabled=enabled)
+
+
+def cached_smollm2(mode: str = "int8", *, reuse: bool = True):
+    """SmolLM2-135M loaded from its GGUF file in ``mode`` (``"fp32"``, ``"ggml"``, ``"int8"``,
+    or ``"fp8"`` / ``"int4"``: the fp32 weights requantised), through the cache:
+    ``((decoder, GGUFModelInfo), CacheInfo)``. Keyed on the file's SHA-256, the mode and the
+    loader's code; entries are the weights as stored (135 MB at int8, 538 MB at fp32)."""
+    from .gguf_model import MODES, load_gguf, smollm2_gguf_path
+    from .model import FORMATS, Decoder, quantize_weights
+
+    if mode not in MODES + tuple(FORMATS):
+        raise ValueError(f"cached_smollm2: mode must be one of {', '.join(dict.fromkeys(MODES + tuple(FORMATS)))}, "
+                         f"got {mode!r}")
+
+    def load():
+        if mode in MODES:
+            return load_gguf(mode=mode)
+        dec, info = load_gguf(mode="fp32")
+        return Decoder(dec.config, quantize_weights(dec.weights, precision=mode), dec.numerics), info
+
+    inputs = {"gguf_sha256": file_sha256(smollm2_gguf_path()), "mode": mode,
+              "code": source_hash("gguf_model.py", "model.py", "ops.py")}
+    return cached("smollm2-weights", inputs, load, enabled=reuse, store=reuse)
 
 
 #: Source files whose code decides the SmolLM2 check's numbers.

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import catalog, perf, placement, workload
 from .compare import counts_vs_workload, transfers_vs_perf
-from .model import PRECISIONS, Decoder, DecoderConfig, quantize_weights
+from .model import PRECISIONS, Decoder, DecoderConfig
 from .sharded import Plan, ShardedDecoder, SramBudgetError, build_plan, plan_from_placement
 
 __all__ = ["MODELS", "decoder_for", "ShardedRun", "sharded_run", "fits_one_chip", "reference_check",
@@ -54,19 +54,9 @@ def decoder_for(model: str, precision: str = "int8", seed: int = 0, shape: dict 
         cfg = DecoderConfig(**(shape or {}))
         dec = Decoder.random(cfg, seed=seed, precision=precision)
         return dec, cfg.to_model(id="shape"), {"weights": f"random, seed {seed}", "source": "DecoderConfig"}
-    from . import cache
-    from .gguf_model import load_gguf, smollm2_gguf_path
+    from .cache import cached_smollm2
 
-    def load():
-        dec, info = load_gguf(mode="int8" if precision == "int8" else "fp32")
-        if precision in ("fp8", "int4"):
-            dec = Decoder(dec.config, quantize_weights(dec.weights, precision=precision), dec.numerics)
-        return dec, info
-
-    path = smollm2_gguf_path()
-    inputs = {"gguf_sha256": cache.file_sha256(path), "precision": precision,
-              "code": cache.source_hash("gguf_model.py", "model.py", "ops.py")}
-    (dec, info), how = cache.cached("smollm2-weights", inputs, load, enabled=reuse, store=reuse)
+    (dec, info), how = cached_smollm2(precision, reuse=reuse)
     m = catalog.load_model(model)
     want = DecoderConfig.from_model(m, rope_theta=dec.config.rope_theta, norm_eps=dec.config.norm_eps,
                                     rope_layout=dec.config.rope_layout)

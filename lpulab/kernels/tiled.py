@@ -215,11 +215,12 @@ def _blas_controllers():
 
 @contextmanager
 def blas_single():
-    """BLAS at one thread inside (re-entrant; the outermost level restores the setting)."""
+    """BLAS at one thread inside (re-entrant; the outermost level restores the setting).
+
+    Always, also when the kernels themselves run on one thread: their BLAS calls are
+    small (a tile), where BLAS's own threads cost more than they give, and a BLAS thread
+    pool that spin-waits degrades badly on a machine whose cores are shared."""
     global _BLAS_DEPTH, _BLAS_SAVED
-    if threads() < 2:
-        yield
-        return
     with _BLAS_LOCK:
         _BLAS_DEPTH += 1
         if _BLAS_DEPTH == 1:
