@@ -22,6 +22,7 @@ Weights are either float ndarrays or objects with the small weight protocol used
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -58,6 +59,14 @@ __all__ = [
 ]
 
 ROPE_LAYOUTS = ("half", "interleaved")
+
+#: Up to this many elements the element-wise operators use plain expressions (a new array
+#: per operation); above it, one buffer updated in place (``out=``, ``+=``). Measured
+#: (benchmarks/bench_elementwise.py): on a decode step's few thousand values a call's fixed
+#: cost decides and the plain form is faster; on a prefill's activations the temporaries
+#: no longer fit the L2 cache and the in-place form is up to several times faster. Both
+#: forms do the same arithmetic, so the results are identical.
+INPLACE_MIN = 1 << 14
 
 # Element-wise FLOPs per element, docs/counting.md.
 RMSNORM_FLOPS = 4
@@ -116,6 +125,10 @@ class OpCount:
 
 _COUNT_FIELDS = ("flops", "weight", "act_read", "act_write", "kv_read", "kv_write")
 
+#: The operators' counts: an OpCount is immutable, and a decoder makes the same ones every
+#: step, so equal arguments share one instance (a dictionary lookup, not a construction).
+_count = lru_cache(maxsize=1 << 16)(OpCount)
+
 
 def total(counts: Iterable[OpCount], name: str = "total") -> OpCount:
     """Sum of counts (FLOPs and each byte kind)."""
@@ -162,7 +175,8 @@ def _qrows(x: np.ndarray, absmax: np.ndarray | None, bits: int) -> tuple[np.ndar
         scale[scale == 0] = 1.0
     q = x / scale[:, None]
     np.rint(q, out=q)
-    np.clip(q, -qmax, qmax, out=q)
+    np.minimum(q, qmax, out=q)  # |x| <= absmax already keeps q in range; this guards the rounding
+    np.maximum(q, -qmax, out=q)
     return q, scale
 
 
@@ -237,6 +251,15 @@ class _Quantised:
     ``int_max``, ``tile_dtype``, ``fill_tile`` and ``act_bits``."""
 
     ndim = 2
+
+    @property
+    def scale64(self) -> np.ndarray:
+        """The row scales as float64 (made once)."""
+        s = self.__dict__.get("_scale64")
+        if s is None:
+            s = self.scale.astype(np.float64)
+            object.__setattr__(self, "_scale64", s)
+        return s
 
     @property
     def acc_itemsize(self) -> int:
@@ -608,10 +631,11 @@ def matmul_t_many(x: np.ndarray, weights: Sequence) -> list[np.ndarray]:
         y = tiled.float_matmul_t(x, weights)
     elif isinstance(w0, _Quantised):
         xq, xs = _qrows(x, None, w0.act_bits)
+        ws = w0.scale64 if len(weights) == 1 else np.concatenate([w.scale64 for w in weights])
+        # dequantize_acc's arithmetic, in the accumulators' own buffer
+        s = np.multiply(xs.astype(np.float64)[:, None], ws)
         with tiled.blas_single():
-            acc = tiled.exact_accumulate(xq, weights, w0.act_bits)
-        ws = w0.scale if len(weights) == 1 else np.concatenate([w.scale for w in weights])
-        y = dequantize_acc(acc, xs, ws)
+            y = tiled.exact_accumulate(xq, weights, w0.act_bits, scale=s).astype(np.float32)
     else:
         return [w.matmul_t(x) for w in weights]
     return [y] if len(weights) == 1 else _split_cols(y, [w.shape[0] for w in weights])
@@ -662,7 +686,7 @@ def matmul(a: np.ndarray, b: np.ndarray, *, name: str = "matmul") -> tuple[np.nd
     y = a @ b
     m, k = a.shape
     n = b2.shape[1]
-    return y, OpCount(name, flops=2 * m * k * n, act_read=a.nbytes + b.nbytes, act_write=y.nbytes)
+    return y, _count(name, flops=2 * m * k * n, act_read=a.nbytes + b.nbytes, act_write=y.nbytes)
 
 
 def _linear_count(x: np.ndarray, w, name: str, write: str, write_itemsize: int | None) -> OpCount:
@@ -675,7 +699,7 @@ def _linear_count(x: np.ndarray, w, name: str, write: str, write_itemsize: int |
     o = shape[0]
     a = x.itemsize
     out_bytes = n * o * (write_itemsize if (write == "kv" and write_itemsize) else a)
-    return OpCount(
+    return _count(
         name,
         flops=2 * n * k * o,
         weight=weight_payload_bytes(w),
@@ -722,7 +746,7 @@ def embedding(tokens: np.ndarray, table, *, name: str = "embedding") -> tuple[np
         x = table.take_rows(idx)
     n = idx.size
     w_bytes = int(round(n * h * _bytes_per_weight(table)))
-    return x, OpCount(name, weight=w_bytes, act_write=n * h * x.itemsize)
+    return x, _count(name, weight=w_bytes, act_write=n * h * x.itemsize)
 
 
 def lm_head(x_last: np.ndarray, w, *, name: str = "lm_head") -> tuple[np.ndarray, OpCount]:
@@ -743,15 +767,15 @@ def rmsnorm(x: np.ndarray, gain: np.ndarray, eps: float, *, name: str) -> tuple[
     n, h = x.shape
     if gain.shape != (h,):
         raise ValueError(f"rmsnorm {name!r}: gain must have shape ({h},), got {gain.shape}")
-    ms = np.square(x, dtype=np.float64).sum(axis=1)
-    ms /= h
-    ms += eps
-    scale = np.sqrt(ms.astype(np.float32))
-    np.divide(1.0, scale, out=scale)
-    y = x * scale.astype(x.dtype, copy=False)[:, None]
-    y *= gain
+    ms = np.sum(np.square(x, dtype=np.float64), axis=1) / h
+    scale = (1.0 / np.sqrt((ms + eps).astype(np.float32))).astype(x.dtype, copy=False)
+    if x.size <= INPLACE_MIN:
+        y = (x * scale[:, None]) * gain
+    else:
+        y = x * scale[:, None]
+        y *= gain
     a = x.itemsize
-    return y, OpCount(name, flops=RMSNORM_FLOPS * n * h, weight=h * gain.itemsize, act_read=n * h * a, act_write=n * h * a)
+    return y, _count(name, flops=RMSNORM_FLOPS * n * h, weight=h * gain.itemsize, act_read=n * h * a, act_write=n * h * a)
 
 
 def residual_add(x: np.ndarray, y: np.ndarray, *, name: str) -> tuple[np.ndarray, OpCount]:
@@ -759,20 +783,21 @@ def residual_add(x: np.ndarray, y: np.ndarray, *, name: str) -> tuple[np.ndarray
     if x.shape != y.shape:
         raise ValueError(f"residual_add {name!r}: shapes differ, {x.shape} vs {y.shape}")
     z = x + y
-    return z, OpCount(name, flops=RESIDUAL_FLOPS * x.size, act_read=2 * x.size * x.itemsize, act_write=z.size * z.itemsize)
+    return z, _count(name, flops=RESIDUAL_FLOPS * x.size, act_read=2 * x.size * x.itemsize, act_write=z.size * z.itemsize)
 
 
 def _softmax(x: np.ndarray, mask: np.ndarray | None, scale: float) -> np.ndarray:
     z = x * np.asarray(scale, dtype=x.dtype) if scale != 1.0 else x.copy()
-    if mask is not None and not mask.all():
+    if mask is not None and (z.size > INPLACE_MIN or not mask.all()):
         z = np.where(mask, z, np.asarray(-np.inf, dtype=z.dtype))
     m = np.max(z, axis=-1, keepdims=True)
-    if not np.isfinite(m).all():  # a row with every position masked
-        m = np.where(np.isfinite(m), m, 0)
+    m = np.where(np.isfinite(m), m, 0)  # a row with every position masked
+    if z.size <= INPLACE_MIN:
+        e = np.exp(z - m)
+        return e / np.sum(e, axis=-1, keepdims=True)
     z -= m
     np.exp(z, out=z)
-    s = np.sum(z, axis=-1, keepdims=True)
-    z /= s
+    z /= np.sum(z, axis=-1, keepdims=True)
     return z
 
 
@@ -788,7 +813,7 @@ def softmax(
     p = _softmax(x, mask, scale)
     n = x.size if mask is None else int(np.count_nonzero(np.broadcast_to(mask, x.shape)))
     a = x.itemsize
-    return p, OpCount(name, flops=SOFTMAX_FLOPS * n, act_read=n * a, act_write=n * a)
+    return p, _count(name, flops=SOFTMAX_FLOPS * n, act_read=n * a, act_write=n * a)
 
 
 def silu_mul(g: np.ndarray, u: np.ndarray, *, name: str) -> tuple[np.ndarray, OpCount]:
@@ -796,13 +821,16 @@ def silu_mul(g: np.ndarray, u: np.ndarray, *, name: str) -> tuple[np.ndarray, Op
     if g.shape != u.shape:
         raise ValueError(f"silu_mul {name!r}: shapes differ, {g.shape} vs {u.shape}")
     with np.errstate(over="ignore"):
-        y = np.negative(g)
-        np.exp(y, out=y)
-        y += np.asarray(1, g.dtype)
-        np.divide(g, y, out=y)
-        y *= u
+        if g.size <= INPLACE_MIN:
+            y = g / (np.asarray(1, g.dtype) + np.exp(-g)) * u
+        else:  # one buffer, in place: no temporaries of the activations' size
+            y = np.negative(g)
+            np.exp(y, out=y)
+            y += np.asarray(1, g.dtype)
+            np.divide(g, y, out=y)
+            y *= u
     a = g.itemsize
-    return y, OpCount(name, flops=SILU_MUL_FLOPS * g.size, act_read=2 * g.size * a, act_write=g.size * a)
+    return y, _count(name, flops=SILU_MUL_FLOPS * g.size, act_read=2 * g.size * a, act_write=g.size * a)
 
 
 # --------------------------------------------------------------------------- rotary
@@ -860,7 +888,7 @@ def rope(
     qr, kr = both[:, : q.shape[1]], both[:, q.shape[1]:]
     elems = q.size + k.size
     a = q.itemsize
-    return qr, kr, OpCount(name, flops=ROPE_FLOPS * elems, act_read=elems * a, act_write=elems * a)
+    return qr, kr, _count(name, flops=ROPE_FLOPS * elems, act_read=elems * a, act_write=elems * a)
 
 
 # --------------------------------------------------------------------------- attention
@@ -928,10 +956,10 @@ def attention(
     k_att = b * (s * past + s * (s + 1) // 2)
     kv_bytes = b * t * g * dh * c
     counts = [
-        OpCount(prefix + "attn_scores", flops=2 * dh * hq * k_att, act_read=n * hq * dh * a,
+        _count(prefix + "attn_scores", flops=2 * dh * hq * k_att, act_read=n * hq * dh * a,
                 act_write=hq * k_att * a, kv_read=kv_bytes),
-        OpCount(prefix + "softmax", flops=SOFTMAX_FLOPS * hq * k_att, act_read=hq * k_att * a, act_write=hq * k_att * a),
-        OpCount(prefix + "attn_values", flops=2 * dh * hq * k_att, act_read=hq * k_att * a,
+        _count(prefix + "softmax", flops=SOFTMAX_FLOPS * hq * k_att, act_read=hq * k_att * a, act_write=hq * k_att * a),
+        _count(prefix + "attn_values", flops=2 * dh * hq * k_att, act_read=hq * k_att * a,
                 act_write=n * hq * dh * a, kv_read=kv_bytes),
     ]
     return out, counts

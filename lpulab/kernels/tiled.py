@@ -35,6 +35,7 @@ import os
 import queue
 import threading
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -55,8 +56,10 @@ __all__ = [
 
 #: Reduction chunk for float32 tiles: 1024 * 128 * 127 < 2**24 (8-bit pieces x int8 weights).
 K_CHUNK_F32 = 1024
-#: Weight elements expanded per tile on the matrix-vector path (2 MiB of float32: large enough that a call costs little next to its work, small enough to stay in the last-level cache).
-TILE_ELEMS = 1 << 19
+#: Weight elements expanded per tile on the matrix-vector path (4 MiB of float32: large
+#: enough that a numpy call costs little next to its work, small enough that a tile per
+#: thread stays in the last-level cache, from where BLAS reads it as fast as from L2).
+TILE_ELEMS = 1 << 20
 #: Weight elements per tile on the matrix-matrix path (BLAS blocks it further itself).
 GEMM_TILE_ELEMS = 1 << 18
 #: Up to this many activation vectors (rows x pieces), one GEMV each beats a GEMM (which packs the tile).
@@ -240,14 +243,19 @@ def blas_single():
                         lib.set_num_threads(n)
 
 
-def row_splits(o: int, parts: int, align: int = ROW_ALIGN) -> list[tuple[int, int]]:
-    """``parts`` contiguous row ranges covering ``[0, o)`` (cut at multiples of ``align``;
-    fewer ranges when there are not enough rows)."""
+def row_splits(o: int, parts: int, align: int | None = None) -> tuple[tuple[int, int], ...]:
+    """``parts`` contiguous row ranges covering ``[0, o)`` (cut at multiples of ``align``,
+    default ``ROW_ALIGN``; fewer ranges when there are not enough rows)."""
+    return _row_splits(o, parts, ROW_ALIGN if align is None else align)
+
+
+@lru_cache(maxsize=4096)
+def _row_splits(o: int, parts: int, align: int) -> tuple[tuple[int, int], ...]:
     units = -(-o // align)
     parts = max(1, min(parts, units))
     edges = [min(o, round(i * units / parts) * align) for i in range(parts + 1)]
     edges[-1] = o
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return tuple((a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a)
 
 
 # --------------------------------------------------------------------------- per-thread scratch
@@ -272,13 +280,11 @@ def _tile_buffer(rows: int, cols: int, dtype) -> np.ndarray:
 # --------------------------------------------------------------------------- exact integer products
 
 
-def _plan(fmt, act_bits: int) -> tuple[np.dtype, int, int]:
-    """(tile dtype, activation piece base (0: whole activations), reduction chunk) of a
-    weight format, so that every partial sum of a tile product is an exact float."""
-    k = fmt.shape[1]
-    wmax = int(fmt.int_max)
+@lru_cache(maxsize=1024)
+def _plan_for(int_max: int, tile_dtype, k: int, act_bits: int) -> tuple[np.dtype, int, int]:
+    wmax = int(int_max)
     amax = 2 ** (act_bits - 1) - 1
-    dt = np.dtype(fmt.tile_dtype)
+    dt = np.dtype(tile_dtype)
     if dt == np.float32:
         base = 256 if act_bits > 8 else 0
         piece = 128 if base else amax
@@ -293,21 +299,49 @@ def _plan(fmt, act_bits: int) -> tuple[np.dtype, int, int]:
     return dt, base, kc
 
 
-def _pieces(xq: np.ndarray, base: int, dtype) -> tuple[np.ndarray, list[float]]:
+def _plan(fmt, act_bits: int) -> tuple[np.dtype, int, int]:
+    """(tile dtype, activation piece base (0: whole activations), reduction chunk) of a
+    weight format, so that every partial sum of a tile product is an exact float."""
+    return _plan_for(fmt.int_max, fmt.tile_dtype, fmt.shape[1], act_bits)
+
+
+def _pieces(xq: np.ndarray, base: int, dtype) -> tuple[np.ndarray, tuple[float, ...]]:
     """Activation rows as float pieces and their weights: ``x = sum(w_p * piece_p)``."""
     if not base:
         return np.asarray(xq, dtype=dtype), (1.0,)
-    x = np.asarray(xq, dtype=np.float32)
-    hi = np.rint(x * np.float32(1.0 / base))
-    lo = x - np.float32(base) * hi  # |hi|, |lo| <= base / 2 for |x| < base**2 / 2
-    return np.concatenate([hi, lo]).astype(dtype, copy=False), (float(base), 1.0)
+    n = xq.shape[0]
+    v = np.empty((2 * n, xq.shape[1]), np.float32)
+    hi, lo = v[:n], v[n:]
+    np.multiply(xq, np.float32(1.0 / base), out=hi)
+    np.rint(hi, out=hi)
+    np.multiply(hi, np.float32(base), out=lo)
+    np.subtract(xq, lo, out=lo)  # |hi|, |lo| <= base / 2 for |x| < base**2 / 2
+    return v.astype(dtype, copy=False), (float(base), 1.0)
 
 
-def _exact_rows(fmt, v: np.ndarray, out: np.ndarray, col: int, kc: int, dt: np.dtype, r0: int, r1: int) -> None:
+class _Stack:
+    """Several weight formats of the same plan, one below the other: their rows form one
+    row space, so a tile may take rows from several of them and one BLAS call multiplies
+    all (q, k and v of a layer are one product, not three)."""
+
+    def __init__(self, fmts: Sequence):
+        self.fmts = list(fmts)
+        self.offsets = [0]
+        for f in self.fmts:
+            self.offsets.append(self.offsets[-1] + f.shape[0])
+        self.shape = (self.offsets[-1], self.fmts[0].shape[1])
+
+    def fill_tile(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray) -> None:
+        for f, a, b in zip(self.fmts, self.offsets, self.offsets[1:]):
+            lo, hi = max(r0, a), min(r1, b)
+            if lo < hi:
+                f.fill_tile(lo - a, hi - a, c0, c1, out[lo - r0:hi - r0])
+
+
+def _exact_rows(fmt, v: np.ndarray, out: np.ndarray, kc: int, dt: np.dtype, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of ``fmt``'s integer matrix times the vectors ``v`` (m, k), chunk by
-    chunk of the reduction, into columns ``col + r0 : col + r1`` of ``out``:
-    ``out[c, j, col + r] = sum_{k in chunk c} W_int[r, k] * v[j, k]`` (GEMV path, m <=
-    GEMV_MAX) or ``out[c, col + r, j]`` (GEMM path)."""
+    chunk of the reduction: ``out[c, j, r] = sum_{k in chunk c} W_int[r, k] * v[j, k]``
+    (GEMV path, m <= GEMV_MAX) or ``out[c, r, j]`` (GEMM path)."""
     k = fmt.shape[1]
     m = v.shape[0]
     gemv = m <= GEMV_MAX
@@ -318,16 +352,16 @@ def _exact_rows(fmt, v: np.ndarray, out: np.ndarray, col: int, kc: int, dt: np.d
         b = min(r1, a + rows)
         for c, k0 in enumerate(range(0, k, kc)):
             k1 = min(k, k0 + kc)
-            t = buf[: b - a, : k1 - k0] if (b - a, k1 - k0) != buf.shape else buf
+            t = buf if (b - a, k1 - k0) == buf.shape else buf[: b - a, : k1 - k0]
             fill(a, b, k0, k1, t)
             if gemv:
                 for j in range(m):
-                    np.matmul(t, v[j, k0:k1], out=out[c, j, col + a:col + b])
+                    np.matmul(t, v[j, k0:k1], out=out[c, j, a:b])
             else:
-                np.matmul(t, v[:, k0:k1].T, out=out[c, col + a:col + b])
+                np.matmul(t, v[:, k0:k1].T, out=out[c, a:b])
 
 
-def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int) -> np.ndarray:
+def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np.ndarray | None = None) -> np.ndarray:
     """Exact ``xq @ W_int.T`` for the weights in ``weights`` side by side (they share the
     input, e.g. q, k and v), as one parallel job.
 
@@ -335,65 +369,81 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int) -> np.nda
     2**(act_bits-1) - 1``. Each weight is a format object with ``shape``, ``int_max``
     (largest ``|W_int|``), ``tile_dtype`` and ``fill_tile(r0, r1, c0, c1, out)``. Returns
     float64 (n, sum of the weights' rows) holding the exact integer accumulators, the
-    weights' columns in order.
+    weights' columns in order; with ``scale`` (float64, broadcastable to that shape) the
+    accumulators times ``scale``, formed in the same buffer (one rounding per element).
     """
     xq = np.asarray(xq)
     if xq.ndim != 2:
         raise ValueError(f"exact_accumulate: activations must be 2-D (rows, features), got shape {xq.shape}")
     n, k = xq.shape
-    cols = []
     for fmt in weights:
         if fmt.shape[1] != k:
             raise ValueError(f"exact_accumulate: inner dimensions differ (activations {k}, weight {tuple(fmt.shape)})")
-        cols.append(fmt.shape[0])
-    total_o = sum(cols)
-    result = np.zeros((n, total_o)) if not (n and k) else None
-    if result is not None:
-        return result
-    # group the weights by how their tiles are multiplied (usually one group)
-    groups: dict = {}
-    off = 0
-    for fmt, o in zip(weights, cols):
-        groups.setdefault(_plan(fmt, act_bits), []).append((fmt, off, o))
-        off += o
-    jobs = []  # (items, vectors, out, kc, dtype, piece weights)
+    plans = [_plan(fmt, act_bits) for fmt in weights]
+    if all(p == plans[0] for p in plans[1:]):
+        groups = {plans[0]: [(fmt, None) for fmt in weights]}
+    else:
+        groups, off = {}, 0
+        for fmt, p in zip(weights, plans):
+            groups.setdefault(p, []).append((fmt, off))
+            off += fmt.shape[0]
+    total_o = sum(fmt.shape[0] for fmt in weights)
+    if not (n and k):
+        acc = np.zeros((n, total_o))
+        return acc if scale is None else acc * scale
+    jobs = []  # (stack, vectors, out, kc, dtype, piece weights, column offset of each stacked weight)
     for (dt, base, kc), items in groups.items():
         v, wts = _pieces(xq, base, dt)
+        stack = items[0][0] if len(items) == 1 else _Stack([f for f, _ in items])
         m = v.shape[0]
-        og = sum(o for _, _, o in items)
-        chunks = -(-k // kc)
-        out = np.empty((chunks, m, og) if m <= GEMV_MAX else (chunks, og, m), dt)
-        jobs.append((items, v, out, kc, dt, wts))
+        og = stack.shape[0]
+        out = np.empty((-(-k // kc), m, og) if m <= GEMV_MAX else (-(-k // kc), og, m), dt)
+        jobs.append((stack, v, out, kc, dt, wts, [off for _, off in items]))
     nt = threads() if n * total_o * k >= PARALLEL_MIN_ELEMS else 1
-    splits = [[row_splits(o, nt) for _, _, o in items] for items, *_ in jobs]
-    nparts = max(len(sp) for job in splits for sp in job)
+    splits = [row_splits(job[0].shape[0], nt) for job in jobs]
+    nparts = max(len(sp) for sp in splits)
 
     def part(i: int) -> None:
-        for (items, v, out, kc, dt, _), sps in zip(jobs, splits):
-            col = 0
-            for (fmt, _, o), sp in zip(items, sps):
-                if i < len(sp):
-                    _exact_rows(fmt, v, out, col, kc, dt, *sp[i])
-                col += o
+        for (stack, v, out, kc, dt, _, _), sp in zip(jobs, splits):
+            if i < len(sp):
+                _exact_rows(stack, v, out, kc, dt, *sp[i])
 
     if nparts == 1:
         part(0)
     else:
         run_parallel(part, [(i,) for i in range(nparts)])
-    single = len(jobs) == 1 and len(jobs[0][0]) == len(weights)
-    result = None if single else np.empty((n, total_o))
-    for items, v, out, kc, dt, wts in jobs:
-        acc = out[0].astype(np.float64) if out.shape[0] == 1 else out.sum(axis=0, dtype=np.float64)
-        if v.shape[0] > GEMV_MAX:
-            acc = acc.T
-        if len(wts) > 1:  # rows [p*n:(p+1)*n] carry activation piece p (exact: integers < 2**53)
-            acc = acc[:n] * wts[0] + acc[n:]
-        if single:
-            return np.ascontiguousarray(acc)
+    result = None
+    for stack, v, out, kc, dt, wts, offs in jobs:
+        gemv = v.shape[0] <= GEMV_MAX
+        if not gemv:
+            out = out.transpose(0, 2, 1)  # (chunks, m, og)
+        # acc = sum over chunks and activation pieces, in float64 (exact: integers < 2**53)
+        acc = np.empty((n, stack.shape[0]))
+        first = True
+        for c in range(out.shape[0]):
+            for p, w in enumerate(wts):
+                part_ = out[c, p * n:(p + 1) * n]
+                if first:
+                    np.multiply(part_, w, out=acc, dtype=np.float64) if w != 1.0 else np.copyto(acc, part_)
+                    first = False
+                elif w != 1.0:
+                    acc += w * part_.astype(np.float64)
+                else:
+                    acc += part_
+        if len(jobs) == 1:
+            if scale is not None:
+                acc *= scale
+            return acc
+        if result is None:
+            result = np.empty((n, total_o))
+        sub = stack.fmts if isinstance(stack, _Stack) else [stack]
         col = 0
-        for fmt, off, o in items:
+        for fmt, off in zip(sub, offs):
+            o = fmt.shape[0]
             result[:, off:off + o] = acc[:, col:col + o]
             col += o
+    if scale is not None:
+        result *= scale
     return result
 
 
