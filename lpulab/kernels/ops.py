@@ -496,7 +496,8 @@ class Int4Weight(_Quantised):
     (shared power-of-two block exponents, as the OCP microscaling formats use). Integer
     values ``q * 2**(12 - exp)`` keep the products exact (float64 tiles), so sharding stays
     bit-exact; the per-block factors are applied to per-block partial sums, which are exact
-    integers too. Input-axis slices must start and end on block boundaries.
+    integers too. A slice along either axis is a view (a column slice may start or end
+    inside a block, or a byte).
     """
 
     packed: np.ndarray  # uint8 (rows, ceil(k/2))
@@ -505,7 +506,7 @@ class Int4Weight(_Quantised):
     cols: int
     block: int = 32
     act_bits: int = 16
-    col0: int = 0  # first column (a view's offset into packed, in weights; block-aligned)
+    col0: int = 0  # first column (a view's offset into packed, in weights)
 
     int_max = INT4_QMAX << INT4_SPAN
     tile_dtype = np.float64
@@ -517,9 +518,9 @@ class Int4Weight(_Quantised):
             raise ValueError(f"Int4Weight.block must be an even number >= 2, got {self.block!r}")
         if not isinstance(self.packed, np.ndarray) or self.packed.dtype != np.uint8 or self.packed.ndim != 2:
             raise ValueError("Int4Weight.packed must be a 2-D uint8 array")
-        if self.col0 % self.block or self.cols < 0 or self.col0 + self.cols > 2 * self.packed.shape[1]:
+        if self.col0 < 0 or self.cols < 0 or self.col0 + self.cols > 2 * self.packed.shape[1]:
             raise ValueError(f"Int4Weight: columns {self.col0}:{self.col0 + self.cols} do not fit the packed array "
-                             f"({2 * self.packed.shape[1]} nibbles) or do not start on a block of {self.block}")
+                             f"({2 * self.packed.shape[1]} nibbles)")
         if self.exp.dtype != np.uint8 or self.exp.shape != (self.packed.shape[0], -(-2 * self.packed.shape[1] // self.block)):
             raise ValueError(f"Int4Weight.exp must be uint8 of shape (rows, blocks), got {self.exp.dtype} {self.exp.shape}")
         _check_scale("Int4Weight", self.scale, self.packed.shape[0])
@@ -570,24 +571,25 @@ class Int4Weight(_Quantised):
         return (self.packed.shape[0] * self.cols + 1) // 2
 
     def fill_tile(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray) -> None:
-        """Integer values ``q * 2**(12 - exp)`` of rows r0:r1, columns c0:c1 (c0 on a block)."""
+        """Integer values ``q * 2**(12 - exp)`` of rows r0:r1, columns c0:c1."""
         bs = self.block
-        a, b = self.col0 + c0, self.col0 + c1
-        if a % bs:
-            raise ValueError(f"Int4Weight: a tile must start on a block boundary ({bs}), got column {c0}")
+        a, b = self.col0 + c0, self.col0 + c1  # columns of the packed array
         rows, width = r1 - r0, b - a
         src = self.packed[r0:r1, a // 2:(b + 1) // 2]
-        if out.flags.c_contiguous and width % 2 == 0:
+        if a % 2 == 0 and width % 2 == 0 and out.flags.c_contiguous:
             np.take(_NIBBLES, src, axis=0, out=out.reshape(rows, width // 2, 2), mode="clip")
-        else:
-            out[...] = np.take(_NIBBLES, src, axis=0, mode="clip").reshape(rows, -1)[:, :width]
-        f = np.ldexp(1.0, INT4_SPAN - self.exp[r0:r1, a // bs:-(-b // bs)].astype(np.int64))
-        nfull = width // bs
+        else:  # a column range that starts or ends inside a byte
+            out[...] = np.take(_NIBBLES, src, axis=0, mode="clip").reshape(rows, -1)[:, a % 2:a % 2 + width]
+        fb = a // bs
+        f = np.ldexp(1.0, INT4_SPAN - self.exp[r0:r1, fb:(b - 1) // bs + 1].astype(np.int64))
+        head = min(b, (fb + 1) * bs) - a  # the (possibly partial) first block
+        out[:, :head] *= f[:, :1]
+        nfull = (width - head) // bs
         if nfull:
-            v = out[:, : nfull * bs].reshape(rows, nfull, bs)  # a view: rows of out are contiguous
-            np.multiply(v, f[:, :nfull, None], out=v)
-        if width % bs:
-            out[:, nfull * bs:] *= f[:, nfull:nfull + 1]
+            v = out[:, head:head + nfull * bs].reshape(rows, nfull, bs)  # a view: out's rows are contiguous
+            np.multiply(v, f[:, 1:1 + nfull, None], out=v)
+        if head + nfull * bs < width:
+            out[:, head + nfull * bs:] *= f[:, 1 + nfull:2 + nfull]
 
     def slice(self, axis: int, start: int, stop: int) -> "Int4Weight":
         if axis == 0:
@@ -596,9 +598,6 @@ class Int4Weight(_Quantised):
         if axis == 1:
             if not 0 <= start < stop <= self.cols:
                 raise ValueError(f"Int4Weight.slice: columns {start}:{stop} are outside 0:{self.cols}")
-            if (self.col0 + start) % self.block:
-                raise ValueError(f"Int4Weight.slice: an input-axis slice must start on a block boundary (blocks of "
-                                 f"{self.block} weights share a factor), got {start}:{stop}")
             return Int4Weight(self.packed, self.exp, self.scale, stop - start, self.block, self.act_bits,
                               self.col0 + start)
         raise ValueError(f"Int4Weight.slice: axis must be 0 or 1, got {axis}")

@@ -154,7 +154,8 @@ def fits_one_chip(decoder: Decoder, model, device, *, context: int) -> pd.DataFr
     for w in ("int8", "fp32"):
         prec = workload.Precision(w, "fp32", "fp32")
         n = placement.need(model, device, batch=1, context=context, precision=prec)
-        dec = decoder if decoder.precision == w else (decoder.quantized() if w == "int8" else None)
+        dec = decoder if decoder.precision == w else (
+            decoder.quantized() if (w == "int8" and decoder.precision == "fp32") else None)
         ok = None
         if dec is not None:
             try:

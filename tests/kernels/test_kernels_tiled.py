@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpulab.kernels import Decoder, DecoderConfig, PlanError, ShardedDecoder, build_plan, cache, ops, tiled
+from lpulab.kernels import Decoder, DecoderConfig, ShardedDecoder, build_plan, cache, ops, tiled
 from lpulab.kernels.ops import E4M3, Fp8Weight, Int4Weight, Int8Weight
 
 FORMATS = [Int8Weight, Fp8Weight, Int4Weight]
@@ -139,21 +139,26 @@ def test_int4_blocks_packing_and_slices():
     np.testing.assert_array_equal(q.slice(1, 32, 70).dense_int(), q.dense_int()[:, 32:])
     np.testing.assert_array_equal(q.slice(0, 1, 4).slice(1, 64, 70).dense_int(), q.dense_int()[1:4, 64:])
     np.testing.assert_array_equal(q.take_rows(np.array([4, 0])), q.dequantize()[[4, 0]])
-    with pytest.raises(ValueError, match="must start on a block boundary"):
-        q.slice(1, 16, 70)
+    for a, b in [(16, 70), (3, 37), (33, 64), (5, 7), (63, 65)]:  # inside blocks and inside bytes
+        part = q.slice(1, a, b)
+        np.testing.assert_array_equal(part.dense_int(), q.dense_int()[:, a:b])
+        np.testing.assert_array_equal(part.slice(1, 1, b - a).dense_int(), q.dense_int()[:, a + 1:b])
+        assert part.payload_nbytes == (6 * (b - a) + 1) // 2
+    with pytest.raises(ValueError, match="outside 0:70"):
+        q.slice(1, 10, 71)
 
 
-def test_int4_sharding_needs_block_aligned_cuts_and_is_then_bit_exact():
-    cfg = DecoderConfig(n_layers=2, hidden=64, n_heads=4, n_kv_heads=2, head_dim=32, ffn=96, vocab=40)
+def test_int4_sharding_cuts_anywhere_and_stays_bit_exact():
+    cfg = DecoderConfig(n_layers=2, hidden=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=96, vocab=40)
     m = Decoder.random(cfg, seed=0, precision="int4")
-    with pytest.raises(PlanError, match="down_proj .* block boundary"):
-        ShardedDecoder(m, build_plan(cfg, n_chips=2, tensor_parallel=2, sram_bytes=10**12, ffn_cuts=[40]))
-    sd = ShardedDecoder(m, build_plan(cfg, n_chips=2, tensor_parallel=2, sram_bytes=10**12, ffn_cuts=[64]))
-    assert sd.exactness == "bit-exact"
     prompt = np.array([[3, 1, 4, 1, 5]])
-    whole, shard = m.generate(prompt, 3), sd.generate(prompt, 3)
-    for s, ref in zip(shard.steps, whole.logits):
-        np.testing.assert_array_equal(s.logits, ref)
+    whole = m.generate(prompt, 3)
+    for cut in (40, 41, 64):  # inside a block, inside a byte, on a block boundary
+        sd = ShardedDecoder(m, build_plan(cfg, n_chips=2, tensor_parallel=2, sram_bytes=10**12, ffn_cuts=[cut]))
+        assert sd.exactness == "bit-exact"
+        shard = sd.generate(prompt, 3)
+        for s, ref in zip(shard.steps, whole.logits):
+            np.testing.assert_array_equal(s.logits, ref)
 
 
 @pytest.mark.parametrize("precision", ["fp8", "int4"])
@@ -165,7 +170,7 @@ def test_other_formats_shard_bit_for_bit(precision):
     whole = m.generate(prompt, 3)
     for stages, tp in [(3, 1), (1, 3)]:
         sd = ShardedDecoder(m, build_plan(cfg, n_chips=stages * tp, pipeline_stages=stages, tensor_parallel=tp,
-                                          sram_bytes=10**12, ffn_cuts=[32, 96] if tp == 3 else None))
+                                          sram_bytes=10**12, ffn_cuts=[37, 96] if tp == 3 else None))
         shard = sd.generate(prompt, 3)
         assert sd.exactness == "bit-exact"
         for s, ref in zip(shard.steps, whole.logits):
