@@ -11,18 +11,21 @@ remembered with its SHA-256 (:func:`files_read`) so a report can state its input
 
 from __future__ import annotations
 
+import copy
+import datetime
 import hashlib
 import math
 import re
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from . import paths, units
 
 KINDS = ("vendor-peak", "derived", "measured", "estimate")
-CONFIDENCES = ("official", "third-party", "media", "unverified", "measured")
+CONFIDENCES = ("official", "third-party", "media", "unverified", "measured", "override")
 CATEGORIES = ("gpu", "lpu", "tpu", "cpu")
 TIERS = ("sram", "l1", "l2", "l3", "hbm", "gddr", "dram")
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
@@ -65,6 +68,173 @@ def record_read(path: Path) -> bytes:
     raw = Path(path).read_bytes()
     _FILES_READ[_rel(Path(path))] = hashlib.sha256(raw).hexdigest()
     return raw
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+@dataclass(frozen=True)
+class Override:
+    """One per-run change of a catalog number: ``"<id>.<path>": "<quantity>"``."""
+
+    key: str                  # as the user wrote it
+    kind: str                 # hardware | models | prices
+    id: str
+    path: tuple[str, ...]
+    text: str                 # the new value as written ("15000 USD", "40 TB/s", 15000)
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "file": f"{self.kind}/{self.id}.toml", "path": ".".join(self.path),
+                "value": self.text}
+
+
+_OVERRIDES: tuple[Override, ...] = ()
+_OVERRIDE_KINDS = ("hardware", "models", "prices")
+
+
+def _quantity_paths(raw: Mapping, prefix: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for k, v in raw.items():
+        if k == "sources":
+            continue
+        if isinstance(v, Mapping) and "value" in v and "unit" in v:
+            out.append(".".join(prefix + (k,)))
+        elif isinstance(v, Mapping):
+            out += _quantity_paths(v, prefix + (k,))
+        elif not prefix and k in ("id",):
+            continue
+        elif isinstance(v, str) and prefix:
+            out.append(".".join(prefix + (k,)))
+    return out
+
+
+def _parse_key(key: str) -> tuple[str, str, tuple[str, ...]]:
+    """``"groq-card.price.unit"`` or ``"prices/groq-card.price.unit"`` -> (kind, id, path)."""
+    if not isinstance(key, str) or not key.strip():
+        raise CatalogError(f"overrides: a key must be '<id>.<path>' (e.g. 'groq-card.price.unit'), got {key!r}")
+    kind = None
+    rest = key.strip()
+    if "/" in rest:
+        kind, rest = rest.split("/", 1)
+        if kind not in _OVERRIDE_KINDS:
+            raise CatalogError(f"overrides: {key!r}: {kind!r} is not one of {', '.join(_OVERRIDE_KINDS)}")
+    # ids may contain dots (llama-3.1-70b): take the longest prefix that names an entry
+    parts = rest.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        cand = ".".join(parts[:cut])
+        kinds = [k for k in ([kind] if kind else _OVERRIDE_KINDS) if cand in entry_ids(k)]
+        if len(kinds) > 1:
+            raise CatalogError(f"overrides: {key!r}: {cand!r} is both a {' and a '.join(kinds)} id; write "
+                               f"'{kinds[0]}/{rest}' or '{kinds[1]}/{rest}'")
+        if kinds:
+            return kinds[0], cand, tuple(parts[cut:])
+    known = sorted(set().union(*(entry_ids(k) for k in ([kind] if kind else _OVERRIDE_KINDS))))
+    raise CatalogError(f"overrides: {key!r} names no catalog entry; a key is '<id>.<path>' with an id from: "
+                       f"{', '.join(known)}")
+
+
+def _override_target(raw: Mapping, ov: Override, rel: str):
+    node: Any = raw
+    for i, k in enumerate(ov.path):
+        if not isinstance(node, Mapping) or k not in node or k == "sources":
+            raise CatalogError(f"overrides: {ov.key!r}: {rel} has no field {'.'.join(ov.path[:i + 1])!r}; "
+                               f"fields that can be overridden: {', '.join(_quantity_paths(raw))}")
+        node = node[k]
+    return node
+
+
+def _overridden_value(old: Mapping, ov: Override, rel: str) -> dict:
+    unit = old["unit"]
+    try:
+        dimension = units.dimension_of(unit)
+    except units.UnitError as exc:
+        raise CatalogError(f"{rel}: {'.'.join(ov.path)}.unit: {exc}") from None
+    text = ov.text
+    try:
+        if isinstance(text, bool):
+            raise units.UnitError("a true/false is not a quantity")
+        if isinstance(text, (int, float)):
+            v = float(text)
+        else:
+            try:
+                v = float(str(text).strip())
+            except ValueError:
+                v = float(units.from_si(units.parse_quantity(str(text), dimension), unit, dimension))
+    except units.UnitError as exc:
+        raise CatalogError(f"overrides: {ov.key!r} = {text!r}: {exc}; give a {dimension} quantity such as "
+                           f"'{old.get('value')} {unit}'") from None
+    if not math.isfinite(v) or v < 0:
+        raise CatalogError(f"overrides: {ov.key!r} = {text!r}: expected a finite, non-negative {dimension}")
+    return {"value": v, "unit": unit, "source": "override", "kind": "estimate",
+            "note": f"Per-run override {ov.key} = {text} (the file says {old.get('value')} {unit})."}
+
+
+def _apply_overrides(kind: str, raw: dict, path: Path, overrides: tuple[Override, ...] | None = None) -> dict:
+    """``raw`` with this run's overrides of the entry applied (a copy; the file is untouched)."""
+    mine = [o for o in (_OVERRIDES if overrides is None else overrides)
+            if o.kind == kind and o.id == Path(path).stem and isinstance(raw, Mapping)]
+    if not mine:
+        return raw
+    raw = copy.deepcopy(raw)
+    rel = _rel(Path(path))
+    for ov in mine:
+        parent = _override_target(raw, Override(ov.key, kind, ov.id, ov.path[:-1], ov.text), rel) if len(ov.path) > 1 else raw
+        target = _override_target(raw, ov, rel)
+        if isinstance(target, Mapping) and "value" in target and "unit" in target:
+            parent[ov.path[-1]] = _overridden_value(target, ov, rel)
+            raw.setdefault("sources", {})["override"] = {
+                "title": "Per-run override given as a report parameter (see the report's overrides table)",
+                "url": "", "date": datetime.date.today().isoformat(), "confidence": "override"}
+        elif isinstance(target, str):
+            parent[ov.path[-1]] = str(ov.text)
+        else:
+            raise CatalogError(f"overrides: {ov.key!r}: {rel} field {'.'.join(ov.path)!r} is a table, not a number; "
+                               f"fields that can be overridden: {', '.join(_quantity_paths(raw))}")
+    return raw
+
+
+def parse_overrides(mapping: Mapping | None) -> tuple[Override, ...]:
+    """Check a mapping of overrides (``{"<id>.<path>": "<quantity>"}``) against the catalog:
+    every key names an entry and a field, every value parses in the field's dimension.
+    Raises CatalogError naming the key and what is allowed."""
+    if mapping is None:
+        return ()
+    if not isinstance(mapping, Mapping):
+        raise CatalogError(f"overrides must be a mapping of '<id>.<path>' to a quantity, got {type(mapping).__name__}")
+    out = []
+    for key, text in mapping.items():
+        if not isinstance(text, (str, int, float)) or isinstance(text, bool):
+            raise CatalogError(f"overrides: {key!r}: the value must be a quantity string such as '15000 USD' "
+                               f"or a number, got {text!r}")
+        kind, eid, path = _parse_key(key)
+        ov = Override(str(key), kind, eid, path, text)
+        file = entry_path(kind, eid)
+        _apply_overrides(kind, tomllib.loads(file.read_text("utf-8")), file, (ov,))
+        out.append(ov)
+    return tuple(out)
+
+
+def set_overrides(mapping: Mapping | None) -> tuple[Override, ...]:
+    """Make ``mapping`` this process's overrides (replacing any before); returns them checked."""
+    global _OVERRIDES
+    _OVERRIDES = parse_overrides(mapping)
+    return _OVERRIDES
+
+
+def active_overrides() -> tuple[Override, ...]:
+    """The overrides in force in this process."""
+    return _OVERRIDES
+
+
+@contextmanager
+def overriding(mapping: Mapping | None) -> Iterator[tuple[Override, ...]]:
+    """``with catalog.overriding({...}):`` the overrides hold inside the block only."""
+    global _OVERRIDES
+    before = _OVERRIDES
+    try:
+        yield set_overrides(mapping)
+    finally:
+        _OVERRIDES = before
 
 
 # --------------------------------------------------------------------------- values
@@ -207,10 +377,57 @@ class MemoryTier:
 
 @dataclass(frozen=True)
 class Link:
+    """A chip's interconnect: ``bandwidth`` per chip per direction (all links together),
+    ``latency`` of one hop, ``collective_latency`` the measured time of a small-message
+    all-reduce over the scale-up domain, ``topology`` how the chips are joined."""
+
     name: str
     bandwidth: Value | None
     links: Value | None
     latency: Value | None
+    collective_latency: Value | None = None
+    topology: str | None = None
+
+
+TOPOLOGIES = ("switch", "ring", "mesh", "torus", "dragonfly", "point-to-point", "wafer")
+TENSOR_SPLITS = ("any", "power-of-two", "kv-heads")
+
+
+@dataclass(frozen=True)
+class DeploymentRules:
+    """What a deployment of a device is made of (its file's ``[deployment]``).
+
+    ``units``: purchase/installation units, name -> chips per unit (smallest first);
+    ``unit``: the one chip counts are rounded up to; ``prices``: the price sheet of one
+    unit; ``tensor_split``: the tensor-parallel widths a stage may use (``any`` whole
+    number, ``power-of-two``, or ``kv-heads``: powers of two dividing the model's key/value
+    heads), up to ``scale_up_chips``; ``scale_up_link``/``scale_out_link``: the
+    interconnect inside and between scale-up domains."""
+
+    unit: str
+    units: Mapping[str, Value]
+    tensor_split: str
+    scale_up_chips: Value
+    scale_up_link: str | None
+    scale_out_link: str | None
+    prices: str | None
+    path: str = ""
+
+    def chips_per(self, unit: str | None = None) -> int:
+        name = unit or self.unit
+        if name not in self.units:
+            raise CatalogError(f"{self.path}: deployment has no unit {name!r} (units: {', '.join(self.units)})")
+        return int(self.units[name].si)
+
+    @property
+    def unit_chips(self) -> int:
+        """Chips in the unit a deployment is rounded up to."""
+        return self.chips_per(self.unit)
+
+    @property
+    def max_tensor(self) -> int:
+        """The widest tensor-parallel group: the scale-up domain."""
+        return int(self.scale_up_chips.si)
 
 
 @dataclass(frozen=True)
@@ -230,6 +447,31 @@ class Device:
     sources: Mapping[str, Source]
     notes: str = ""
     path: str = ""
+    deployment_rules: DeploymentRules | None = None
+
+    @property
+    def deployment(self) -> DeploymentRules:
+        """The device's ``[deployment]`` rules, or a clear error naming what to add."""
+        if self.deployment_rules is None:
+            raise CatalogError(
+                f"{self.path or self.id}: no [deployment] section: add `unit`, `tensor_split`, `scale_up_link`, "
+                "[deployment.scale_up] chips and [deployment.units.<name>] chips (see docs/architecture.md)")
+        return self.deployment_rules
+
+    @property
+    def sram_only(self) -> bool:
+        """Whether the tier that holds the weights is on the chip (an SRAM machine)."""
+        return self.memory[self.main_tier].placement == "on-chip"
+
+    def price_sheet_id(self) -> str:
+        """The id of the price sheet of one deployment unit, or a clear error naming what to add."""
+        d = self.deployment
+        if not d.prices:
+            raise CatalogError(
+                f"{self.path or self.id}: deployment.prices is not set, so {self.id} cannot be costed: add a price sheet "
+                f"prices/<id>.toml with category = \"system\" (keys count.chips_per_unit, price.unit, power.unit; see "
+                f"docs/architecture.md) to your data folder and set deployment.prices = \"<id>\" in its hardware file")
+        return d.prices
 
     @property
     def main_tier(self) -> str:
@@ -270,7 +512,51 @@ class Device:
 
 
 _DEVICE_TOP = {"id", "name", "vendor", "category", "released", "notes", "sources", "memory",
-               "compute", "clock", "interconnect", "power", "price"}
+               "compute", "clock", "interconnect", "power", "price", "deployment"}
+
+
+def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, "Link"]) -> DeploymentRules:
+    where = "deployment"
+    _check_keys(ctx, where, raw, {"prices", "unit", "units", "tensor_split", "scale_up", "scale_up_link",
+                                  "scale_out_link"}, ("unit", "units", "tensor_split", "scale_up"))
+    units_raw = raw["units"]
+    if not isinstance(units_raw, Mapping) or not units_raw:
+        ctx.fail(where + ".units", "give at least one unit, e.g. [deployment.units.node] chips = {value = 8, ...}")
+    units_ = {}
+    for name, u in units_raw.items():
+        _check_keys(ctx, f"{where}.units.{name}", u, {"chips"}, ("chips",))
+        v = _value(ctx, f"{where}.units.{name}.chips", u["chips"], "count", sources)
+        if v.si < 1 or v.si != int(v.si):
+            ctx.fail(f"{where}.units.{name}.chips.value", f"expected a whole number >= 1, got {v.value}")
+        units_[name] = v
+    unit = _string(ctx, where + ".unit", raw["unit"])
+    if unit not in units_:
+        ctx.fail(where + ".unit", f"{unit!r} is not one of the units given ({', '.join(units_)})")
+    split = _choice(ctx, where + ".tensor_split", raw["tensor_split"], TENSOR_SPLITS)
+    _check_keys(ctx, where + ".scale_up", raw["scale_up"], {"chips"}, ("chips",))
+    up = _value(ctx, where + ".scale_up.chips", raw["scale_up"]["chips"], "count", sources)
+    if up.si < 1 or up.si != int(up.si):
+        ctx.fail(where + ".scale_up.chips.value", f"expected a whole number >= 1, got {up.value}")
+    links = {}
+    for key in ("scale_up_link", "scale_out_link"):
+        name = raw.get(key)
+        if name is not None:
+            _string(ctx, f"{where}.{key}", name)
+            if name not in interconnect:
+                ctx.fail(f"{where}.{key}", f"{name!r} is not an [interconnect] of this device "
+                                           f"(has: {', '.join(interconnect) or 'none'})")
+            if interconnect[name].bandwidth is None:
+                ctx.fail(f"{where}.{key}", f"interconnect {name!r} has no bandwidth")
+        links[key] = name
+    if up.si > 1 and links["scale_up_link"] is None:
+        ctx.fail(where + ".scale_up_link", f"a scale-up domain of {int(up.si)} chips needs the interconnect that joins them")
+    prices = raw.get("prices")
+    if prices is not None:
+        _string(ctx, where + ".prices", prices)
+    return DeploymentRules(unit=unit, units=units_, tensor_split=split, scale_up_chips=up,
+                           scale_up_link=links["scale_up_link"],
+                           scale_out_link=links["scale_out_link"] or links["scale_up_link"],
+                           prices=prices or None, path=ctx.rel)
 
 
 def parse_device(raw: Mapping, path: Path) -> Device:
@@ -304,12 +590,17 @@ def parse_device(raw: Mapping, path: Path) -> Device:
     links = {}
     for lname, ln in raw.get("interconnect", {}).items():
         where = f"interconnect.{lname}"
-        _check_keys(ctx, where, ln, {"bandwidth", "links", "latency"})
+        _check_keys(ctx, where, ln, {"bandwidth", "links", "latency", "collective_latency", "topology"})
+        if "topology" in ln:
+            _choice(ctx, where + ".topology", ln["topology"], TOPOLOGIES)
         links[lname] = Link(
             lname,
             _value(ctx, where + ".bandwidth", ln["bandwidth"], "bandwidth", sources) if "bandwidth" in ln else None,
             _value(ctx, where + ".links", ln["links"], "count", sources) if "links" in ln else None,
             _value(ctx, where + ".latency", ln["latency"], "time", sources) if "latency" in ln else None,
+            _value(ctx, where + ".collective_latency", ln["collective_latency"], "time", sources)
+            if "collective_latency" in ln else None,
+            ln.get("topology"),
         )
     power = {}
     if "power" in raw:
@@ -329,28 +620,59 @@ def parse_device(raw: Mapping, path: Path) -> Device:
         released=str(raw["released"]), memory=memory, compute=compute, compute_sparse=sparse,
         interconnect=links, power=power, price=price, clock=clock, sources=sources,
         notes=str(raw.get("notes", "")), path=ctx.rel,
+        deployment_rules=_deployment(ctx, raw["deployment"], sources, links) if "deployment" in raw else None,
     )
 
 
-def _entry_path(folder: Path, id_or_path: str | Path, what: str) -> Path:
+#: The catalog's kinds of entry and the folder of a data directory that holds each.
+KINDS_OF_ENTRY = ("hardware", "models", "prices", "measurements")
+
+
+def _folders(kind: str, folder: Path | None = None) -> list[Path]:
+    """The folders searched for entries of ``kind``: ``folder`` alone when given, else the
+    user data folders (``$LPULAB_DATA``) in order, then the shipped ``data/``."""
+    if folder is not None:
+        return [Path(folder)]
+    out = []
+    for d in paths.data_dirs():
+        if d != paths.DATA and not d.is_dir():
+            raise CatalogError(f"{paths.DATA_ENV} names {str(d)!r}, which is not a folder "
+                               f"(a user data folder holds hardware/, models/, prices/ or measurements/)")
+        if (d / kind).is_dir():
+            out.append(d / kind)
+    return out
+
+
+def entry_ids(kind: str, folder: Path | None = None) -> list[str]:
+    """Every id of ``kind`` (hardware, models, prices) over the searched folders."""
+    return sorted({p.stem for f in _folders(kind, folder) for p in f.glob("*.toml")})
+
+
+def entry_path(kind: str, id_or_path: str | Path, folder: Path | None = None) -> Path:
+    """The file of entry ``id_or_path`` of ``kind`` (the first folder that has it), or a
+    path to a TOML file given directly."""
+    what = {"hardware": "device", "models": "model", "prices": "price sheet"}.get(kind, kind)
     p = Path(id_or_path)
     if p.suffix == ".toml" and p.is_file():
         return p
-    candidate = folder / f"{id_or_path}.toml"
-    if candidate.is_file():
-        return candidate
-    known = sorted(q.stem for q in folder.glob("*.toml"))
-    raise KeyError(f"unknown {what} {str(id_or_path)!r}; known: {', '.join(known)}")
+    if not isinstance(id_or_path, str) or not id_or_path or "/" in id_or_path or "\\" in id_or_path:
+        raise KeyError(f"unknown {what} {str(id_or_path)!r}; known: {', '.join(entry_ids(kind, folder))}")
+    for f in _folders(kind, folder):
+        candidate = f / f"{id_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    raise KeyError(f"unknown {what} {str(id_or_path)!r}; known: {', '.join(entry_ids(kind, folder))}")
 
 
 def load_device(id_or_path: str | Path, folder: Path | None = None) -> Device:
-    """Load one device by id (``data/hardware/<id>.toml``) or by path to a TOML file."""
-    path = _entry_path(folder or paths.HARDWARE, id_or_path, "device")
-    return parse_device(read_toml(path), path)
+    """Load one device by id (``<data>/hardware/<id>.toml``, user data folders first) or
+    by path to a TOML file; the run's overrides (:func:`set_overrides`) apply."""
+    path = entry_path("hardware", id_or_path, folder)
+    return parse_device(_apply_overrides("hardware", read_toml(path), path), path)
 
 
 def device_ids(folder: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (folder or paths.HARDWARE).glob("*.toml"))
+    return entry_ids("hardware", folder)
 
 
 def devices(folder: Path | None = None) -> dict[str, Device]:
@@ -429,12 +751,13 @@ def parse_model(raw: Mapping, path: Path) -> Model:
 
 
 def load_model(id_or_path: str | Path, folder: Path | None = None) -> Model:
-    path = _entry_path(folder or paths.MODELS, id_or_path, "model")
-    return parse_model(read_toml(path), path)
+    """Load one model by id (user data folders first) or path; overrides apply."""
+    path = entry_path("models", id_or_path, folder)
+    return parse_model(_apply_overrides("models", read_toml(path), path), path)
 
 
 def model_ids(folder: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (folder or paths.MODELS).glob("*.toml"))
+    return entry_ids("models", folder)
 
 
 # --------------------------------------------------------------------------- claims
@@ -491,25 +814,40 @@ MEASUREMENT_METRICS = {"output_tok_s_per_user": "rate", "output_tok_s_aggregate"
                        "tpot_s": "time", "samples_per_s": "request_rate"}
 
 
+def measurement_names(folder: Path | None = None) -> list[str]:
+    """The measurement tables (``<data>/measurements/<name>.csv``) over the searched folders."""
+    return sorted({p.stem for f in _folders("measurements", folder) for p in f.glob("*.csv")})
+
+
 def load_measurements(name: str = "speed", folder: Path | None = None):
-    """A measurements table (``data/measurements/<name>.csv``) as a pandas DataFrame with a
-    ``value_si`` column; every row is checked (columns, metric, unit, value, source)."""
+    """A measurements table as a pandas DataFrame with a ``value_si`` column: the rows of
+    ``<data>/measurements/<name>.csv`` of every searched folder (user data folders first,
+    then the shipped one), concatenated; every row is checked (columns, metric, unit,
+    value, source) and ids must be unique across the files."""
     import io
 
     import numpy as np
     import pandas as pd
 
-    path = Path(folder or paths.MEASUREMENTS) / f"{name}.csv"
-    if not path.is_file():
-        known = sorted(p.stem for p in Path(folder or paths.MEASUREMENTS).glob("*.csv"))
-        raise KeyError(f"no measurements {name!r}; known: {', '.join(known)}")
-    ctx = _Ctx(path)
-    df = pd.read_csv(io.BytesIO(record_read(path)), dtype={"date": str})
-    missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
-    extra = [c for c in df.columns if c not in MEASUREMENT_COLUMNS + MEASUREMENT_OPTIONAL_COLUMNS]
-    if missing or extra:
-        ctx.fail("columns", f"missing {missing or 'none'}, unknown {extra or 'none'} (expected: "
-                 f"{', '.join(MEASUREMENT_COLUMNS)}; optional: {', '.join(MEASUREMENT_OPTIONAL_COLUMNS)})")
+    files = [f / f"{name}.csv" for f in _folders("measurements", folder) if (f / f"{name}.csv").is_file()]
+    if not files:
+        raise KeyError(f"no measurements {name!r}; known: {', '.join(measurement_names(folder))}")
+    frames = []
+    for path in files:
+        ctx = _Ctx(path)
+        try:
+            part = pd.read_csv(io.BytesIO(record_read(path)), dtype={"date": str})
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            ctx.fail("(file)", f"not a readable CSV table ({exc})")
+        missing = [c for c in MEASUREMENT_COLUMNS if c not in part.columns]
+        extra = [c for c in part.columns if c not in MEASUREMENT_COLUMNS + MEASUREMENT_OPTIONAL_COLUMNS]
+        if missing or extra:
+            ctx.fail("columns", f"missing {missing or 'none'}, unknown {extra or 'none'} (expected: "
+                     f"{', '.join(MEASUREMENT_COLUMNS)}; optional: {', '.join(MEASUREMENT_OPTIONAL_COLUMNS)})")
+        part["data_file"] = ctx.rel
+        frames.append(part)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    ctx = _Ctx(files[0]) if len(files) == 1 else _Ctx(Path(f"{name}.csv (in {len(files)} data folders)"))
     for c in MEASUREMENT_LAYOUT_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
@@ -521,9 +859,10 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
         df["speculative"] = None
     df["speculative"] = [s if isinstance(s, str) and s else None for s in df["speculative"]]
     if df["id"].duplicated().any():
-        ctx.fail("id", f"duplicate ids: {', '.join(df['id'][df['id'].duplicated()])}")
+        ctx.fail("id", f"duplicate ids: {', '.join(map(str, df['id'][df['id'].duplicated()]))}")
     si = []
     for r in df.itertuples():
+        ctx = _Ctx(Path(r.data_file))
         where = f"row {r.id!r}"
         if r.metric not in MEASUREMENT_METRICS:
             ctx.fail(where + ".metric", f"{r.metric!r} is not one of {', '.join(MEASUREMENT_METRICS)}")
@@ -553,7 +892,9 @@ PRICE_SECTIONS = {
     "count": "count",          # how many: cards in a deployment, cards per node
     "time": "time",            # a lifetime, hours in a period
 }
-PRICE_CATEGORIES = ("lpu", "gpu-server", "site", "claim")
+PRICE_CATEGORIES = ("system", "site", "claim")
+#: What a ``system`` sheet must price: one deployment unit of a device.
+SYSTEM_REQUIRED = ("count.chips_per_unit", "price.unit", "power.unit")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
@@ -603,21 +944,37 @@ def parse_prices(raw: Mapping, path: Path) -> PriceSheet:
             values[f"{section}.{key}"] = _value(ctx, f"{section}.{key}", entry, dimension, sources)
     if not values:
         ctx.fail("(top level)", f"no entries; give at least one of [{'], ['.join(PRICE_SECTIONS)}]")
+    category = _choice(ctx, "category", raw["category"], PRICE_CATEGORIES)
+    if category == "system":
+        missing = [k for k in SYSTEM_REQUIRED if k not in values]
+        if missing:
+            ctx.fail("(top level)", f"a system sheet prices one deployment unit and needs {', '.join(SYSTEM_REQUIRED)}; "
+                     f"missing {', '.join(missing)}")
+        n = values["count.chips_per_unit"].si
+        if n < 1 or n != int(n):
+            ctx.fail("count.chips_per_unit.value", f"expected a whole number >= 1, got {values['count.chips_per_unit'].value}")
     return PriceSheet(
         id=raw["id"], name=_string(ctx, "name", raw["name"]), as_of=as_of,
-        category=_choice(ctx, "category", raw["category"], PRICE_CATEGORIES), values=values,
+        category=category, values=values,
         sources=sources, notes=str(raw.get("notes", "")), path=ctx.rel,
     )
 
 
 def load_prices(id_or_path: str | Path, folder: Path | None = None) -> PriceSheet:
-    """Load one price sheet by id (``data/prices/<id>.toml``) or by path to a TOML file."""
-    path = _entry_path(folder or paths.PRICES, id_or_path, "price sheet")
-    return parse_prices(read_toml(path), path)
+    """Load one price sheet by id (``<data>/prices/<id>.toml``, user data folders first) or
+    by path to a TOML file; overrides apply."""
+    path = entry_path("prices", id_or_path, folder)
+    return parse_prices(_apply_overrides("prices", read_toml(path), path), path)
 
 
-def price_ids(folder: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (folder or paths.PRICES).glob("*.toml"))
+def price_ids(folder: Path | None = None, category: str | None = None) -> list[str]:
+    """Price sheet ids, all or those of one ``category`` (system, site, claim)."""
+    ids = entry_ids("prices", folder)
+    if category is None:
+        return ids
+    if category not in PRICE_CATEGORIES:
+        raise CatalogError(f"price category {category!r} is not one of {', '.join(PRICE_CATEGORIES)}")
+    return [i for i in ids if load_prices(i, folder).category == category]
 
 
 #: How sure a row's scenario is: vendor claims are the vendor's own best figure.
@@ -643,19 +1000,38 @@ def measurement(row_id: str, name: str = "speed") -> Value:
 
 
 def validate_all() -> tuple[list[str], list[str]]:
-    """Load every catalog file; return (names of good entries, error messages)."""
+    """Load every catalog file of every data folder (user folders and the shipped one);
+    return (names of good entries, error messages). A device's price sheet must exist and
+    price a system."""
     ok, errors = [], []
-    for folder, loader in ((paths.HARDWARE, load_device), (paths.MODELS, load_model), (paths.PRICES, load_prices)):
-        for p in sorted(folder.glob("*.toml")):
-            try:
-                loader(p)
-                ok.append(_rel(p))
-            except (CatalogError, KeyError) as exc:
-                errors.append(str(exc))
-    for p in sorted(paths.MEASUREMENTS.glob("*.csv")):
+    try:
+        loaders = [(kind, loader, _folders(kind)) for kind, loader in
+                   (("hardware", load_device), ("models", load_model), ("prices", load_prices))]
+        measurement_folders = _folders("measurements")
+    except CatalogError as exc:
+        return ok, [str(exc)]
+    for kind, loader, folders in loaders:
+        for folder in folders:
+            for p in sorted(folder.glob("*.toml")):
+                try:
+                    entry = loader(p)
+                    if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
+                        sheet = entry.deployment_rules.prices
+                        try:
+                            cat = load_prices(sheet).category
+                        except KeyError:
+                            raise CatalogError(f"{_rel(p)}: deployment.prices: no price sheet {sheet!r} "
+                                               f"(sheets: {', '.join(price_ids())})") from None
+                        if cat != "system":
+                            raise CatalogError(f"{_rel(p)}: deployment.prices: {sheet!r} is a {cat!r} sheet, "
+                                               "not a system sheet")
+                    ok.append(_rel(p))
+                except (CatalogError, KeyError) as exc:
+                    errors.append(str(exc))
+    for name in sorted({p.stem for f in measurement_folders for p in f.glob("*.csv")}):
         try:
-            load_measurements(p.stem)
-            ok.append(_rel(p))
+            load_measurements(name)
+            ok += [_rel(f / f"{name}.csv") for f in measurement_folders if (f / f"{name}.csv").is_file()]
         except (CatalogError, KeyError) as exc:
             errors.append(str(exc))
     try:

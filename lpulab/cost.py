@@ -467,12 +467,12 @@ def best_estimate(lpu_sheet: str = "groq-card", gpu_sheet: str = "nvidia-dgx-h10
     L, G, S = load_prices(lpu_sheet), load_prices(gpu_sheet), load_prices(site_sheet)
     u = lambda v: Uncertain.of(v, dist)  # noqa: E731
     out = {
-        "lpu_card_price": u(L["price.card" if card_price_basis == "market" else "price.card_bom"]),
-        "lpu_host_price_per_card": u(L["price.host_per_card"]),
-        "lpu_card_power": u(L["power.card"]), "lpu_host_power_per_card": u(L["power.host_per_card"]),
-        "gpu_servers": 1.0, "gpu_server_price": u(G["price.server"]),
-        "gpu_network_price_per_server": u(G["price.network_per_server"]) if "price.network_per_server" in G else 0.0,
-        "gpu_server_power": u(G["power.server"]),
+        "lpu_card_price": u(L["price.unit" if card_price_basis == "market" else "price.unit_bom"]),
+        "lpu_host_price_per_card": u(L["price.host_per_unit"]),
+        "lpu_card_power": u(L["power.unit"]), "lpu_host_power_per_card": u(L["power.host_per_unit"]),
+        "gpu_servers": 1.0, "gpu_server_price": u(G["price.unit"]),
+        "gpu_network_price_per_server": u(G["price.network_per_unit"]) if "price.network_per_unit" in G else 0.0,
+        "gpu_server_power": u(G["power.unit"]),
         "lifetime": float(years) * YEAR, "utilisation": 1.0, "idle_power_fraction": 1.0,
     }
     if opex_basis == "all-in":

@@ -22,6 +22,22 @@ PARAMS = NOTEBOOKS / "params"
 CITATION = ROOT / "CITATION.cff"
 
 
+#: The environment variable naming user data folders (``os.pathsep``-separated), each
+#: shaped like ``data/``: ``hardware/``, ``models/``, ``prices/``, ``measurements/``.
+DATA_ENV = "LPULAB_DATA"
+
+
+def user_data_dirs() -> list[Path]:
+    """The user data folders named in ``$LPULAB_DATA``, in order (first wins), resolved."""
+    raw = os.environ.get(DATA_ENV, "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def data_dirs() -> list[Path]:
+    """Where catalog entries are looked up: the user data folders, then the shipped ``data/``."""
+    return [*user_data_dirs(), DATA]
+
+
 def reports_dir() -> Path:
     """Where reports are written: ``$LPULAB_REPORTS`` if set, else ``<root>/reports``."""
     return Path(os.environ.get("LPULAB_REPORTS", ROOT / "reports")).resolve()

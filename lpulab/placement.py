@@ -2,10 +2,10 @@
 
 The deployment model
 --------------------
-A deployment is ``pp`` pipeline stages of ``tp`` chips each (``chips = pp * tp``). The
+A deployment is ``pipeline`` pipeline stages of ``tensor`` chips each (``chips = pipeline * tensor``). The
 model is a sequence of items: the embedding, the ``L`` transformer layers, the head (final
 norm and LM head). Each stage holds a contiguous run of whole items (a layer is never split
-between stages), and every tensor of a stage is split along one axis into ``tp`` slices,
+between stages), and every tensor of a stage is split along one axis into ``tensor`` slices,
 one per chip of the stage (``numpy.array_split`` sizes: the first chips get the larger
 slices). A layer's KV cache lives with the layer's weights, split the same way; each stage
 also holds one activation working set (:func:`lpulab.workload.activation_bytes`), split
@@ -32,9 +32,9 @@ What is computed
 - :func:`capacity_chain`: from "70 GB / 230 MB = 305 chips" to a deployed rack count, one
   modelled step at a time.
 
-The fewest stages for a given ``tp`` come from greedy next-fit over the ordered items,
+The fewest stages for a given ``tensor`` come from greedy next-fit over the ordered items,
 which is optimal for a contiguous split of a fixed order; the fewest chips is the minimum
-of ``tp * stages`` over the allowed ``tp``. :func:`place` then re-balances the same number
+of ``tensor * stages`` over the allowed ``tensor``. :func:`place` then re-balances the same number
 of stages so that the fullest chip is as empty as it can be.
 """
 
@@ -49,6 +49,7 @@ import pandas as pd
 
 from . import workload
 from .catalog import Device, Model
+from .parallel import Layout
 from .workload import Precision
 
 KINDS = ("weight", "kv", "activation", "reserve")
@@ -93,44 +94,33 @@ class Tensor:
     def nbytes(self) -> float:
         return float(math.prod(self.shape)) * self.width
 
-    def bounds(self, tp: int) -> np.ndarray:
-        """Slice boundaries along ``axis`` for ``tp`` chips (array_split sizes)."""
+    def bounds(self, tensor: int) -> np.ndarray:
+        """Slice boundaries along ``axis`` for ``tensor`` chips (array_split sizes)."""
         n = self.shape[self.axis]
-        q, r = divmod(n, tp)
-        sizes = np.full(tp, q, dtype=np.int64)
+        q, r = divmod(n, tensor)
+        sizes = np.full(tensor, q, dtype=np.int64)
         sizes[:r] += 1
         return np.concatenate([[0], np.cumsum(sizes)])
 
-    def max_slice_bytes(self, tp: int) -> float:
+    def max_slice_bytes(self, tensor: int) -> float:
         other = math.prod(self.shape) // self.shape[self.axis] if self.shape[self.axis] else 0
-        return float(-(-self.shape[self.axis] // tp) * other) * self.width
+        return float(-(-self.shape[self.axis] // tensor) * other) * self.width
+
+
+def _tensor(spec, p: Precision, layer: int | None, name: str) -> Tensor:
+    width = p.w if spec.width == "weight" else p.a
+    return Tensor(name, "weight", spec.group, layer, spec.shape, spec.split_axis, width)
 
 
 def layer_weight_tensors(model: Model, i: int, precision=None) -> list[Tensor]:
-    """The weight tensors of layer ``i``, stored (out, in) as in :mod:`lpulab.kernels`:
-    column-parallel matrices (q, k, v, gate, up, router) split along their output axis 0,
-    row-parallel ones (o, down) along their input axis 1, norm gains along axis 0."""
+    """The weight tensors of layer ``i`` from :mod:`lpulab.architecture`'s table, stored
+    (out, in) as in :mod:`lpulab.kernels`, each cut along the axis the table gives
+    (column-parallel q, k, v, gate, up, router along axis 0; row-parallel o, down along
+    axis 1; norm gains along axis 0); every routed expert is its own tensor."""
+    from . import architecture
+
     p = Precision.of(precision)
-    h, H, G, dh, F = model.hidden_size, model.attention_heads, model.kv_heads, model.head_dim, model.ffn_size
-    pre = f"layers.{i}."
-
-    def T(name, shape, axis, width=p.w):
-        return Tensor(pre + name, "weight", "layer", i, shape, axis, width)
-
-    out = [
-        T("attn_norm", (h,), 0, p.a),
-        T("q_proj", (H * dh, h), 0), T("k_proj", (G * dh, h), 0), T("v_proj", (G * dh, h), 0),
-        T("o_proj", (h, H * dh), 1),
-        T("ffn_norm", (h,), 0, p.a),
-    ]
-    ffn = ["gate_proj", "up_proj", "down_proj"] if model.ffn_gated else ["up_proj", "down_proj"]
-    experts = [f"experts.{e}." for e in range(model.experts)] if model.is_moe else [""]
-    if model.is_moe:
-        out.append(T("router", (model.experts, h), 0))
-    for ex in experts:
-        for name in ffn:
-            out.append(T(ex + name, (h, F), 1) if name == "down_proj" else T(ex + name, (F, h), 0))
-    return out
+    return [_tensor(t, p, i, n) for t in architecture.layer_tensors(model, i) for n in t.names(i)]
 
 
 def kv_tensor(model: Model, i: int, batch: int, context: int, precision=None) -> Tensor:
@@ -154,10 +144,10 @@ def _activation_elems(model: Model, batch, context, tokens, precision: Precision
 
 @dataclass(frozen=True)
 class ChipSizes:
-    """Bytes on the fullest chip (rank 0) of a stage at tensor-parallel width ``tp``, per
+    """Bytes on the fullest chip (rank 0) of a stage at tensor-parallel width ``tensor``, per
     item; ``layer_kv`` and ``act`` are arrays over batch and context."""
 
-    tp: int
+    tensor: int
     embedding: float
     layer_weight: float
     layer_kv: object
@@ -169,34 +159,35 @@ class ChipSizes:
         return self.layer_weight + self.layer_kv
 
 
-def chip_sizes(model: Model, tp: int, batch=1, context=None, tokens=1, precision=None,
+def chip_sizes(model: Model, tensor: int, batch=1, context=None, tokens=1, precision=None,
                _act_elems=None) -> ChipSizes:
-    """Bytes on the fullest chip of a stage at tensor-parallel width ``tp``, per item."""
+    """Bytes on the fullest chip of a stage at tensor-parallel width ``tensor``, per item."""
     p = Precision.of(precision)
     context = model.max_context if context is None else context
-    if int(tp) != tp or tp < 1:
-        raise PlacementError(f"tensor-parallel width must be a whole number >= 1, got {tp!r}")
-    tp = int(tp)
+    if int(tensor) != tensor or tensor < 1:
+        raise PlacementError(f"tensor-parallel width must be a whole number >= 1, got {tensor!r}")
+    tensor = int(tensor)
     ws = weight_tensors_template(model, p)
-    emb = sum(t.max_slice_bytes(tp) for t in ws["embedding"])
-    lay = sum(t.max_slice_bytes(tp) for t in ws["layer"])
-    head = sum(t.max_slice_bytes(tp) for t in ws["head"])
+    emb = sum(t.max_slice_bytes(tensor) for t in ws["embedding"])
+    lay = sum(t.max_slice_bytes(tensor) for t in ws["layer"])
+    head = sum(t.max_slice_bytes(tensor) for t in ws["head"])
     B, T = np.asarray(batch, float), np.asarray(context, float)
     kvd = model.kv_heads * model.head_dim
-    kv = 2.0 * B * T * float(-(-kvd // tp)) * p.c
+    kv = 2.0 * B * T * float(-(-kvd // tensor)) * p.c
     n = _activation_elems(model, batch, context, tokens, p) if _act_elems is None else _act_elems
-    act = np.ceil(n / tp) * p.a
-    return ChipSizes(tp, emb, lay, kv, head, act)
+    act = np.ceil(n / tensor) * p.a
+    return ChipSizes(tensor, emb, lay, kv, head, act)
 
 
 def weight_tensors_template(model: Model, precision: Precision) -> dict[str, list[Tensor]]:
     """Weight tensors of the embedding, of layer 0 (all layers alike) and of the head."""
+    from . import architecture
+
     p = Precision.of(precision)
-    h, V = model.hidden_size, model.vocab_size
-    emb = [] if model.tied_embeddings else [Tensor("embed_tokens", "weight", "embedding", None, (V, h), 0, p.w)]
-    head = [Tensor("final_norm", "weight", "head", None, (h,), 0, p.a),
-            Tensor("embed_tokens" if model.tied_embeddings else "lm_head", "weight", "head", None, (V, h), 0, p.w)]
-    return {"embedding": emb, "layer": layer_weight_tensors(model, 0, p), "head": head}
+    t = architecture.template(model)
+    return {"embedding": [_tensor(x, p, None, x.name) for x in t["embedding"]],
+            "layer": layer_weight_tensors(model, 0, p),
+            "head": [_tensor(x, p, None, x.name) for x in t["head"]]}
 
 
 def weight_tensors(model: Model, precision=None) -> list[Tensor]:
@@ -230,27 +221,17 @@ def _greedy_stages(room, e, x, hd, L: int):
     return np.where(ok, 1.0 + s + extra, np.inf)
 
 
-def default_tp_choices(model: Model, device: Device) -> tuple[int, ...]:
-    """Tensor-parallel widths tried by default. An LPU splits matrices over any number of
-    chips (its compiler schedules each slice), so 1..72, a stage within one 72-chip rack;
-    a GPU splits by key/value heads within one 8-GPU NVLink server: the widths up to 8
-    that divide the kv heads."""
-    if device.category == "lpu":
-        return tuple(range(1, 73))
-    return tuple(t for t in (1, 2, 4, 8) if model.kv_heads % t == 0)
+TENSOR_SPLITS = ("any", "power-of-two", "kv-heads")
 
 
-TP_RULES = ("any", "power-of-two", "kv-heads")
-
-
-def tp_widths(model: Model, rule: str = "any", max_tp: int = 72) -> tuple[int, ...]:
-    """Allowed tensor-parallel widths up to ``max_tp``: ``any`` whole number, powers of
+def tensor_widths(model: Model, rule: str = "any", max_tensor: int = 72) -> tuple[int, ...]:
+    """Allowed tensor-parallel widths up to ``max_tensor``: ``any`` whole number, powers of
     two, or (``kv-heads``) powers of two that divide the model's key/value heads."""
-    if rule not in TP_RULES:
-        raise PlacementError(f"tp rule {rule!r} is not one of {', '.join(TP_RULES)}")
-    if int(max_tp) != max_tp or max_tp < 1:
-        raise PlacementError(f"max_tp must be a whole number >= 1, got {max_tp!r}")
-    ts = range(1, int(max_tp) + 1)
+    if rule not in TENSOR_SPLITS:
+        raise PlacementError(f"tensor split rule {rule!r} is not one of {', '.join(TENSOR_SPLITS)}")
+    if int(max_tensor) != max_tensor or max_tensor < 1:
+        raise PlacementError(f"max_tensor must be a whole number >= 1, got {max_tensor!r}")
+    ts = range(1, int(max_tensor) + 1)
     if rule == "any":
         return tuple(ts)
     pow2 = [t for t in ts if t & (t - 1) == 0]
@@ -259,18 +240,16 @@ def tp_widths(model: Model, rule: str = "any", max_tp: int = 72) -> tuple[int, .
     return tuple(t for t in pow2 if model.kv_heads % t == 0)
 
 
-def rules(model: Model, devices: Sequence[Device], *, lpu_rule: str = "any", lpu_max_tp: int = 72,
-          gpu_max_tp: int = 8, lpu_unit: int = 72, gpu_unit: int = 8) -> tuple[dict, dict]:
-    """Per device: the tensor-parallel widths it may use and the unit its chip count is
-    rounded to. SRAM-only devices (category ``lpu``) follow ``lpu_rule`` up to
-    ``lpu_max_tp`` and round to ``lpu_unit`` (a rack); the others split by key/value heads
-    up to ``gpu_max_tp`` and round to ``gpu_unit`` (a server)."""
-    tp, unit = {}, {}
-    for d in devices:
-        lpu = d.category == "lpu"
-        tp[d.id] = tp_widths(model, lpu_rule if lpu else "kv-heads", lpu_max_tp if lpu else gpu_max_tp)
-        unit[d.id] = int(lpu_unit if lpu else gpu_unit)
-    return tp, unit
+def allowed_tensors(model: Model, device: Device, max_tensor: int | None = None) -> tuple[int, ...]:
+    """The tensor-parallel widths ``device`` may use for ``model``: its file's
+    ``deployment.tensor_split`` rule up to its scale-up domain (or ``max_tensor``)."""
+    rules = device.deployment
+    return tensor_widths(model, rules.tensor_split, rules.max_tensor if max_tensor is None else max_tensor)
+
+
+def deployment_unit(device: Device) -> int:
+    """Chips in the unit a deployment of ``device`` is rounded up to (its file's ``deployment.unit``)."""
+    return device.deployment.unit_chips
 
 
 def _usable(device: Device, tier: str, reserve: float) -> tuple[float, float, float]:
@@ -300,32 +279,35 @@ def _tiers(device: Device, tiers: Mapping[str, str] | None) -> dict[str, str]:
 @dataclass(frozen=True)
 class Need:
     """The fewest chips (arrays over the broadcast batch x context). ``chips`` is
-    ``tp * pp`` of the best layout (inf where nothing fits), ``deployed`` rounds it up to
+    ``tensor * pipeline`` of the best layout (inf where nothing fits), ``deployed`` rounds it up to
     whole ``unit``s, ``fluid`` is the bytes / usable-capacity lower bound."""
 
     chips: np.ndarray
-    tp: np.ndarray
-    pp: np.ndarray
+    tensor: np.ndarray
+    pipeline: np.ndarray
     deployed: np.ndarray
     fluid: np.ndarray
     unit: int
 
 
 def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, precision=None, reserve: float = 0.0,
-         tp_choices: Sequence[int] | None = None, unit: int = 1, tiers: Mapping[str, str] | None = None,
-         pp: int | None = None) -> Need:
+         tensor_choices: Sequence[int] | None = None, unit: int | None = None, tiers: Mapping[str, str] | None = None,
+         pipeline: int | None = None) -> Need:
     """The fewest chips that hold the model at each (batch, context), vectorised.
 
-    Minimises ``tp * stages(tp)`` over ``tp_choices`` (ties: the wider tp, fewer stages).
-    ``pp`` fixes the number of stages (then the narrowest tp that fits is taken).
+    Minimises ``tensor * stages(tensor)`` over ``tensor_choices`` (default: the device's
+    allowed widths, :func:`allowed_tensors`; ties: the wider tensor, fewer stages).
+    ``pipeline`` fixes the number of stages (then the narrowest tensor that fits is taken).
+    ``unit`` (default: the device's deployment unit) rounds ``deployed`` up to whole units.
     """
+    unit = _unit(device, unit)
     p = Precision.of(precision)
     context = model.max_context if context is None else context
     tr = _tiers(device, tiers)
     cap, res, U = _usable(device, tr["weight"], reserve)
-    choices = tuple(tp_choices) if tp_choices is not None else default_tp_choices(model, device)
+    choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     if not choices or any(int(t) != t or t < 1 for t in choices):
-        raise PlacementError(f"tp_choices must be whole numbers >= 1, got {choices!r}")
+        raise PlacementError(f"tensor_choices must be whole numbers >= 1, got {choices!r}")
     if int(unit) != unit or unit < 1:
         raise PlacementError(f"unit must be a whole number >= 1, got {unit!r}")
     act_sep = tr["activation"] != tr["weight"]
@@ -333,26 +315,26 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         acap, ares, aU = _usable(device, tr["activation"], reserve)
     shape = np.broadcast_shapes(np.shape(batch), np.shape(context), np.shape(tokens))
     best = np.full(shape, np.inf)
-    best_tp = np.zeros(shape)
-    best_pp = np.zeros(shape)
+    best_tensor = np.zeros(shape)
+    best_pipeline = np.zeros(shape)
     elems = _activation_elems(model, batch, context, tokens, p)
-    for tp in sorted(set(int(t) for t in choices), reverse=True):
-        s = chip_sizes(model, tp, batch, context, tokens, p, _act_elems=elems)
+    for tensor in sorted(set(int(t) for t in choices), reverse=True):
+        s = chip_sizes(model, tensor, batch, context, tokens, p, _act_elems=elems)
         act = 0.0 if act_sep else s.act
         stages = _greedy_stages(U - act, s.embedding, s.layer, s.head, model.layers)
         if act_sep:
             stages = np.where(s.act <= aU, stages, np.inf)
-        if pp is not None:
-            stages = np.where(stages <= pp, float(pp), np.inf)
-        chips = np.broadcast_to(stages * tp, shape)
+        if pipeline is not None:
+            stages = np.where(stages <= pipeline, float(pipeline), np.inf)
+        chips = np.broadcast_to(stages * tensor, shape)
         better = chips < best
         best = np.where(better, chips, best)
-        best_tp = np.where(better, tp, best_tp)
-        best_pp = np.where(better, np.broadcast_to(stages, shape), best_pp)
+        best_tensor = np.where(better, tensor, best_tensor)
+        best_pipeline = np.where(better, np.broadcast_to(stages, shape), best_pipeline)
     total = workload.weight_bytes(model, p) + workload.kv_bytes(model, batch, context, p.kv)
     fluid = np.broadcast_to(np.ceil(np.asarray(total, float) / U), shape)
     deployed = np.where(np.isfinite(best), np.ceil(best / unit) * unit, np.inf)
-    return Need(best, best_tp.astype(int), best_pp.astype(int), deployed, fluid, int(unit))
+    return Need(best, best_tensor.astype(int), best_pipeline.astype(int), deployed, fluid, int(unit))
 
 
 def chips_needed(model: Model, device: Device, batch=1, context=None, **kw) -> np.ndarray:
@@ -388,35 +370,16 @@ def _largest(ok, limit: int) -> int:
     return lo
 
 
-def max_batch(model: Model, device: Device, context=None, *, tp: int, pp: int, limit: int = 1 << 22, **kw) -> int:
-    """The largest batch that a (tp, pp) deployment holds at ``context`` (0 if none)."""
+def max_batch(model: Model, device: Device, context=None, *, tensor: int, pipeline: int, limit: int = 1 << 22, **kw) -> int:
+    """The largest batch that a (tensor, pipeline) deployment holds at ``context`` (0 if none)."""
     def fits(b):
-        return bool(np.isfinite(need(model, device, b, context, tp_choices=(tp,), pp=pp, **kw).chips))
+        return bool(np.isfinite(need(model, device, b, context, tensor_choices=(tensor,), pipeline=pipeline, **kw).chips))
     if not fits(1):
         return 0
     return _largest(fits, limit)
 
 
 # --------------------------------------------------------------------------- placing
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """How the chips are used: ``tp`` chips per stage, ``pp`` stages. ``None`` for either
-    means "the fewest that fit"; ``Deployment()`` is the smallest deployment that fits."""
-
-    tp: int | None = None
-    pp: int | None = None
-
-    @classmethod
-    def of_chips(cls, chips: int, tp: int) -> "Deployment":
-        if chips % tp:
-            raise PlacementError(f"{chips} chips do not split into stages of tp={tp} chips")
-        return cls(tp=tp, pp=chips // tp)
-
-    @property
-    def chips(self) -> int | None:
-        return None if self.tp is None or self.pp is None else self.tp * self.pp
 
 
 @dataclass(frozen=True)
@@ -434,7 +397,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class Placement:
-    """A model placed on ``chips = tp * pp`` chips of one device.
+    """A model placed on ``chips = tensor * pipeline`` chips of one device.
 
     ``shards``: one row per (tensor, chip) slice: tensor, kind, group, layer, stage, chip,
     rank, tier, axis, start, stop, bytes. ``residency``: one row per (chip, tier, kind):
@@ -449,8 +412,8 @@ class Placement:
     context: int
     tokens: int
     reserve: float
-    tp: int
-    pp: int
+    tensor: int
+    pipeline: int
     unit: int
     tiers: Mapping[str, str]
     stages: tuple[Stage, ...]
@@ -460,7 +423,12 @@ class Placement:
 
     @property
     def chips(self) -> int:
-        return self.tp * self.pp
+        return self.tensor * self.pipeline
+
+    @property
+    def layout(self) -> Layout:
+        """One replica's :class:`~lpulab.parallel.Layout`."""
+        return Layout(1, self.tensor, self.pipeline)
 
     @property
     def chips_deployed(self) -> int:
@@ -472,7 +440,7 @@ class Placement:
         return {i: s.index for s in self.stages for i in s.layers}
 
     def stage_chips(self, stage: int) -> list[int]:
-        return list(range(stage * self.tp, (stage + 1) * self.tp))
+        return list(range(stage * self.tensor, (stage + 1) * self.tensor))
 
     def chip_bytes(self, tier: str | None = None) -> pd.DataFrame:
         """Bytes per chip by kind on ``tier`` (default: the weights' tier): one row per chip,
@@ -497,7 +465,7 @@ class Placement:
         for st in self.stages:
             c = cb[cb.stage == st.index]
             rows.append({
-                "stage": st.index, "first_chip": st.index * self.tp, "last_chip": (st.index + 1) * self.tp - 1,
+                "stage": st.index, "first_chip": st.index * self.tensor, "last_chip": (st.index + 1) * self.tensor - 1,
                 "embedding": st.embedding, "layers": len(st.layers),
                 "first_layer": st.layers[0] if st.layers else None, "last_layer": st.layers[-1] if st.layers else None,
                 "head": st.head, "weight": float(c.weight.max()), "kv": float(c.kv.max()),
@@ -521,7 +489,7 @@ class Placement:
         return {
             "device": self.device.id, "model": self.model.id, "precision": self.precision.label(),
             "batch": self.batch, "context": self.context, "tokens": self.tokens, "reserve": self.reserve,
-            "tp": self.tp, "pp": self.pp, "chips": self.chips, "unit": self.unit, "chips_deployed": self.chips_deployed,
+            "tensor": self.tensor, "pipeline": self.pipeline, "chips": self.chips, "unit": self.unit, "chips_deployed": self.chips_deployed,
             "weight_bytes": t["weight"], "kv_bytes": t["kv"], "activation_bytes": t["activation"],
             "max_chip_fill": float((cb.used / cb.capacity).max()),
             "min_headroom_bytes": float(cb.headroom.min()),
@@ -559,21 +527,21 @@ def _greedy_bins(items: Sequence[float], room: float) -> list[list[int]]:
     return bins
 
 
-def _balanced(items: Sequence[float], pp: int) -> list[list[int]]:
-    """Contiguous split of ``items`` into exactly ``pp`` non-empty stages whose largest
+def _balanced(items: Sequence[float], pipeline: int) -> list[list[int]]:
+    """Contiguous split of ``items`` into exactly ``pipeline`` non-empty stages whose largest
     load is as small as possible (bisection on the bottleneck, then splitting the stages
-    with most items until there are ``pp``)."""
-    if pp > len(items):
-        raise PlacementError(f"{pp} pipeline stages but only {len(items)} items (embedding, layers, head) to place")
+    with most items until there are ``pipeline``)."""
+    if pipeline > len(items):
+        raise PlacementError(f"{pipeline} pipeline stages but only {len(items)} items (embedding, layers, head) to place")
     lo, hi = max(items) - 0.5, float(sum(items))
     while hi - lo > 0.25:
         mid = (lo + hi) / 2
-        if len(_greedy_bins(items, mid)) <= pp and max(items) <= mid:
+        if len(_greedy_bins(items, mid)) <= pipeline and max(items) <= mid:
             hi = mid
         else:
             lo = mid
     bins = _greedy_bins(items, hi)
-    while len(bins) < pp:
+    while len(bins) < pipeline:
         j = max(range(len(bins)), key=lambda k: (len(bins[k]), -k))
         b = bins[j]
         half = len(b) // 2
@@ -586,57 +554,68 @@ def _chips(n) -> str:
     return f"{n} chip" + ("" if n == 1 else "s")
 
 
-def _fixes(model, device, batch, context, tokens, p, reserve, tp_choices, unit, tiers, tp=None, pp=None) -> list[str]:
+def _fixes(model, device, batch, context, tokens, p, reserve, tensor_choices, unit, tiers, tensor=None, pipeline=None) -> list[str]:
     """What would make it fit: other deployments, precisions, batch, context, devices."""
     out = []
     kw = dict(tokens=tokens, reserve=reserve, unit=unit, tiers=tiers)
-    if tp is not None:
-        n = need(model, device, batch, context, precision=p, tp_choices=(tp,), **kw)
+    if tensor is not None:
+        n = need(model, device, batch, context, precision=p, tensor_choices=(tensor,), **kw)
         if np.isfinite(n.chips):
-            out.append(f"pp >= {int(n.pp)} stages at tp={tp} ({_chips(n.chips)})")
-    n = need(model, device, batch, context, precision=p, tp_choices=tp_choices, **kw)
+            out.append(f"pipeline >= {int(n.pipeline)} stages at tensor={tensor} ({_chips(n.chips)})")
+    n = need(model, device, batch, context, precision=p, tensor_choices=tensor_choices, **kw)
     if np.isfinite(n.chips):
-        out.append(f"the smallest deployment that fits: tp={int(n.tp)} x pp={int(n.pp)} = {_chips(n.chips)}")
+        out.append(f"the smallest deployment that fits: tensor={int(n.tensor)} x pipeline={int(n.pipeline)} = {_chips(n.chips)}")
     else:
         def fits(t):
-            return bool(np.isfinite(need(model, device, batch, context, precision=p, tp_choices=(t,), **kw).chips))
-        if fits(1024):  # per-chip slices shrink as tp grows, so the widths that fit form a ray
+            return bool(np.isfinite(need(model, device, batch, context, precision=p, tensor_choices=(t,), **kw).chips))
+        if fits(1024):  # per-chip slices shrink as tensor grows, so the widths that fit form a ray
             lo, hi = 0, 1024
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-            wider = need(model, device, batch, context, precision=p, tp_choices=range(hi, 1025), **kw)
-            out.append(f"allow tensor-parallel widths of {hi} or more (tp_choices; the fewest chips would be "
-                       f"tp={int(wider.tp)} x pp={int(wider.pp)} = {_chips(wider.chips)})")
-    if tp is not None and pp is not None:
-        mb = max_batch(model, device, context, tp=tp, pp=pp, precision=p, tokens=tokens, reserve=reserve, tiers=tiers)
+            wider = need(model, device, batch, context, precision=p, tensor_choices=range(hi, 1025), **kw)
+            out.append(f"allow tensor-parallel widths of {hi} or more (tensor_choices; the fewest chips would be "
+                       f"tensor={int(wider.tensor)} x pipeline={int(wider.pipeline)} = {_chips(wider.chips)})")
+    if tensor is not None and pipeline is not None:
+        mb = max_batch(model, device, context, tensor=tensor, pipeline=pipeline, precision=p, tokens=tokens, reserve=reserve, tiers=tiers)
         if mb >= 1 and mb < batch:
-            out.append(f"batch <= {mb} at context {context} on this tp={tp} x pp={pp} deployment")
+            out.append(f"batch <= {mb} at context {context} on this tensor={tensor} x pipeline={pipeline} deployment")
     order = list(workload.PRECISIONS)
     for what in ("kv", "weights"):
         cur = getattr(p, what)
         for lower in ("int8", "int4"):
             if order.index(lower) > order.index(cur):
                 q = Precision(**{**p.__dict__, what: lower})
-                m = need(model, device, batch, context, precision=q, tp_choices=tp_choices if tp is None else (tp,),
-                         pp=pp, **kw)
+                m = need(model, device, batch, context, precision=q, tensor_choices=tensor_choices if tensor is None else (tensor,),
+                         pipeline=pipeline, **kw)
                 if np.isfinite(m.chips):
                     out.append(f"{'KV cache' if what == 'kv' else 'weights'} at {lower} "
-                               f"(tp={int(m.tp)} x pp={int(m.pp)} = {_chips(m.chips)})")
+                               f"(tensor={int(m.tensor)} x pipeline={int(m.pipeline)} = {_chips(m.chips)})")
                     break
     return out
 
 
-def place(model: Model, device: Device, *, batch: int = 1, context: int | None = None, tokens: int = 1,
-          precision=None, deployment: Deployment | None = None, reserve: float = 0.0,
-          tp_choices: Sequence[int] | None = None, unit: int = 1, tiers: Mapping[str, str] | None = None) -> Placement:
-    """Place every tensor of ``model`` (weights, the KV cache of ``batch`` sequences of
-    ``context`` tokens, one activation working set per stage) on ``device`` chips.
+def _unit(device: Device, unit: int | None) -> int:
+    if unit is not None:
+        return unit
+    return device.deployment.unit_chips if device.deployment_rules is not None else 1
 
-    ``deployment``: ``None`` or ``Deployment()`` for the smallest that fits,
-    ``Deployment(tp=4)`` for the fewest stages at tp=4, ``Deployment(pp=2)`` for the
-    narrowest tp at 2 stages, ``Deployment(tp=4, pp=90)`` for exactly that. Raises
-    :class:`PlacementError` saying what does not fit, by how much, where, and what would.
+
+def place(model: Model, device: Device, *, batch: int = 1, context: int | None = None, tokens: int = 1,
+          precision=None, tensor: int | None = None, pipeline: int | None = None, layout: Layout | None = None,
+          reserve: float = 0.0, tensor_choices: Sequence[int] | None = None, unit: int | None = None,
+          tiers: Mapping[str, str] | None = None) -> Placement:
+    """Place every tensor of ``model`` (weights, the KV cache of ``batch`` sequences of
+    ``context`` tokens, one activation working set per stage) on ``device`` chips: one
+    replica.
+
+    Neither ``tensor`` nor ``pipeline``: the smallest layout that fits (tensor widths from
+    the device's ``deployment.tensor_split`` rule up to its scale-up domain, or
+    ``tensor_choices``); ``tensor=4``: the fewest stages at 4 chips per stage;
+    ``pipeline=2``: the narrowest stage at 2 stages; both (or a :class:`~lpulab.parallel.Layout`
+    as ``layout``): exactly that. ``unit`` (default: the device's deployment unit) rounds the
+    chip count to whole units. Raises :class:`PlacementError` saying what does not fit, by
+    how much, where, and what would.
     """
     p = Precision.of(precision)
     context = model.max_context if context is None else int(context)
@@ -647,44 +626,52 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     batch, tokens = int(batch), int(tokens)
     if tokens > max(context, 1):
         raise PlacementError(f"tokens ({tokens}) cannot exceed the context held in the KV cache ({context})")
-    dep = deployment or Deployment()
+    if layout is not None:
+        if tensor is not None or pipeline is not None:
+            raise PlacementError("give a layout or tensor/pipeline, not both")
+        if layout.expert != 1:
+            raise PlacementError(f"expert-parallel placement (expert={layout.expert}) is not modelled by place(); "
+                                 "use expert=1")
+        tensor, pipeline = layout.tensor, layout.pipeline
+    for name, v in (("tensor", tensor), ("pipeline", pipeline)):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+            raise PlacementError(f"{name} must be a whole number >= 1, got {v!r}")
+    unit = _unit(device, unit)
     tr = _tiers(device, tiers)
     cap, res, U = _usable(device, tr["weight"], reserve)
-    choices = tuple(tp_choices) if tp_choices is not None else default_tp_choices(model, device)
+    choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     args = (model, device, batch, context, tokens, p, reserve, choices, unit, tr)
 
-    if dep.tp is None or dep.pp is None:
+    if tensor is None or pipeline is None:
         n = need(model, device, batch, context, tokens=tokens, precision=p, reserve=reserve,
-                 tp_choices=choices if dep.tp is None else (dep.tp,), unit=unit, tiers=tr, pp=dep.pp)
+                 tensor_choices=choices if tensor is None else (int(tensor),), unit=unit, tiers=tr, pipeline=pipeline)
         if not np.isfinite(n.chips):
-            _raise_unfit(*args, tp=dep.tp, pp=dep.pp)
-        tp, pp = int(n.tp), int(n.pp)
+            _raise_unfit(*args, tensor=tensor, pipeline=pipeline)
+        tensor, pipeline = int(n.tensor), int(n.pipeline)
     else:
-        tp, pp = int(dep.tp), int(dep.pp)
-        if tp < 1 or pp < 1:
-            raise PlacementError(f"deployment needs tp >= 1 and pp >= 1, got tp={tp}, pp={pp}")
+        tensor, pipeline = int(tensor), int(pipeline)
 
-    sizes = chip_sizes(model, tp, batch, context, tokens, p)
+    sizes = chip_sizes(model, tensor, batch, context, tokens, p)
     act_sep = tr["activation"] != tr["weight"]
     act = 0.0 if act_sep else float(sizes.act)
     names, vals = _stage_items(model, sizes, act)
-    if pp > len(vals):
-        raise PlacementError(f"{pp} pipeline stages but the model has only {len(vals)} items to place "
-                             f"(embedding, {model.layers} layers, head); use pp <= {len(vals)}",
-                             what="deployment", fixes=[f"pp <= {len(vals)}"])
-    bins = _balanced(vals, pp)
+    if pipeline > len(vals):
+        raise PlacementError(f"{pipeline} pipeline stages but the model has only {len(vals)} items to place "
+                             f"(embedding, {model.layers} layers, head); use pipeline <= {len(vals)}",
+                             what="deployment", fixes=[f"pipeline <= {len(vals)}"])
+    bins = _balanced(vals, pipeline)
     loads = [act + sum(vals[i] for i in b) for b in bins]
     worst = int(np.argmax(loads))
     if loads[worst] > U:
         b = bins[worst]
         items = [names[i] for i in b]
         what = f"stage {worst} ({items[0]}" + (f" .. {items[-1]}" if len(items) > 1 else "") + ")"
-        fixes = _fixes(*args, tp=tp, pp=pp)
-        chip = worst * tp
+        fixes = _fixes(*args, tensor=tensor, pipeline=pipeline)
+        chip = worst * tensor
         parts = _load_parts(model, sizes, items, act)
         raise PlacementError(
             f"{model.id} on {device.id} ({p.label()}, batch {batch}, context {context}): {what} needs "
-            f"{_b(loads[worst])} on chip {chip} (rank 0 of tp={tp}; {parts}) but a chip's {tr['weight']} holds "
+            f"{_b(loads[worst])} on chip {chip} (rank 0 of tensor={tensor}; {parts}) but a chip's {tr['weight']} holds "
             f"{_b(U)} after a {reserve:.0%} reserve of {_b(cap)}: {_b(loads[worst] - U)} too much. "
             f"It would fit with: " + ("; ".join(fixes) if fixes else "no change found: use a device with more memory"),
             what=what, nbytes=loads[worst], chip=chip, capacity=U, fixes=fixes)
@@ -692,7 +679,7 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         _, _, aU = _usable(device, tr["activation"], reserve)
         if float(sizes.act) > aU:
             raise PlacementError(
-                f"activations need {_b(float(sizes.act))} per chip at tp={tp} but {device.id}'s {tr['activation']} "
+                f"activations need {_b(float(sizes.act))} per chip at tensor={tensor} but {device.id}'s {tr['activation']} "
                 f"holds {_b(aU)}; place activations in {tr['weight']} (tiers) or use a smaller batch/prompt",
                 what="activations", nbytes=float(sizes.act), chip=0, capacity=aU,
                 fixes=[f"tiers={{'activation': '{tr['weight']}'}}"])
@@ -702,7 +689,7 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         items = [names[i] for i in b]
         stages.append(Stage(s, "embedding" in items, tuple(int(n.split(".")[1]) for n in items if n.startswith("layers.")),
                             "head" in items))
-    return _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, tuple(stages))
+    return _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, tuple(stages))
 
 
 def _load_parts(model, sizes: ChipSizes, items, act) -> str:
@@ -712,19 +699,19 @@ def _load_parts(model, sizes: ChipSizes, items, act) -> str:
     return f"weights {_b(w)}, KV cache {_b(kv)}, activations {_b(act)}"
 
 
-def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tp=None, pp=None):
+def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=None, pipeline=None):
     cap, res, U = _usable(device, tr["weight"], reserve)
-    widths = (tp,) if tp is not None else choices
+    widths = (tensor,) if tensor is not None else choices
     t = max(widths)
     s = chip_sizes(model, t, batch, context, tokens, p)
     act = 0.0 if tr["activation"] != tr["weight"] else float(s.act)
     items = {"the embedding": s.embedding, "one layer (weights + KV cache)": float(s.layer), "the head": s.head}
     what, nbytes = max(items.items(), key=lambda kv: kv[1])
-    fixes = _fixes(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tp=tp, pp=pp)
-    where = f"at tp={t}" + (f" with pp={pp}" if pp is not None else "")
+    fixes = _fixes(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=tensor, pipeline=pipeline)
+    where = f"at tensor={t}" + (f" with pipeline={pipeline}" if pipeline is not None else "")
     raise PlacementError(
         f"{model.id} does not fit on {device.id} ({p.label()}, batch {batch}, context {context}) with tensor-parallel "
-        f"widths {_widths(widths)}{'' if pp is None else f' and {pp} stages'}: {where}, {what} needs {_b(nbytes + act)} "
+        f"widths {_widths(widths)}{'' if pipeline is None else f' and {pipeline} stages'}: {where}, {what} needs {_b(nbytes + act)} "
         f"on one chip (per chip: one layer's weights {_b(s.layer_weight)} + its KV cache {_b(float(s.layer_kv))}, "
         f"activations {_b(act)}) but a chip's {tr['weight']} holds {_b(U)} after a {reserve:.0%} reserve. It would fit with: "
         + ("; ".join(fixes) if fixes else "no change found: use a device with more memory"),
@@ -736,7 +723,7 @@ def _widths(w) -> str:
     return f"{w[0]}..{w[-1]}" if len(w) > 4 and w == list(range(w[0], w[-1] + 1)) else ", ".join(map(str, w))
 
 
-def _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, stages) -> Placement:
+def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, stages) -> Placement:
     tensors: list[Tensor] = []
     cols = {k: [] for k in ("tensor", "kind", "group", "layer", "stage", "chip", "rank", "tier", "axis", "start",
                             "stop", "bytes")}
@@ -754,15 +741,15 @@ def _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, 
         ts.append(Tensor(f"stages.{st.index}.activations", "activation", "stage", None, (int(acts),), 0, p.a))
         for t in ts:
             tensors.append(t)
-            bnd = t.bounds(tp)
+            bnd = t.bounds(tensor)
             other = float(math.prod(t.shape) // t.shape[t.axis]) * t.width if t.shape[t.axis] else 0.0
-            for r in range(tp):
+            for r in range(tensor):
                 cols["tensor"].append(t.name)
                 cols["kind"].append(t.kind)
                 cols["group"].append(t.group)
                 cols["layer"].append(t.layer)
                 cols["stage"].append(st.index)
-                cols["chip"].append(st.index * tp + r)
+                cols["chip"].append(st.index * tensor + r)
                 cols["rank"].append(r)
                 cols["tier"].append(tr[t.kind])
                 cols["axis"].append(t.axis)
@@ -771,7 +758,7 @@ def _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, 
                 cols["bytes"].append(float(bnd[r + 1] - bnd[r]) * other)
     shards = pd.DataFrame(cols)
     shards["layer"] = shards["layer"].astype("Int64")
-    chips = tp * pp
+    chips = tensor * pipeline
     used_tiers = sorted(set(tr.values()))
     rows = []
     by = shards.groupby(["chip", "tier", "kind"])["bytes"].sum()
@@ -782,9 +769,9 @@ def _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, 
             kinds["reserve"] = res
             head = cap - sum(kinds.values())
             for k in KINDS:
-                rows.append((c, c // tp, c % tp, tier, k, kinds[k], cap, head))
+                rows.append((c, c // tensor, c % tensor, tier, k, kinds[k], cap, head))
     residency = pd.DataFrame(rows, columns=["chip", "stage", "rank", "tier", "kind", "bytes", "capacity", "headroom"])
-    return Placement(model, device, p, batch, context, tokens, reserve, tp, pp, int(unit), dict(tr), tuple(stages),
+    return Placement(model, device, p, batch, context, tokens, reserve, tensor, pipeline, int(unit), dict(tr), tuple(stages),
                      tuple(tensors), shards, residency)
 
 
@@ -793,7 +780,7 @@ def _build(model, device, p, batch, context, tokens, reserve, tp, pp, unit, tr, 
 
 def items_count(model: Model) -> int:
     """Pipeline items: the embedding (unless tied: then it lives with the head), the
-    layers, the head. ``pp = items_count(model)`` is one item per stage."""
+    layers, the head. ``pipeline = items_count(model)`` is one item per stage."""
     return model.layers + (1 if model.tied_embeddings else 2)
 
 
@@ -801,18 +788,18 @@ LAYOUTS = ("best", "layer-per-stage")
 
 
 def capacity_chain(model: Model, device: Device, *, batch: int = 1, context: int | None = None, precision=None,
-                   reserve: float = 0.0, tp_choices: Sequence[int] | None = None, layout: str = "best",
-                   node: int = 8, rack: int = 72, stated_weight_bytes: float | None = None,
-                   stated_chip_bytes: float | None = None) -> pd.DataFrame:
+                   reserve: float = 0.0, tensor_choices: Sequence[int] | None = None, layout: str = "best",
+                   stated_weight_bytes: float | None = None, stated_chip_bytes: float | None = None) -> pd.DataFrame:
     """From the back-of-envelope chip count to a deployable one, one modelled step at a time.
 
     Rows (each a chip count and what the step adds): ``as stated`` (stated model bytes /
     stated chip bytes, when given), ``weights`` (exact weight bytes / catalog capacity),
     ``+ KV cache`` (at ``batch`` x ``context``), ``+ reserve`` (usable capacity),
-    ``+ layer granularity`` (whole layers per stage, one tp width per stage, activations;
+    ``+ layer granularity`` (whole layers per stage, one tensor width per stage, activations;
     ``layout="best"`` is :func:`need`'s fewest chips, ``"layer-per-stage"`` gives every
     layer, the embedding and the head a stage of their own, so no chip holds parts of two
-    layers), ``whole nodes`` (rounded up to ``node`` chips) and ``whole racks`` (``rack``).
+    layers), then one row per deployment unit of the device's file (``whole nodes``,
+    ``whole racks``, ...: rounded up to that unit's chips), smallest first.
     """
     if layout not in LAYOUTS:
         raise PlacementError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
@@ -830,19 +817,22 @@ def capacity_chain(model: Model, device: Device, *, batch: int = 1, context: int
                  f"+ {_b(KV)} of {p.kv} KV cache ({batch} sequence{'' if batch == 1 else 's'} x {context} tokens)"))
     U = cap - math.ceil(cap * reserve)
     rows.append(("+ reserve", math.ceil((W + KV) / U), f"{reserve:.0%} of each chip kept free: {_b(U)} usable"))
-    pp = items_count(model) if layout == "layer-per-stage" else None
-    n = need(model, device, batch, context, precision=p, reserve=reserve, tp_choices=tp_choices, pp=pp)
+    pipeline = items_count(model) if layout == "layer-per-stage" else None
+    n = need(model, device, batch, context, precision=p, reserve=reserve, tensor_choices=tensor_choices, pipeline=pipeline)
     if not np.isfinite(n.chips):
         rows.append(("+ layer granularity", float("inf"), "no allowed layout fits"))
     else:
         chips = int(n.chips)
-        s = chip_sizes(model, int(n.tp), batch, context, 1, p)
+        s = chip_sizes(model, int(n.tensor), batch, context, 1, p)
         per = "one item per stage" if layout == "layer-per-stage" else "whole layers per stage"
         rows.append(("+ layer granularity", chips,
-                     f"{per}: tp={int(n.tp)} chips x pp={int(n.pp)} stages; per chip, one layer is "
+                     f"{per}: tensor={int(n.tensor)} chips x pipeline={int(n.pipeline)} stages; per chip, one layer is "
                      f"{_b(s.layer_weight)} of weights + {_b(float(s.layer_kv))} of KV cache"))
-        rows.append(("whole nodes", -(-chips // node) * node, f"rounded up to nodes of {node} chips"))
-        rows.append(("whole racks", -(-chips // rack) * rack, f"rounded up to racks of {rack} chips"))
+        units = device.deployment.units if device.deployment_rules is not None else {}
+        for name, v in sorted(units.items(), key=lambda kv: kv[1].si):
+            n_unit = int(v.si)
+            if n_unit > 1:
+                rows.append((f"whole {name}s", -(-chips // n_unit) * n_unit, f"rounded up to {name}s of {n_unit} chips"))
     df = pd.DataFrame(rows, columns=["step", "chips", "what"])
     df["added"] = df["chips"].diff().fillna(df["chips"])
     return df
@@ -873,24 +863,24 @@ def attempt(model: Model, device: Device, **kw) -> Attempt:
 
 
 def compare_devices(model: Model, devices: Sequence[Device], *, batch=1, context=None, precision=None,
-                    reserve: float = 0.0, tp_choices: Mapping[str, Sequence[int]] | None = None,
+                    reserve: float = 0.0, tensor_choices: Mapping[str, Sequence[int]] | None = None,
                     units: Mapping[str, int] | None = None) -> pd.DataFrame:
     """One row per device: its weight tier's capacity and bandwidth, the chips needed
     (weights only and weights + KV without granularity, the best layout, and deployed in
-    whole ``units[device]``), the layout's tp and pp, and what those chips add up to."""
+    whole ``units[device]``), the layout's tensor and pipeline, and what those chips add up to."""
     p = Precision.of(precision)
     context = model.max_context if context is None else context
     rows = []
     for d in devices:
         tier = d.main_tier
         n = need(model, d, batch, context, precision=p, reserve=reserve,
-                 tp_choices=(tp_choices or {}).get(d.id), unit=(units or {}).get(d.id, 1))
+                 tensor_choices=(tensor_choices or {}).get(d.id), unit=(units or {}).get(d.id))
         chips = float(n.chips)
         bw = d.memory[tier].bandwidth.si if d.memory[tier].bandwidth else float("nan")
         rows.append({
-            "device": d.id, "category": d.category, "tier": tier, "capacity": d.capacity(tier), "bandwidth": bw,
+            "device": d.id, "sram_only": d.sram_only, "tier": tier, "capacity": d.capacity(tier), "bandwidth": bw,
             "weights_only": fluid_chips(model, d, batch, context, precision=p, reserve=reserve, weights_only=True),
-            "fluid": float(n.fluid), "chips": chips, "tp": int(n.tp), "pp": int(n.pp), "unit": n.unit,
+            "fluid": float(n.fluid), "chips": chips, "tensor": int(n.tensor), "pipeline": int(n.pipeline), "unit": n.unit,
             "deployed": float(n.deployed),
             "deployment_capacity": chips * d.capacity(tier), "deployment_bandwidth": chips * bw,
         })
@@ -898,17 +888,17 @@ def compare_devices(model: Model, devices: Sequence[Device], *, batch=1, context
 
 
 def sweep(model: Model, devices: Sequence[Device], contexts, batches, *, precision=None, reserve: float = 0.0,
-          tp_choices: Mapping[str, Sequence[int]] | None = None, units: Mapping[str, int] | None = None) -> pd.DataFrame:
+          tensor_choices: Mapping[str, Sequence[int]] | None = None, units: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Chips needed over the grid contexts x batches for each device (one vectorised
-    :func:`need` call per device); long form: device, context, batch, chips, deployed, tp, pp."""
+    :func:`need` call per device); long form: device, context, batch, chips, deployed, tensor, pipeline."""
     C, B = np.meshgrid(np.asarray(contexts), np.asarray(batches), indexing="ij")
     frames = []
     for d in devices:
         n = need(model, d, B, C, precision=precision, reserve=reserve,
-                 tp_choices=(tp_choices or {}).get(d.id), unit=(units or {}).get(d.id, 1))
+                 tensor_choices=(tensor_choices or {}).get(d.id), unit=(units or {}).get(d.id))
         frames.append(pd.DataFrame({"device": d.id, "context": C.ravel(), "batch": B.ravel(),
                                     "chips": n.chips.ravel(), "deployed": n.deployed.ravel(),
-                                    "tp": n.tp.ravel(), "pp": n.pp.ravel()}))
+                                    "tensor": n.tensor.ravel(), "pipeline": n.pipeline.ravel()}))
     return pd.concat(frames, ignore_index=True)
 
 

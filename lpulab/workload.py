@@ -185,34 +185,30 @@ def _scalar(x):
 # --------------------------------------------------------------------------- model sizes
 
 
-def _dims(m: Model):
-    return (m.hidden_size, m.attention_heads, m.kv_heads, m.head_dim, m.ffn_size, m.vocab_size,
-            m.layers, m.experts, m.active_experts)
-
-
-def _ffn_mats(m: Model) -> int:
-    return 3 if m.ffn_gated else 2
+def _dims(model: Model):
+    return (model.hidden_size, model.attention_heads, model.kv_heads, model.head_dim, model.ffn_size, model.vocab_size,
+            model.layers, model.experts, model.active_experts)
 
 
 def layer_parameters(model: Model, active: bool = False) -> int:
-    """Parameters of one transformer layer (all experts, or the active ones)."""
-    h, H, G, dh, F, V, L, E, k = _dims(model)
-    experts = k if active else E
-    attn = h * (H * dh) + 2 * h * (G * dh) + (H * dh) * h
-    ffn = experts * _ffn_mats(model) * h * F
-    router = h * E if E > 1 else 0
-    return attn + ffn + router + 2 * h
+    """Parameters of one transformer layer (all experts, or the active ones), from
+    :mod:`lpulab.architecture`'s tensor table."""
+    from . import architecture
+
+    k = model.active_experts
+    return sum(t.elements * (k if active and t.is_expert else t.copies) for t in architecture.layer_tensors(model, 0))
 
 
 def parameter_count(model: Model, active: bool = False) -> int:
-    """Parameters computed from the architecture; ``active=True`` counts only the active
-    experts' FFN weights (parameters used per token).
+    """Parameters computed from the architecture (:func:`lpulab.architecture.parameter_count`);
+    ``active=True`` counts only the active experts' FFN weights (parameters used per token).
 
     ``L*(h*H*dh + 2*h*G*dh + H*dh*h + E*(3 or 2)*h*F + (h*E if E>1) + 2*h) + V*h*(1 if
     tied else 2) + h``.
     """
-    h, V = model.hidden_size, model.vocab_size
-    return model.layers * layer_parameters(model, active) + V * h * (1 if model.tied_embeddings else 2) + h
+    from . import architecture
+
+    return architecture.parameter_count(model, active)
 
 
 def weight_bytes(model: Model, precision=None) -> float:
@@ -260,59 +256,62 @@ def _formulas(model: Model, p: Precision, one, N, K, KVT, R, D) -> list[Op]:
     """docs/counting.md, written once. Every count is linear in the terms ``one`` (1),
     ``N = B*S``, ``K = K_att``, ``KVT = B*(P+S)`` (cached tokens read), ``R = B`` and
     ``D`` (distinct experts touched; 1 for a dense model): :func:`op_counts` passes their
-    values, :func:`parts` passes unit vectors to read off each count's coefficients."""
+    values, :func:`parts` passes unit vectors to read off each count's coefficients.
+
+    Weight tensors (norm gains and matrix products) come from the one tensor table,
+    :mod:`lpulab.architecture`; the work between them (rotary embedding, attention,
+    activation, residual adds) is counted here from the same dimensions."""
+    from . import architecture
+
     h, H, G, dh, F, V, L, E, k = _dims(model)
     w, a, c = p.w, p.a, p.c
     q, kvd = H * dh, G * dh
+    T = N * k if model.is_moe else N            # token visits to the FFN's experts
 
     def C(flops=0.0, weight=0.0, ar=0.0, aw=0.0, kr=0.0, kw=0.0):
         return Counts(flops, weight, ar, aw, kr, kw)
 
-    def norm(name, group):
-        return Op(name, group, "norm", C(RMSNORM_FLOPS * N * h, h * a * one, N * h * a, N * h * a))
+    def tensor_op(t: architecture.TensorSpec, name: str | None = None) -> Op:
+        if t.role == "norm":
+            n = t.shape[0]
+            return Op(name or t.name, t.group, "norm", C(RMSNORM_FLOPS * N * n, n * a * one, N * n * a, N * n * a))
+        out_dim, in_dim = t.shape
+        rows = {"token": N, "expert": T, "row": R}[t.tokens]
+        reads = D if t.is_expert else one        # a routed expert's weights are read if a token picks it
+        width = w if t.width == "weight" else a
+        wr = C(2 * rows * in_dim * out_dim, out_dim * in_dim * width * reads, rows * in_dim * a)
+        if t.output == "kv":
+            return Op(name or t.name, t.group, "matmul", wr + C(kw=rows * out_dim * c))
+        return Op(name or t.name, t.group, "matmul", wr + C(aw=rows * out_dim * a))
 
     def residual(name):
         return Op(name, "layer", "elementwise", C(RESIDUAL_FLOPS * N * h, 0, 2 * N * h * a, N * h * a))
 
+    specs = {t.name: t for t in architecture.layer_tensors(model, 0)}
+    pre = "experts." if model.is_moe else ""
     out = [Op("embedding", "embedding", "gather", C(0, N * h * w, 0, N * h * a))]
-    lay = [
-        norm("attn_norm", "layer"),
-        Op("q_proj", "layer", "matmul", C(2 * N * h * q, h * q * w * one, N * h * a, N * q * a)),
-        Op("k_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w * one, N * h * a, 0, 0, N * kvd * c)),
-        Op("v_proj", "layer", "matmul", C(2 * N * h * kvd, h * kvd * w * one, N * h * a, 0, 0, N * kvd * c)),
+    lay = [tensor_op(specs[n]) for n in ("attn_norm", "q_proj", "k_proj", "v_proj")]
+    lay += [
         Op("rope", "layer", "elementwise", C(ROPE_FLOPS * N * (q + kvd), 0, N * (q + kvd) * a, N * (q + kvd) * a)),
         Op("attn_scores", "layer", "attention", C(2 * dh * H * K, 0, N * q * a, H * K * a, KVT * kvd * c)),
         Op("softmax", "layer", "attention", C(SOFTMAX_FLOPS * H * K, 0, H * K * a, H * K * a)),
         Op("attn_values", "layer", "attention", C(2 * dh * H * K, 0, H * K * a, N * q * a, KVT * kvd * c)),
-        Op("o_proj", "layer", "matmul", C(2 * N * q * h, q * h * w * one, N * q * a, N * h * a)),
+        tensor_op(specs["o_proj"]),
         residual("attn_residual"),
-        norm("ffn_norm", "layer"),
+        tensor_op(specs["ffn_norm"]),
     ]
-    if E > 1:
-        pre, T = "experts.", N * k  # every token visits k experts
-        lay.append(Op("router", "layer", "matmul", C(2 * N * h * E, h * E * w * one, N * h * a, N * E * a)))
-    else:
-        pre, T = "", N
+    if model.is_moe:
+        lay.append(tensor_op(specs["router"]))
     if model.ffn_gated:
-        lay += [
-            Op(pre + "gate_proj", "layer", "matmul", C(2 * T * h * F, D * h * F * w, T * h * a, T * F * a)),
-            Op(pre + "up_proj", "layer", "matmul", C(2 * T * h * F, D * h * F * w, T * h * a, T * F * a)),
-            Op(pre + "silu_mul", "layer", "elementwise", C(SILU_MUL_FLOPS * T * F, 0, 2 * T * F * a, T * F * a)),
-        ]
+        lay += [tensor_op(specs[pre + "gate_proj"]), tensor_op(specs[pre + "up_proj"]),
+                Op(pre + "silu_mul", "layer", "elementwise", C(SILU_MUL_FLOPS * T * F, 0, 2 * T * F * a, T * F * a))]
     else:
-        lay += [
-            Op(pre + "up_proj", "layer", "matmul", C(2 * T * h * F, D * h * F * w, T * h * a, T * F * a)),
-            Op(pre + "activation", "layer", "elementwise", C(ACT_FLOPS * T * F, 0, T * F * a, T * F * a)),
-        ]
-    lay += [
-        Op(pre + "down_proj", "layer", "matmul", C(2 * T * F * h, D * F * h * w, T * F * a, T * h * a)),
-        residual("ffn_residual"),
-    ]
+        lay += [tensor_op(specs[pre + "up_proj"]),
+                Op(pre + "activation", "layer", "elementwise", C(ACT_FLOPS * T * F, 0, T * F * a, T * F * a))]
+    lay += [tensor_op(specs[pre + "down_proj"]), residual("ffn_residual")]
     out += lay
-    out += [
-        norm("final_norm", "head"),
-        Op("lm_head", "head", "matmul", C(2 * R * h * V, h * V * w * one, R * h * a, R * V * a)),
-    ]
+    head = {t.role: t for t in architecture.head_tensors(model)}
+    out += [tensor_op(head["norm"], "final_norm"), tensor_op(head["matmul"], "lm_head")]
     return out
 
 

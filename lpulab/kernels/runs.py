@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog, perf, placement, workload
+from ..parallel import Layout
 from .compare import counts_vs_workload, transfers_vs_perf
 from .model import PRECISIONS, Decoder, DecoderConfig
 from .sharded import Plan, ShardedDecoder, SramBudgetError, build_plan, plan_from_placement
@@ -100,8 +101,8 @@ def sharded_run(decoder: Decoder, model, device, *, chips: int, tensor_parallel:
         raise ValueError(f"sharded_run: prompt_tokens + new_tokens ({prompt_tokens} + {new_tokens}) exceed the "
                          f"context placed on the chips ({context})")
     prec = decoder.workload_precision
-    dep = placement.Deployment.of_chips(int(chips), int(tensor_parallel))
-    pl = placement.place(model, device, batch=1, context=int(context), precision=prec, deployment=dep,
+    layout = Layout.of_chips(int(chips), tensor=int(tensor_parallel), pipeline=int(chips) // int(tensor_parallel))
+    pl = placement.place(model, device, batch=1, context=int(context), precision=prec, layout=layout,
                          reserve=reserve)
     plan = plan_from_placement(pl)
     sd = ShardedDecoder(decoder, plan)
@@ -128,7 +129,7 @@ def sharded_run(decoder: Decoder, model, device, *, chips: int, tensor_parallel:
     res["placement_weight"] = cb["weight"].to_numpy()
     res["placement_kv"] = cb["kv"].to_numpy()
     summary = {
-        "chips": pl.chips, "tensor_parallel": pl.tp, "pipeline": pl.pp, "chip_sram_bytes": plan.chips[0].sram_bytes,
+        "chips": pl.chips, "tensor_parallel": pl.tensor, "pipeline": pl.pipeline, "chip_sram_bytes": plan.chips[0].sram_bytes,
         "stages": [st.items for st in pl.stages], "embed_stage": plan.embedding_stage, "head_stage": plan.final_stage,
         "exactness": sd.exactness,
         "tolerance": None if sd.tolerance is None else {"rtol": sd.tolerance.rtol, "atol_rel": sd.tolerance.atol_rel},

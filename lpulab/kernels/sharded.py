@@ -339,7 +339,7 @@ def plan_from_placement(placement, *, chip_prefix: str = "chip") -> Plan:
     Raises :class:`PlanError` for what the decoder cannot run: a mixture of experts, an
     ungated FFN, or a tensor-parallel width that does not divide the KV heads (the decoder
     splits attention by whole KV heads; place with
-    ``tp_choices=lpulab.placement.tp_widths(model, "kv-heads")``).
+    ``tensor_choices=lpulab.placement.tensor_widths(model, "kv-heads")``).
     """
     from ..placement import export_plan
 
@@ -348,13 +348,13 @@ def plan_from_placement(placement, *, chip_prefix: str = "chip") -> Plan:
         raise PlanError(f"plan_from_placement: {m.id} is a mixture of experts; the numpy decoder is dense")
     if not m.ffn_gated or m.norm != "rmsnorm":
         raise PlanError(f"plan_from_placement: {m.id} needs a gated FFN and RMSNorm (the numpy decoder is Llama-like)")
-    tp, pp = int(placement.tp), int(placement.pp)
+    tp, pp = int(placement.tensor), int(placement.pipeline)
     if m.kv_heads % tp:
         ok = [d for d in range(1, m.kv_heads + 1) if m.kv_heads % d == 0]
         raise PlanError(
             f"plan_from_placement: tensor-parallel width {tp} does not divide {m.id}'s {m.kv_heads} KV heads; the "
             f"numpy decoder splits attention by whole KV heads (allowed widths: {ok}; place with "
-            f"tp_choices=placement.tp_widths(model, 'kv-heads') or Deployment(tp=...))")
+            f"tensor_choices=placement.tensor_widths(model, 'kv-heads') or tensor=...)")
     tensors, stage_of = export_plan(placement, ("weight",))
     tier = placement.tiers["weight"]
     cap = placement.device.capacity(tier)
@@ -396,6 +396,11 @@ def simulated_device(sram_bytes: float, *, id: str | None = None, bandwidth: flo
             "capacity": {"value": float(sram_bytes), "unit": "B", "source": "parameter", "kind": "estimate"},
             "bandwidth": {"value": float(bandwidth) / 1e12, "unit": "TB/s", "source": "parameter", "kind": "estimate"},
         }},
+        "interconnect": {"link": {"bandwidth": {"value": 240, "unit": "GB/s", "source": "parameter", "kind": "estimate"}}},
+        "deployment": {  # any tensor-parallel width up to 72 chips, counted chip by chip
+            "unit": "chip", "tensor_split": "any", "scale_up_link": "link",
+            "scale_up": {"chips": {"value": 72, "unit": "count", "source": "parameter", "kind": "estimate"}},
+            "units": {"chip": {"chips": {"value": 1, "unit": "count", "source": "parameter", "kind": "estimate"}}}},
     }
     return catalog.parse_device(raw, Path(f"{id}.toml"))
 

@@ -15,7 +15,7 @@ GOOD = '''
 id = "{id}"
 name = "A card"
 as_of = "2024-02"
-category = "lpu"
+category = "claim"
 
 [sources.s]
 title = "A source"
@@ -99,7 +99,8 @@ def test_broken_entries_are_refused_with_file_and_field(tmp_path, what, line, me
 @pytest.mark.parametrize("edit,message", [
     (('id = "{id}"', 'id = "other"'), r"id: 'other' must equal the file name 'broken'"),
     (('as_of = "2024-02"', 'as_of = "Feb 2024"'), r"as_of: 'Feb 2024' is not a date"),
-    (('category = "lpu"', 'category = "fpga"'), r"category: 'fpga' is not one of"),
+    (('category = "claim"', 'category = "fpga"'), r"category: 'fpga' is not one of"),
+    (('category = "claim"', 'category = "system"'), r"a system sheet prices one deployment unit and needs .*missing count\.chips_per_unit, price\.unit, power\.unit"),
     (("[factor]", "[discount]"), r"\(top level\): unknown field\(s\) discount"),
     (('confidence = "third-party"', 'confidence = "sure"'), r"sources\.s\.confidence: 'sure' is not one of"),
     (('name = "A card"\n', ''), r"\(top level\): missing field\(s\) name"),
@@ -123,18 +124,20 @@ def test_unknown_sheet_names_the_known_ones():
         catalog.load_prices("no-such-sheet")
 
 
-def test_validate_all_reports_a_broken_sheet(tmp_path, monkeypatch):
+def test_validate_all_reports_a_broken_sheet_in_a_user_data_folder(tmp_path, monkeypatch):
+    (tmp_path / "prices").mkdir()
     for name in ("ok", "bad"):
         text = GOOD if name == "ok" else GOOD.replace('kind = "measured"', 'kind = "rumour"')
-        write(tmp_path, text, name)
-    monkeypatch.setattr(paths, "PRICES", tmp_path)
+        write(tmp_path / "prices", text, name)
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path))
     ok, errors = catalog.validate_all()
-    assert any(e.startswith(str(tmp_path / "bad.toml")) or "bad.toml" in e for e in errors)
+    assert any("bad.toml" in e for e in errors)
     assert not any("ok.toml" in e for e in errors)
+    assert catalog.load_prices("ok").path.endswith("ok.toml")
 
 
 def test_card_power_and_gpu_prices_agree_with_the_hardware_catalog():
-    card = catalog.load_prices("groq-card")["power.card"]
+    card = catalog.load_prices("groq-card")["power.unit"]
     tdp = catalog.load_device("groq-lpu-v1").power["tdp"]
     assert (card.si, card.low_si, card.high_si) == (tdp.si, tdp.low_si, tdp.high_si)
     for sheet, device in (("nvidia-dgx-h100", "nvidia-h100-sxm"), ("nvidia-dgx-h200", "nvidia-h200")):
@@ -152,6 +155,18 @@ def test_as_stated_sheet_reproduces_its_own_arithmetic():
     assert s["price.lpu_opex"].si / (n * s["power.card"].si * s["time.lifetime"].si) == pytest.approx(s["tariff.implied"].si, rel=2e-3)
     assert s["price.gpu_opex"].si / (s["power.server"].si * s["time.lifetime"].si) == pytest.approx(s["tariff.implied"].si, rel=2e-3)
     assert s["tariff.implied_monthly"].si == pytest.approx(s["tariff.implied"].si, rel=2e-3)
+
+
+def test_every_device_that_names_a_price_sheet_names_a_system_sheet():
+    for d in catalog.devices().values():
+        if d.deployment.prices:
+            sheet = catalog.load_prices(d.price_sheet_id())
+            assert sheet.category == "system", d.id
+
+
+def test_a_device_without_a_price_sheet_says_what_to_add():
+    with pytest.raises(catalog.CatalogError, match=r"groq-lpu-3.*cannot be costed: add a price sheet prices/<id>\.toml"):
+        catalog.load_device("groq-lpu-3").price_sheet_id()
 
 
 def test_measurement_rows_load_with_their_source():

@@ -20,7 +20,7 @@ def _place(cfg, precision, sram, context=16, **kw):
 
 def test_a_placement_on_a_small_chip_budget_runs_sharded_and_equals_the_whole_run():
     # 40 kB chips: the fp32 model (~140 kB of weights) needs several; placement picks the layout
-    pl = _place(CFG, "fp32", 40_000, tp_choices=placement.tp_widths(CFG.to_model(), "kv-heads"))
+    pl = _place(CFG, "fp32", 40_000, tensor_choices=placement.tensor_widths(CFG.to_model(), "kv-heads"))
     assert pl.chips > 1
     plan = plan_from_placement(pl)
     assert plan.chips[0].sram_bytes == 40_000 and len(plan.chips) == pl.chips
@@ -45,7 +45,7 @@ def test_int8_is_bit_exact_and_fp32_within_tolerance(tied, tp, pp):
     cfg = DecoderConfig(**{**CFG.__dict__, "tied_embeddings": tied})
     prompt = np.array([[3, 1, 4, 1], [2, 7, 1, 8]])
     for precision in ("int8", "fp32"):
-        pl = _place(cfg, precision, 10**9, deployment=placement.Deployment(tp=tp, pp=pp))
+        pl = _place(cfg, precision, 10**9, tensor=tp, pipeline=pp)
         m = Decoder.random(cfg, seed=tp * 10 + pp, precision=precision)
         sd = ShardedDecoder(m, plan_from_placement(pl))
         whole, shard = m.generate(prompt, 3, capacity=16), sd.generate(prompt, 3, capacity=16)
@@ -75,7 +75,7 @@ def placements(draw):
 @given(placements())
 def test_any_placement_runs_sharded_like_the_whole(case):
     cfg, tp, pp, precision, seed = case
-    pl = _place(cfg, precision, 10**9, deployment=placement.Deployment(tp=tp, pp=pp))
+    pl = _place(cfg, precision, 10**9, tensor=tp, pipeline=pp)
     m = Decoder.random(cfg, seed=seed, precision=precision)
     sd = ShardedDecoder(m, plan_from_placement(pl))
     prompt = np.random.default_rng(seed).integers(0, cfg.vocab, (1, 3))
@@ -88,7 +88,7 @@ def test_any_placement_runs_sharded_like_the_whole(case):
 
 def _decode_step(cfg, precision, tp, pp, context=5):
     model = cfg.to_model()
-    pl = _place(cfg, precision, 10**9, deployment=placement.Deployment(tp=tp, pp=pp))
+    pl = _place(cfg, precision, 10**9, tensor=tp, pipeline=pp)
     m = Decoder.random(cfg, seed=0, precision=precision)
     plan = plan_from_placement(pl)
     sd = ShardedDecoder(m, plan)
@@ -143,18 +143,18 @@ def test_perf_transfer_bytes_by_hand():
 
 
 def test_a_width_that_splits_a_kv_head_is_refused_with_the_allowed_widths():
-    pl = _place(CFG, "fp32", 10**9, deployment=placement.Deployment(tp=3, pp=1))
+    pl = _place(CFG, "fp32", 10**9, tensor=3, pipeline=1)
     with pytest.raises(PlanError, match=r"tensor-parallel width 3 does not divide .* 2 KV heads.*allowed widths: \[1, 2\]"):
         plan_from_placement(pl)
     moe = catalog.load_model("mixtral-8x7b")
     pl = placement.place(moe, simulated_device(1e12), batch=1, context=8, precision="int8",
-                         deployment=placement.Deployment(tp=1, pp=1))
+                         tensor=1, pipeline=1)
     with pytest.raises(PlanError, match="mixture of experts"):
         plan_from_placement(pl)
 
 
 def test_the_decoders_budget_and_ownership_still_hold_on_a_placement_plan():
-    pl = _place(CFG, "fp32", 10**9, deployment=placement.Deployment(tp=2, pp=2))
+    pl = _place(CFG, "fp32", 10**9, tensor=2, pipeline=2)
     plan = plan_from_placement(pl)
     m = Decoder.random(CFG, seed=0)
     d = plan.to_dict()

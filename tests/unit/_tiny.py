@@ -19,5 +19,11 @@ def tiny_device(capacity_bytes, id="tinychip", category="lpu", tier="sram"):
         "memory": {tier: {"placement": "on-chip" if tier == "sram" else "off-chip",
                           "capacity": {"value": capacity_bytes, "unit": "B", "source": "s", "kind": "estimate"},
                           "bandwidth": {"value": 1, "unit": "TB/s", "source": "s", "kind": "estimate"}}},
+        "interconnect": {"link": {"bandwidth": {"value": 100, "unit": "GB/s", "source": "s", "kind": "estimate"}}},
+        "deployment": {  # an SRAM chip splits any way up to a rack of 72; others by KV heads up to 8
+            "unit": "chip", "tensor_split": "any" if category == "lpu" else "kv-heads", "scale_up_link": "link",
+            "scale_up": {"chips": {"value": 72 if category == "lpu" else 8, "unit": "count", "source": "s",
+                                   "kind": "estimate"}},
+            "units": {"chip": {"chips": {"value": 1, "unit": "count", "source": "s", "kind": "estimate"}}}},
     }
     return catalog.parse_device(raw, Path(f"{id}.toml"))

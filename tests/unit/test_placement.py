@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lpulab import catalog, placement, workload
-from lpulab.placement import Deployment, PlacementError
+from lpulab.placement import PlacementError
 from lpulab.workload import Precision
 
 from ._tiny import tiny_device, tiny_model
@@ -43,8 +43,8 @@ def test_tiny_model_placed_by_hand():
     m, d = tiny_model(L=2), tiny_device(250)
     s = placement.chip_sizes(m, 1, batch=1, context=3, precision=INT8)
     assert (s.embedding, s.layer_weight, float(s.layer_kv), s.head, float(s.act)) == (40, 152, 12, 44, 28)
-    pl = placement.place(m, d, batch=1, context=3, precision=INT8, tp_choices=[1])
-    assert (pl.tp, pl.pp, pl.chips) == (1, 2, 2)
+    pl = placement.place(m, d, batch=1, context=3, precision=INT8, tensor_choices=[1])
+    assert (pl.tensor, pl.pipeline, pl.chips) == (1, 2, 2)
     assert [(st.embedding, st.layers, st.head) for st in pl.stages] == [(True, (0,), False), (False, (1,), True)]
     cb = pl.chip_bytes().set_index("chip")
     assert cb.loc[0, ["weight", "kv", "activation", "reserve", "headroom"]].tolist() == [192, 12, 28, 0, 18]
@@ -52,18 +52,18 @@ def test_tiny_model_placed_by_hand():
     # at tp=2 every slice halves (rounded up per tensor): 20 + 2 * (76 + 6) + 22 + 14 = 220 <= 250: one stage
     s2 = placement.chip_sizes(m, 2, batch=1, context=3, precision=INT8)
     assert (s2.embedding, s2.layer_weight, float(s2.layer_kv), s2.head, float(s2.act)) == (20, 76, 6, 22, 14)
-    best = placement.place(m, d, batch=1, context=3, precision=INT8, tp_choices=[1, 2])
-    assert (best.tp, best.pp) == (2, 1)  # a tie at 2 chips goes to the wider tp, fewer stages
-    n = placement.need(m, d, 1, 3, precision=INT8, tp_choices=[1, 2])
-    assert (int(n.chips), int(n.tp), int(n.pp), float(n.fluid)) == (2, 2, 1, 2.0)  # ceil(412 / 250)
+    best = placement.place(m, d, batch=1, context=3, precision=INT8, tensor_choices=[1, 2])
+    assert (best.tensor, best.pipeline) == (2, 1)  # a tie at 2 chips goes to the wider tp, fewer stages
+    n = placement.need(m, d, 1, 3, precision=INT8, tensor_choices=[1, 2])
+    assert (int(n.chips), int(n.tensor), int(n.pipeline), float(n.fluid)) == (2, 2, 1, 2.0)  # ceil(412 / 250)
 
 
 def test_reserve_is_kept_free_on_every_chip():
     m, d = tiny_model(L=2), tiny_device(250)
-    pl = placement.place(m, d, batch=1, context=3, precision=INT8, tp_choices=[1], reserve=0.1)
+    pl = placement.place(m, d, batch=1, context=3, precision=INT8, tensor_choices=[1], reserve=0.1)
     cb = pl.chip_bytes()
     assert (cb.reserve == 25).all()  # ceil(0.1 * 250)
-    assert pl.pp == 4  # 225 - 28 = 197 per stage: every item alone
+    assert pl.pipeline == 4  # 225 - 28 = 197 per stage: every item alone
     assert (cb.headroom >= 0).all()
 
 
@@ -90,20 +90,20 @@ def test_576_chips_hold_the_weights_and_a_few_dozen_4k_sequences(lpu, llama70):
     # batch 1 fits in 5 racks: the gap to 576 is the KV cache of the served batch
     assert placement.need(llama70, lpu, 1, 4096, precision=W8, unit=72).deployed == 360
     # one layer per stage (no chip holds parts of two layers): 4 chips per layer at batch 1
-    n = placement.need(llama70, lpu, 1, 4096, precision=W8, pp=placement.items_count(llama70))
-    assert (int(n.tp), int(n.pp), int(n.chips)) == (4, 82, 328)
+    n = placement.need(llama70, lpu, 1, 4096, precision=W8, pipeline=placement.items_count(llama70))
+    assert (int(n.tensor), int(n.pipeline), int(n.chips)) == (4, 82, 328)
 
 
 def test_one_h100_cannot_hold_llama_2_70b_in_bf16_two_can_in_int8_or_fp8(h100, llama70):
     with pytest.raises(PlacementError) as e:
-        placement.place(llama70, h100, batch=1, context=4096, precision="bf16", deployment=Deployment(tp=1, pp=1))
+        placement.place(llama70, h100, batch=1, context=4096, precision="bf16", tensor=1, pipeline=1)
     msg = str(e.value)
     assert "nvidia-h100-sxm" in msg and "too much" in msg and "on chip 0" in msg and "It would fit with" in msg
     assert e.value.nbytes > e.value.capacity == 80e9 and e.value.chip == 0
-    assert any("tp=2 x pp=1 = 2 chips" in f for f in e.value.fixes)
+    assert any("tensor=2 x pipeline=1 = 2 chips" in f for f in e.value.fixes)
     for w in ("int8", "fp8"):
         pl = placement.place(llama70, h100, batch=1, context=4096, precision=Precision(w, "bf16", "bf16"),
-                             deployment=Deployment(tp=2, pp=1))
+                             tensor=2, pipeline=1)
         assert pl.chips == 2 and (pl.chip_bytes().headroom > 0).all()
     assert placement.need(llama70, h100, 1, 4096, precision="bf16").chips == 2
 
@@ -132,7 +132,7 @@ def check_invariants(pl, model, batch, context, p):
     assert set(by_name) == set(names)
     for t in pl.tensors:
         g = by_name[t.name]
-        assert list(g["rank"]) == list(range(pl.tp))
+        assert list(g["rank"]) == list(range(pl.tensor))
         assert g["start"].iloc[0] == 0 and g["stop"].iloc[-1] == t.shape[t.axis]
         assert (g["start"].to_numpy()[1:] == g["stop"].to_numpy()[:-1]).all()
         assert g["bytes"].sum() == pytest.approx(t.nbytes)
@@ -171,14 +171,14 @@ def tiny_models(draw):
 def test_smallest_placement_invariants(m, cap, batch, context, w, a, c, reserve, tps):
     p = Precision(w, a, c)
     d = tiny_device(cap)
-    n = placement.need(m, d, batch, context, precision=p, reserve=reserve, tp_choices=sorted(tps))
-    att = placement.attempt(m, d, batch=batch, context=context, precision=p, reserve=reserve, tp_choices=sorted(tps))
+    n = placement.need(m, d, batch, context, precision=p, reserve=reserve, tensor_choices=sorted(tps))
+    att = placement.attempt(m, d, batch=batch, context=context, precision=p, reserve=reserve, tensor_choices=sorted(tps))
     assert att.ok == bool(np.isfinite(n.chips))
     if not att.ok:
         assert "does not fit" in att.error and "would fit with" in att.error
         return
     pl = att.placement
-    assert pl.chips == n.chips and (pl.tp, pl.pp) == (n.tp, n.pp)
+    assert pl.chips == n.chips and (pl.tensor, pl.pipeline) == (n.tensor, n.pipeline)
     assert n.fluid <= n.chips
     check_invariants(pl, m, batch, context, p)
 
@@ -189,8 +189,8 @@ def test_smallest_placement_invariants(m, cap, batch, context, w, a, c, reserve,
 def test_fixed_deployment_fits_exactly_when_need_says_so(m, cap, batch, context, tp, pp):
     d = tiny_device(cap)
     assume(pp <= placement.items_count(m))
-    att = placement.attempt(m, d, batch=batch, context=context, precision=INT8, deployment=Deployment(tp, pp))
-    fits = bool(np.isfinite(placement.need(m, d, batch, context, precision=INT8, tp_choices=[tp], pp=pp).chips))
+    att = placement.attempt(m, d, batch=batch, context=context, precision=INT8, tensor=tp, pipeline=pp)
+    fits = bool(np.isfinite(placement.need(m, d, batch, context, precision=INT8, tensor_choices=[tp], pipeline=pp).chips))
     assert att.ok == fits
     if att.ok:
         assert att.placement.chips == tp * pp and len(att.placement.stages) == pp
@@ -215,12 +215,12 @@ def test_chips_needed_never_falls_as_batch_or_context_grow(mid, b, ctx, db, dc, 
 def test_vectorised_need_matches_one_placement_at_a_time(lpu, llama70):
     B = np.array([1, 3, 17, 64])[:, None]
     C = np.array([128, 2048, 4096])[None, :]
-    n = placement.need(llama70, lpu, B, C, precision=W8, tp_choices=placement.tp_widths(llama70, "power-of-two", 16))
+    n = placement.need(llama70, lpu, B, C, precision=W8, tensor_choices=placement.tensor_widths(llama70, "power-of-two", 16))
     assert n.chips.shape == (4, 3)
     for i, b in enumerate(B.ravel()):
         for j, c in enumerate(C.ravel()):
             att = placement.attempt(llama70, lpu, batch=int(b), context=int(c), precision=W8,
-                                    tp_choices=placement.tp_widths(llama70, "power-of-two", 16))
+                                    tensor_choices=placement.tensor_widths(llama70, "power-of-two", 16))
             assert att.ok == bool(np.isfinite(n.chips[i, j]))
             if att.ok:
                 assert att.placement.chips == n.chips[i, j]
@@ -244,7 +244,7 @@ def test_moe_all_experts_resident(lpu):
 
 def test_tied_embeddings_are_stored_once_with_the_head(lpu):
     m = catalog.load_model("smollm2-135m")
-    pl = placement.place(m, lpu, batch=1, context=512, precision="bf16", deployment=Deployment(pp=3))
+    pl = placement.place(m, lpu, batch=1, context=512, precision="bf16", pipeline=3)
     assert [t.name for t in pl.tensors].count("embed_tokens") == 1
     assert pl.stages[-1].head and not pl.stages[0].embedding
 
@@ -282,7 +282,7 @@ def test_gpu_activations_can_live_in_l2(h100):
 def test_error_when_one_layer_is_larger_than_a_chip():
     m, d = tiny_model(L=2), tiny_device(150)
     with pytest.raises(PlacementError) as e:
-        placement.place(m, d, batch=1, context=3, precision=INT8, tp_choices=[1])
+        placement.place(m, d, batch=1, context=3, precision=INT8, tensor_choices=[1])
     msg = str(e.value)
     # 152 B of weights + 12 B of KV + 28 B of activations
     assert "does not fit on tinychip" in msg and "one layer" in msg and "192 B" in msg and "150 B" in msg
@@ -292,7 +292,7 @@ def test_error_when_one_layer_is_larger_than_a_chip():
 
 def test_error_when_the_kv_cache_outgrows_the_deployment(lpu, llama70):
     with pytest.raises(PlacementError) as e:
-        placement.place(llama70, lpu, batch=64, context=4096, precision=W8, deployment=Deployment(tp=4, pp=82))
+        placement.place(llama70, lpu, batch=64, context=4096, precision=W8, tensor=4, pipeline=82)
     msg = str(e.value)
     assert "KV cache 268.4 MB" in msg and "on chip 4" in msg and "230.7 MB" in msg
     assert "batch <= 3 at context 4096" in msg and "the smallest deployment that fits" in msg
@@ -306,8 +306,8 @@ def test_bad_arguments_are_refused_clearly(lpu, llama70, h100):
     with pytest.raises(PlacementError, match="must share the weights' tier"):
         placement.place(llama70, h100, tiers={"kv": "l2"})
     with pytest.raises(PlacementError, match="only 82 items"):
-        placement.place(llama70, lpu, precision=W8, deployment=Deployment(tp=8, pp=90))
+        placement.place(llama70, lpu, precision=W8, tensor=8, pipeline=90)
     with pytest.raises(PlacementError, match="use need"):
         placement.place(llama70, lpu, batch=np.array([1, 2]))
-    with pytest.raises(PlacementError, match="tp rule"):
-        placement.tp_widths(llama70, "odd")
+    with pytest.raises(PlacementError, match="tensor split rule"):
+        placement.tensor_widths(llama70, "odd")
