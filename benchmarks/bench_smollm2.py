@@ -12,7 +12,10 @@
    tokens/s over llama.cpp tokens/s) are taken within each round, and the table gives the
    medians over ``--rounds`` rounds, so slow drifts of a shared machine's load cancel.
 
-    python benchmarks/bench_smollm2.py [--tokens 32] [--repeats 3] [--rounds 3] [--skip-check]
+With ``--baseline DIR`` (a checkout of older code) its numpy engines run in the same
+rounds, so before and after are measured under the same conditions.
+
+    python benchmarks/bench_smollm2.py [--tokens 32] [--repeats 3] [--rounds 3] [--skip-check] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ WORKER = r"""
 import json, os, sys
 sys.path.insert(0, {root!r})
 from lpulab.kernels.llamacpp_ref import measure_speed
-r = measure_speed({engine!r}, n_new={n}, repeats={rep}, n_threads={threads}, reuse=True)
+r = measure_speed({engine!r}, n_new={n}, repeats={rep}, n_threads={threads}{extra})
 r["loadavg"] = os.getloadavg()[0]
 print(json.dumps(r))
 """
@@ -40,10 +43,15 @@ NUMPY = ("numpy-fp32", "numpy-int8")
 LLAMA = ("llama.cpp", "llama.cpp-q8_0")
 
 
-def speed(engine: str, threads: int, n: int, repeats: int) -> dict:
+def speed(engine: str, threads: int, n: int, repeats: int, baseline: str | None = None) -> dict:
+    """One engine in a fresh process. ``baseline-numpy-*``: the numpy decoder of another
+    checkout (``baseline``, e.g. the code before issue 16), timed the same way."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                LPULAB_THREADS=str(threads))
-    code = WORKER.format(root=str(HERE.parent), engine=engine, n=n, rep=repeats, threads=threads)
+    root, extra = str(HERE.parent), ", reuse=True"
+    if engine.startswith("baseline-"):
+        root, extra, engine = baseline, "", engine.removeprefix("baseline-")
+    code = WORKER.format(root=root, engine=engine, n=n, rep=repeats, threads=threads, extra=extra)
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -82,6 +90,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,all", help="comma-separated thread counts; 'all' = the CPUs available")
     ap.add_argument("--engines", default=",".join(LLAMA + NUMPY))
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--baseline", help="another checkout (e.g. `git archive 7cf7162`): its numpy engines are timed "
+                                       "in the same rounds as baseline-numpy-*")
     args = ap.parse_args()
     payload: dict = {"load_at_start": os.getloadavg()}
     if not args.skip_check:
@@ -89,6 +99,8 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     counts = sorted({cpus if t == "all" else int(t) for t in args.threads.split(",")})
     engines = args.engines.split(",")
+    if args.baseline:
+        engines += [f"baseline-{e}" for e in engines if e.startswith("numpy-")]
     if "numpy-int8" in engines:  # the 8-bit file is made once, before anything is timed
         from lpulab.kernels.llamacpp_ref import requantized_gguf
 
@@ -98,7 +110,7 @@ def main() -> None:
         for threads in counts:
             row = {}
             for engine in engines:
-                r = speed(engine, threads, args.tokens, args.repeats)
+                r = speed(engine, threads, args.tokens, args.repeats, args.baseline)
                 row[engine] = r
                 print(f"round {rnd + 1} threads {threads} {engine:15s} {r['decode_tokens_per_s']:8.1f} tok/s "
                       f"(load {r['loadavg']:.1f})", flush=True)
@@ -120,6 +132,7 @@ def main() -> None:
     print()
     print(table(rows, list(rows[0])))
     payload.update({"tokens": args.tokens, "repeats": args.repeats, "rounds": args.rounds, "speed": rows, "runs": runs,
+                    "baseline": args.baseline,
                     "load_at_end": os.getloadavg(),
                     "aim": "numpy-int8 decode >= 0.5 x llama.cpp's 8-bit path (vs_llama.cpp-q8_0)"})
     p = write_result("smollm2", payload)
