@@ -39,9 +39,9 @@ Bytes moved between chips (``Transfer`` records, summed over all links):
   and from the last layer's to the head's when they differ (with tied embeddings held
   by the last stage, that is a hop from the last stage back to the first);
 * all_reduce (ring) of M bytes over t chips: ``2 * (t - 1) * M``; used after the
-  row-parallel o_proj and down_proj (M = N*h*a in float32; with int8 weights the integer
-  accumulators, int32 for 8-bit activations and int64 for 16-bit, M = N*h*4 or N*h*8,
-  plus the per-row activation maximum, M = N*4) and after a
+  row-parallel o_proj and down_proj (M = N*h*a in float32; with quantised weights the
+  exact integer accumulators, int32 for int8 weights with 8-bit activations and int64
+  otherwise, M = N*h*4 or N*h*8, plus the per-row activation maximum, M = N*4) and after a
   vocabulary-split embedding (M = N*h*a);
 * gather of the vocabulary-split logits to the stage's first chip: the other chips'
   slices, ``sum R * (stop - start) * a``.
@@ -438,7 +438,7 @@ class ShardedStep:
     """One sharded forward step.
 
     ``exactness`` is ``"bit-exact"`` when the arithmetic makes the result identical to the
-    unsharded run (int8 weights with integer accumulation, or no tensor-parallel split),
+    unsharded run (quantised weights with exact integer accumulation, or no tensor-parallel split),
     else ``"tolerance"`` and ``tolerance`` says how close it is guaranteed to be.
     """
 

@@ -20,6 +20,12 @@ products, whatever order BLAS adds in and however the rows, the columns or the
 reduction are split over threads or chips: the sharded decoder stays bit-identical to
 the whole one.
 
+Float weights (fp32) are not tiled: each thread multiplies its rows of the weight with one
+BLAS call. Splitting the rows changes which rows BLAS handles together, so the result may
+differ from a single unsplit call in the last bits (float32 rounding; the tests hold it
+to ``rtol=1e-5``); the whole and the sharded decoder make the same calls, so where a
+sharded fp32 run was bit-identical to the whole one (no tensor-parallel split) it still is.
+
 Threads. :func:`run_parallel` splits work over :func:`threads` threads (the caller and
 ``threads() - 1`` workers; numpy releases the GIL inside casts, gathers and BLAS calls).
 While the kernels run, BLAS is held at one thread (:func:`blas_single`, through
