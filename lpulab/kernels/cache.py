@@ -100,7 +100,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 @dataclass(frozen=True)
 class CacheInfo:
     """Where a result came from: ``reused`` (True: read from the cache), ``measured_utc``
-    (when it was measured), ``key`` (the SHA-256 of ``inputs``), ``path`` and ``inputs``."""
+    (when it was measured), ``load`` (the 1-minute load average when the measurement
+    started: a shared machine's timings depend on it), ``key`` (the SHA-256 of
+    ``inputs``), ``path`` and ``inputs``."""
 
     kind: str
     key: str
@@ -108,17 +110,20 @@ class CacheInfo:
     measured_utc: str
     path: str
     inputs: Mapping
+    load: float | None = None
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "key": self.key, "reused": self.reused, "measured_utc": self.measured_utc,
-                "path": self.path}
+                "load": self.load, "path": self.path}
 
     def sentence(self, what: str) -> str:
         when = self.measured_utc.replace("T", " ").replace("+00:00", " UTC")
+        cpus = self.inputs.get("machine", {}).get("cpus")
+        load = "" if self.load is None else f", load average {self.load:.1f}" + (f" on {cpus} CPUs" if cpus else "")
         if self.reused:
-            return (f"{what}: reused from the cache (measured {when}; machine, versions, inputs and code unchanged, "
-                    f"key {self.key[:12]})")
-        return f"{what}: measured in this run ({when}), stored in the cache under key {self.key[:12]}"
+            return (f"{what}: reused from the cache (measured {when}{load}; machine, versions, inputs and code "
+                    f"unchanged, key {self.key[:12]}; `reuse = False` measures afresh)")
+        return f"{what}: measured in this run ({when}{load}), stored in the cache under key {self.key[:12]}"
 
 
 def _key(inputs: Mapping) -> str:
@@ -142,22 +147,31 @@ def cached(kind: str, inputs: Mapping, compute: Callable[[], object], *, enabled
             if m.get("key") == key:
                 with open(path, "rb") as f:
                     value = pickle.load(f)
-                return value, CacheInfo(kind, key, True, m["measured_utc"], str(path), inputs)
+                return value, CacheInfo(kind, key, True, m["measured_utc"], str(path), inputs, m.get("load"))
         except Exception:  # unreadable or stale entry: measure again
             pass
+    load = _load()
     value = compute()
     measured = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if not store:
-        return value, CacheInfo(kind, key, False, measured, "", inputs)
+        return value, CacheInfo(kind, key, False, measured, "", inputs, load)
     d.mkdir(parents=True, exist_ok=True)
     stem = f".{path.name}.{os.getpid()}"
     tmp, tmp_meta = d / (stem + ".tmp"), d / (stem + ".json.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp_meta.write_text(json.dumps({"kind": kind, "key": key, "measured_utc": measured, "inputs": inputs}, indent=1))
+    tmp_meta.write_text(json.dumps({"kind": kind, "key": key, "measured_utc": measured, "load": load, "inputs": inputs},
+                                   indent=1))
     tmp.replace(path)
     tmp_meta.replace(meta)
-    return value, CacheInfo(kind, key, False, measured, str(path), inputs)
+    return value, CacheInfo(kind, key, False, measured, str(path), inputs, load)
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover
+        return None
 
 
 def clear(kind: str | None = None) -> int:

@@ -263,6 +263,7 @@ def test_cache_reuses_only_unchanged_inputs(tmp_path, monkeypatch):
     assert (v1, v2) == ({"value": 1}, {"value": 1}) and len(calls) == 1
     assert not i1.reused and i2.reused and i1.key == i2.key and i2.measured_utc == i1.measured_utc
     assert "reused from the cache" in i2.sentence("X") and "measured in this run" in i1.sentence("X")
+    assert i1.load is not None and i2.load == i1.load and "load average" in i2.sentence("X")
     v3, i3 = cache.cached("thing", {"a": 2}, compute)
     assert v3 == {"value": 2} and not i3.reused and i3.key != i1.key
     v4, i4 = cache.cached("thing", {"a": 1}, compute, enabled=False)  # measured again, replaces the entry

@@ -77,6 +77,7 @@ def test_host_roofline_and_decode_speed(smoke):
     assert all(s.confidence in catalog.CONFIDENCES for s in dev.sources.values())
     assert host["quick"] is True and host["peak_fp32"] > 0
     assert host["cache"]["reused"] is False and host["cache"]["measured_utc"] and len(host["cache"]["key"]) == 64
+    assert host["cache"]["load"] >= 0
     ops = {(p["op"], p["phase"]) for p in smoke["op_points"]}
     assert {("q_proj", "decode"), ("lm_head", "prefill"), ("attention", "decode")} <= ops
     assert all(p["seconds"] > 0 and p["fraction"] > 0 for p in smoke["op_points"])
