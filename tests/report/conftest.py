@@ -167,7 +167,7 @@ class Page:
         h = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=min(int(h), max_height),
                   deviceScaleFactor=1, mobile=False)
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]  # at most max_height
         path.write_bytes(base64.b64decode(data))
         return path
 
