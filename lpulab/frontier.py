@@ -897,6 +897,24 @@ class Result:
     options: Mapping = field(default_factory=dict)
     calibrated: Mapping[str, bool] = field(default_factory=dict)
 
+    def platform_table(self) -> pd.DataFrame:
+        """One row per platform: side, price sheet, units, configurations searched, whether
+        a measurement of its device calibrates the serving model."""
+        n = self.configs.groupby("platform").layout.nunique()
+        return pd.DataFrame([{**p.to_dict(), "layouts": int(n.get(p.label, 0)),
+                              "configurations": int((self.configs.platform == p.label).sum()),
+                              "calibrated_device": self.calibrated.get(p.label, False)} for p in self.platforms])
+
+    def table(self, objective: str = "usd_per_mtok", every: int = 7) -> pd.DataFrame:
+        """The cheapest configuration of each platform at every ``every``-th target (and the
+        last): target, platform, layout, streams, chips, units, per-user speed, TTFT, USD per
+        Mtok, J per token."""
+        c = self.curve(objective)
+        keep = set(self.targets[::every]) | {self.targets[-1]}
+        c = c[c.target_tok_s.isin(keep)]
+        return c[["target_tok_s", "platform", "layout", "concurrency", "chips", "units", "per_user_tok_s", "ttft_s",
+                  "usd_per_mtok", "joules_per_token"]].reset_index(drop=True)
+
     def curve(self, objective: str = "usd_per_mtok") -> pd.DataFrame:
         """The cheapest configuration of each platform at every target (feasible rows only)."""
         if objective not in OBJECTIVES:
@@ -949,16 +967,18 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             targets=(5.0, 1000.0, 50), ttft_limit: float | None = None, prompt: int = 550, output: int = 150,
             site: str = "us-2023", opex_basis: str = "electricity", years: float = 3.0, utilisation: float = 1.0,
             distribution: str = "triangular", samples: int = 10_000, knob_rows: int = 64, seed: int = 0,
-            map_axis: str = "card_price", map_values: Sequence | None = None, grid_points: int = 200,
-            quantiles=(2.5, 97.5), cutoff: str = speed.DEFAULT_CUTOFF, layout_kw: Mapping | None = None,
-            with_measured: bool = True, prebuilt: Candidates | None = None) -> Result:
+            map_axis: str = "card_price", map_values: Sequence | None = None, map_range: Sequence | None = None,
+            map_models: Sequence[str] = (), grid_points: int = 200, quantiles=(2.5, 97.5),
+            cutoff: str = speed.DEFAULT_CUTOFF, layout_kw: Mapping | None = None, with_measured: bool = True,
+            prebuilt: Candidates | None = None) -> Result:
     """The frontier of ``model`` on ``devices`` (default every priced device) at the speed
     targets (``(low, high, n)`` log-spaced, or an array), its crossovers with their
     Monte Carlo intervals (``quantiles`` of ``samples`` joint draws; ``samples=0``: the
     point only, no interval and no map), and the map of the probability that the SRAM side
-    is cheaper over the targets x ``map_axis`` (``map_values``: model ids for ``model``;
-    numbers in :data:`AXIS_UNITS` otherwise; default :func:`default_axis`). ``prebuilt``:
-    the :class:`Candidates` of the same model and platforms, when built already."""
+    is cheaper over the targets x ``map_axis``: ``map_values`` (model ids for ``model``,
+    numbers in :data:`AXIS_UNITS` otherwise), or ``map_models`` for the model axis and
+    ``map_range = (low, high, points)`` for the others (default :func:`default_axis`).
+    ``prebuilt``: the :class:`Candidates` of the same model and platforms, when built already."""
     if isinstance(targets, tuple) and len(targets) == 3:
         tg = speed_targets(*targets)
     else:
@@ -972,6 +992,11 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
         raise FrontierError(f"quantiles must be two percentiles 0 <= low < high <= 100, got {quantiles!r}")
     if isinstance(samples, bool) or int(samples) != samples or samples < 0:
         raise FrontierError(f"samples must be a whole number >= 0, got {samples!r}")
+    if map_values is None:
+        if map_axis == "model" and map_models:
+            map_values = axis_values("model", models=list(map_models))
+        elif map_axis != "model" and map_range is not None:
+            map_values = axis_values(map_axis, *map_range)
     cal, measured_devices, _ = speed.calibrate(cutoff)
     lk = dict(layout_kw or {})
     if prebuilt is None:
@@ -1121,7 +1146,7 @@ def _with_sentences(res: Result) -> Result:
     k2 = claims_["C2"].claimed
     ratio = fs.per_user_tok_s / fg.per_user_tok_s
     below = fs.per_user_tok_s / k2
-    s2 = (f"{k2:g}x faster per user holds only against GPU deployments run at or below {fmt.number(below)} tok/s per "
+    s2 = (f"'{k2:g}x faster' holds only against GPU deployments run at or below {fmt.number(below)} tok/s per "
           f"user: the fastest {fs.platform} configuration ({fs.layout}) reaches {fmt.number(fs.per_user_tok_s)} tok/s "
           f"per user, the fastest {fg.platform} one ({fg.layout}) {fmt.number(fg.per_user_tok_s)}, "
           f"{fmt.ratio(ratio)} apart")
@@ -1134,8 +1159,8 @@ def _with_sentences(res: Result) -> Result:
         except Exception:  # the measurement table lacks the claim's rows (a user data folder)
             pass
     out["C2"] = s2 + f" ({res.model}, calibrated serving model)."
-    for cid, per, what in (("C3", "capex", "hardware cost per token/s served"),
-                           ("C4", "joules_per_token", "energy (so electricity) per token")):
+    for cid, per, what, said in (("C3", "capex", "hardware cost per token/s served", "the hardware cost"),
+                                 ("C4", "joules_per_token", "energy (so electricity) per token", "the operating cost")):
         r = side_ratio(res, per)
         k = claims_[cid].claimed
         if r.empty:
@@ -1145,9 +1170,9 @@ def _with_sentences(res: Result) -> Result:
         rng = (f"between {fmt.number(r.target_tok_s.iloc[0])} and {fmt.number(r.target_tok_s.iloc[-1])} tok/s per "
                f"user the SRAM side's {what} is {fmt.ratio(lo)} to {fmt.ratio(hi)} the GPU side's")
         if at is not None:
-            s = f"{fmt.ratio(k)} holds near {fmt.number(at)} tok/s per user, not at other speeds: {rng}"
+            s = f"'{fmt.ratio(k)} {said}' holds near {fmt.number(at)} tok/s per user, not at other speeds: {rng}"
         else:
-            s = f"{fmt.ratio(k)} holds at no per-user speed of the range: {rng}"
+            s = f"'{fmt.ratio(k)} {said}' holds at no per-user speed of the range: {rng}"
         x = res.crossover if cid == "C3" else res.energy_crossover
         if x is not None and x.value is not None:
             s += (f"; above {fmt.number(x.value)} tok/s per user the SRAM side is the cheaper per token"
