@@ -81,6 +81,7 @@ AXES = ("model", "card_price", "electricity", "utilisation")
 #: The unit each map axis is given in.
 AXIS_UNITS = {"model": "", "card_price": "USD per chip", "electricity": "USD/kWh", "utilisation": "fraction"}
 
+CHUNK = 8192          # Monte Carlo draws evaluated at once
 _ROW = 100.0          # key offset between the rows of a ladder (-log speeds stay well inside it)
 _NONE = 60.0          # the key of a point that meets no target (does not fit, or TTFT too long)
 
@@ -582,20 +583,38 @@ def configurations(cands: Candidates, pts: Points, B, E) -> pd.DataFrame:
 
 
 def crossover_index(sram, gpu) -> np.ndarray:
-    """Along the last axis (speeds, ascending): the first index from which the SRAM side is
-    cheaper at every speed where either side is feasible (where a side is infeasible its
-    cost is inf). ``0``: the SRAM side is cheaper everywhere; ``n`` (the length): it is not
-    cheaper at the top of the range (no crossover within it)."""
+    """Along the last axis (speeds, ascending): the index at which the SRAM side becomes
+    cheaper, i.e. its first win after the GPU side was the cheaper (where a side cannot
+    serve a speed its cost is inf; speeds neither side serves are skipped). ``0``: the
+    SRAM side is cheaper from the first speed either side serves; ``n`` (the length): it
+    is never cheaper. Where it is cheaper only in a window (the GPU side wins again
+    faster, or alone serves the fastest speeds), :func:`windows` says where."""
     sram, gpu = np.broadcast_arrays(np.asarray(sram, float), np.asarray(gpu, float))
     n = sram.shape[-1]
     defined = np.isfinite(sram) | np.isfinite(gpu)
-    lose = defined & ~(sram < gpu)
     win = defined & (sram < gpu)
     idx = np.arange(n)
-    last_lose = np.where(lose, idx, -1).max(axis=-1)
-    # no crossover unless the SRAM side wins somewhere above the last loss
-    wins_above = (np.where(win, idx, -1).max(axis=-1)) > last_lose
-    return np.where(wins_above, last_lose + 1, n)
+    first_win = np.where(win, idx, n).min(axis=-1)
+    first_defined = np.where(defined, idx, n).min(axis=-1)
+    return np.where((first_win == first_defined) & (first_win < n), 0, first_win)
+
+
+def windows(sram, gpu, grid) -> list[list[float]]:
+    """The speed ranges ``[from, to]`` (grid speeds) over which the SRAM side is cheaper,
+    for one pair of curves (speeds neither side serves are skipped)."""
+    sram, gpu, grid = (np.asarray(x, float).ravel() for x in (sram, gpu, grid))
+    defined = np.isfinite(sram) | np.isfinite(gpu)
+    out, start, last = [], None, None
+    for i in np.flatnonzero(defined):
+        if sram[i] < gpu[i]:
+            start = grid[i] if start is None else start
+            last = grid[i]
+        elif start is not None:
+            out.append([float(start), float(last)])
+            start = None
+    if start is not None:
+        out.append([float(start), float(last)])
+    return out
 
 
 @dataclass(frozen=True)
@@ -622,26 +641,42 @@ class Crossover:
     resolution: float = float("nan")
     median: float | None = None
     quartiles: tuple = (None, None)
+    windows: tuple = ()           # point: speed ranges [from, to] over which the SRAM side is cheaper
+    reach: float | None = None    # point: the fastest speed of the range either side serves
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["quantiles"] = list(self.quantiles)
         d["speed_range"] = list(self.speed_range)
         d["quartiles"] = list(self.quartiles)
+        d["windows"] = [list(w) for w in self.windows]
         return d
+
+    def where(self) -> str:
+        """Where the SRAM side is cheaper at the point, in words: ``above 166 tok/s per user``,
+        ``from 80 to 240 tok/s per user``, ``nowhere in the range``."""
+        from .report import fmt
+
+        if not self.windows:
+            return "nowhere in the range"
+        top = self.reach if self.reach is not None else self.speed_range[1]
+        parts = [(f"from {fmt.number(a)} tok/s per user up to the fastest either side serves ({fmt.number(b)})"
+                  if b >= top * 0.999 else f"from {fmt.number(a)} to {fmt.number(b)} tok/s per user")
+                 for a, b in self.windows]
+        return " and ".join(parts)
 
     def text(self) -> str:
         """One line for people."""
         from .report import fmt
 
         what = "cheaper per token" if self.metric == "usd_per_mtok" else "lower in energy per token"
-        if self.value is None:
-            head = (f"the SRAM side is {what} at every speed from {fmt.number(self.speed_range[0])} tok/s per user"
-                    if self.status == "sram cheaper throughout" else
-                    f"no crossover between {fmt.number(self.speed_range[0])} and {fmt.number(self.speed_range[1])} "
-                    f"tok/s per user ({self.status})")
+        if self.value is None and self.status == "sram cheaper throughout":
+            head = f"the SRAM side is {what} from the slowest speed of the range ({self.where()})"
+        elif self.value is None:
+            head = (f"the SRAM side is never {what} between {fmt.number(self.speed_range[0])} and "
+                    f"{fmt.number(self.speed_range[1])} tok/s per user")
         else:
-            head = f"the SRAM side becomes {what} above {fmt.number(self.value)} tok/s per user"
+            head = f"the SRAM side becomes {what} at {fmt.number(self.value)} tok/s per user ({self.where()})"
         if not self.draws:
             return head
         lo = fmt.number(self.low) if self.low is not None else f"below {fmt.number(self.speed_range[0])}"
@@ -653,7 +688,7 @@ class Crossover:
 
 
 def _status(idx: int, n: int) -> str:
-    return "sram cheaper throughout" if idx == 0 else ("gpu cheaper or alone throughout" if idx >= n else "crosses")
+    return "sram cheaper throughout" if idx == 0 else ("gpu cheaper throughout" if idx >= n else "crosses")
 
 
 # --------------------------------------------------------------------------- Monte Carlo
@@ -669,6 +704,15 @@ class Draws:
     row: Mapping[str, np.ndarray] = field(repr=False)      # side -> (n,) knob row of each draw (1..K)
     scale: Mapping[str, np.ndarray] = field(repr=False)    # side -> (n,) residual speed factor
     knobs: Mapping[str, perf.Knobs] = field(repr=False)    # side -> knobs with rows (1 + K, 1)
+
+    def take(self, start: int, stop: int) -> "Draws":
+        """Draws ``start`` to ``stop`` (a chunk: the Monte Carlo runs in chunks of
+        :data:`CHUNK` draws so that its memory stays bounded)."""
+        cut = lambda v: v[start:stop] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == self.n else v  # noqa: E731
+        m = len(range(self.n)[start:stop])
+        return Draws(m, self.seed, {k: cut(v) for k, v in self.values.items()},
+                     {k: v[start:stop] for k, v in self.row.items()}, {k: v[start:stop] for k, v in self.scale.items()},
+                     self.knobs)
 
 
 def draws(plats: Sequence[Platform], inputs: Mapping, cal: calibration.Calibration, n: int, seed: int,
@@ -719,25 +763,25 @@ def side_minimum(costs: np.ndarray, sides: np.ndarray, side: str) -> np.ndarray:
 
 
 def _crossover(metric: str, grid: np.ndarray, point_idx: int, names: tuple[str, str], q,
-               sram: np.ndarray | None = None, gpu: np.ndarray | None = None) -> Crossover:
+               idx: np.ndarray | None = None, wins=(), reach: float | None = None) -> Crossover:
     """The :class:`Crossover` at ``grid[point_idx]`` with the percentiles of the draws'
-    crossovers (``sram``, ``gpu``: draws x grid), if any."""
+    crossovers (``idx``: each draw's :func:`crossover_index` on ``grid``), if any."""
     n = grid.size
     fin = lambda x: x if math.isfinite(x) and x > grid[0] else None  # noqa: E731
     value = None if point_idx <= 0 or point_idx >= n else float(grid[point_idx])
     lo = q1 = med = q3 = hi = float("nan")
     below = above = float("nan")
     m = 0
-    if sram is not None and gpu is not None and sram.shape[0]:
-        idx = crossover_index(sram, gpu)
+    if idx is not None and len(idx):
         vals = np.where(idx <= 0, grid[0], np.where(idx >= n, np.inf, grid[np.clip(idx, 0, n - 1)]))
         with np.errstate(invalid="ignore"):
             lo, q1, med, q3, hi = (float(x) for x in np.percentile(vals, [q[0], 25, 50, 75, q[1]],
                                                                       method="inverted_cdf"))
-        below, above, m = float(np.mean(idx <= 0)), float(np.mean(idx >= n)), int(sram.shape[0])
+        below, above, m = float(np.mean(idx <= 0)), float(np.mean(idx >= n)), int(len(idx))
     return Crossover(metric, value, _status(point_idx, n), fin(lo), fin(hi), tuple(float(x) for x in q), below, above,
                      m, (float(grid[0]), float(grid[-1])), names[0], names[1],
-                     float(grid[1] / grid[0]) if n > 1 else float("nan"), fin(med), (fin(q1), fin(q3)))
+                     float(grid[1] / grid[0]) if n > 1 else float("nan"), fin(med), (fin(q1), fin(q3)),
+                     tuple(tuple(w) for w in wins), reach)
 
 
 @dataclass(frozen=True)
@@ -763,14 +807,17 @@ class Odds:
                 "draws": self.draws, "seed": self.seed, "rows": self.frame().to_dict(orient="records")}
 
 
-def _win_probability(sram: np.ndarray, gpu: np.ndarray) -> np.ndarray:
-    """Share of draws (axis 0) in which the SRAM side is cheaper, among those where either
-    side is feasible; NaN where neither ever is."""
+def _win_counts(sram: np.ndarray, gpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Over draws (axis 0): how many have the SRAM side cheaper, and how many have either
+    side able to serve at all."""
     defined = np.isfinite(sram) | np.isfinite(gpu)
-    wins = (sram < gpu) & defined
-    n = defined.sum(axis=0)
+    return ((sram < gpu) & defined).sum(axis=0), defined.sum(axis=0)
+
+
+def _share(wins: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``wins / seen``, NaN where no draw has either side serving."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, wins.sum(axis=0) / np.maximum(n, 1), np.nan)
+        return np.where(seen > 0, wins / np.maximum(seen, 1), np.nan)
 
 
 def axis_values(axis: str, low: float | None = None, high: float | None = None, points: int = 9,
@@ -1020,23 +1067,26 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
     if {"sram", "hbm"} <= set(sides):
         # the point: calibrated knobs (row 0), point prices
         a0 = np.stack([ladder(_row0(pts), i, ttft_limit).query(0, grid)[0] for i in range(len(plats))])
-        if d is not None:
-            A, _ = sampled_costs(cands, d, grid, ttft_limit, pts)
-            Bd, Ed = price_factors(plats, d.values)
-            Bd, Ed = (np.broadcast_to(x, (len(plats), d.n)) for x in (Bd, Ed))
+        metrics = ("usd_per_mtok", "joules_per_token")
+        idx = {m: np.empty(d.n, np.int64) for m in metrics} if d is not None else {}
+        for start in range(0, d.n if d is not None else 0, CHUNK):
+            dc = d.take(start, start + CHUNK)
+            A, _ = sampled_costs(cands, dc, grid, ttft_limit, pts)
+            for m, f in zip(metrics, price_factors(plats, dc.values)):
+                cd = A * np.broadcast_to(f, (len(plats), dc.n))[:, :, None]
+                idx[m][start:start + dc.n] = crossover_index(side_minimum(cd, sides, "sram"),
+                                                             side_minimum(cd, sides, "hbm"))
         out = []
-        for metric, f0, fd in (("usd_per_mtok", B, Bd if d else None), ("joules_per_token", E, Ed if d else None)):
+        for metric, f0 in zip(metrics, (B, E)):
             pc = a0 * f0[:, None]
-            i0 = int(crossover_index(side_minimum(pc, sides, "sram"), side_minimum(pc, sides, "hbm")))
+            s0, g0 = side_minimum(pc, sides, "sram"), side_minimum(pc, sides, "hbm")
+            i0 = int(crossover_index(s0, g0))
+            served = np.flatnonzero(np.isfinite(s0) | np.isfinite(g0))
             at = min(i0, grid.size - 1)
             names = (plats[int(np.argmin(np.where(sides == "sram", pc[:, at], np.inf)))].label,
                      plats[int(np.argmin(np.where(sides == "hbm", pc[:, at], np.inf)))].label)
-            if d is not None:
-                cd = A * fd[:, :, None]
-                out.append(_crossover(metric, grid, i0, names, quantiles, side_minimum(cd, sides, "sram"),
-                                      side_minimum(cd, sides, "hbm")))
-            else:
-                out.append(_crossover(metric, grid, i0, names, quantiles))
+            out.append(_crossover(metric, grid, i0, names, quantiles, idx.get(metric), windows(s0, g0, grid),
+                                  float(grid[served[-1]]) if served.size else None))
         cross, energy = out
         if d is not None:
             odds = _odds(model, plats, cands, d, tg, inputs, map_axis, map_values, ttft_limit, prompt, output, lk)
@@ -1059,27 +1109,37 @@ def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, p
     if axis == "model":
         models = tuple(values) if values else (cands.model,)
         axis_values(axis, models=models)
-        Bd, _ = price_factors(plats, d.values)
-        Bd = np.broadcast_to(Bd, (len(plats), d.n))
-        prob = np.full((tg.size, len(models)), np.nan)
-        for j, m in enumerate(models):
-            cm = cands if m == cands.model else candidates(m, plats, prompt, output, **lk)
-            A, s_ = sampled_costs(cm, d, tg, ttft_limit)
-            keep = [plats.index(p) for p in cm.platforms]
-            c = A * Bd[keep][:, :, None]
-            prob[:, j] = _win_probability(side_minimum(c, s_, "sram"), side_minimum(c, s_, "hbm"))
-        return Odds(axis, models, tg, prob, d.n, d.seed)
+        per_model = [cands if m == cands.model else candidates(m, plats, prompt, output, **lk) for m in models]
+        knobbed = [cm.points(d.knobs) for cm in per_model]
+        wins = np.zeros((tg.size, len(models)))
+        seen = np.zeros((tg.size, len(models)))
+        for start in range(0, d.n, CHUNK):
+            dc = d.take(start, start + CHUNK)
+            Bd = np.broadcast_to(price_factors(plats, dc.values)[0], (len(plats), dc.n))
+            for j, (cm, pts) in enumerate(zip(per_model, knobbed)):
+                A, s_ = sampled_costs(cm, dc, tg, ttft_limit, pts)
+                keep = [list(plats).index(p) for p in cm.platforms]
+                c = A * Bd[keep][:, :, None]
+                w_, n_ = _win_counts(side_minimum(c, s_, "sram"), side_minimum(c, s_, "hbm"))
+                wins[:, j] += w_
+                seen[:, j] += n_
+        return Odds(axis, models, tg, _share(wins, seen), d.n, d.seed)
     vals = tuple(float(v) for v in values) if values is not None else default_axis(axis, plats, point)
     if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
         raise FrontierError(f"the {axis} axis needs numbers > 0, got {values!r}")
-    A, _ = sampled_costs(cands, d, tg, ttft_limit)
-    prob = np.full((tg.size, len(vals)), np.nan)
-    for j, v in enumerate(vals):
-        Bd, _ = price_factors(plats, axis_inputs(axis, v, plats, d.values, point))
-        Bd = np.broadcast_to(Bd, (len(plats), d.n))
-        c = A * Bd[:, :, None]
-        prob[:, j] = _win_probability(side_minimum(c, sides, "sram"), side_minimum(c, sides, "hbm"))
-    return Odds(axis, vals, tg, prob, d.n, d.seed)
+    pts = cands.points(d.knobs)
+    wins = np.zeros((tg.size, len(vals)))
+    seen = np.zeros((tg.size, len(vals)))
+    for start in range(0, d.n, CHUNK):
+        dc = d.take(start, start + CHUNK)
+        A, _ = sampled_costs(cands, dc, tg, ttft_limit, pts)
+        for j, v in enumerate(vals):
+            Bd, _ = price_factors(plats, axis_inputs(axis, v, plats, dc.values, point))
+            c = A * np.broadcast_to(Bd, (len(plats), dc.n))[:, :, None]
+            w_, n_ = _win_counts(side_minimum(c, sides, "sram"), side_minimum(c, sides, "hbm"))
+            wins[:, j] += w_
+            seen[:, j] += n_
+    return Odds(axis, vals, tg, _share(wins, seen), d.n, d.seed)
 
 
 # --------------------------------------------------------------------------- claims, in one sentence each
@@ -1174,8 +1234,8 @@ def _with_sentences(res: Result) -> Result:
         else:
             s = f"'{fmt.ratio(k)} {said}' holds at no per-user speed of the range: {rng}"
         x = res.crossover if cid == "C3" else res.energy_crossover
-        if x is not None and x.value is not None:
-            s += (f"; above {fmt.number(x.value)} tok/s per user the SRAM side is the cheaper per token"
-                  if cid == "C3" else f"; above {fmt.number(x.value)} tok/s per user it uses less energy per token")
+        if x is not None and x.windows:
+            s += (f"; per token the SRAM side is the cheaper {x.where()}" if cid == "C3" else
+                  f"; the SRAM side uses less energy per token {x.where()}")
         out[cid] = s + f" ({res.model}, each side's cheapest configuration at the same per-user speed)."
     return replace(res, sentences=out)

@@ -60,12 +60,20 @@ def test_two_platforms_cross_where_the_closed_form_says():
     assert int(F.crossover_index(sram, np.full(grid.size, 1e-9))) == grid.size
 
 
-def test_the_crossover_ignores_speeds_nobody_reaches_and_needs_a_win_above_the_last_loss():
+def test_the_crossover_is_the_first_win_and_the_windows_say_where_the_sram_side_stays_cheaper():
     inf = np.inf
+    g = np.array([10.0, 20.0, 40.0, 80.0])
     assert F.crossover_index(np.array([5, 5, 1, inf]), np.array([1, 1, 2, inf])) == 2
-    assert F.crossover_index(np.array([5, 1, 5, 1]), np.array([1, 2, 1, 2])) == 3   # the last switch counts
+    assert F.windows([5, 5, 1, inf], [1, 1, 2, inf], g) == [[40.0, 40.0]]
+    assert F.crossover_index(np.array([5, 1, 5, 1]), np.array([1, 2, 1, 2])) == 1   # becomes cheaper at the first win
+    assert F.windows([5, 1, 5, 1], [1, 2, 1, 2], g) == [[20.0, 20.0], [80.0, 80.0]]
+    assert F.crossover_index(np.array([5, 1, inf, inf]), np.array([1, 2, 3, inf])) == 1  # the GPU alone goes faster
+    assert F.windows([5, 1, inf, inf], [1, 2, 3, inf], g) == [[20.0, 20.0]]
     assert F.crossover_index(np.array([inf, inf]), np.array([1, inf])) == 2         # the SRAM side never serves
     assert F.crossover_index(np.array([1.0, 1.0]), np.array([1.0, 2.0])) == 1        # a tie is no win
+    assert F.crossover_index(np.array([inf, 1.0, 1.0]), np.array([inf, 2.0, 3.0])) == 0   # cheaper from the start
+    rows = F.crossover_index(np.array([[5, 1], [1, 1]]), np.array([[1, 2], [2, 2]]))
+    assert rows.tolist() == [1, 0]                                                   # one per draw
 
 
 # --------------------------------------------------------------------------- prices and layouts
@@ -233,3 +241,15 @@ def test_a_cheaper_sram_card_raises_the_odds_and_the_point_crossover_is_a_grid_s
         assert x.speed_range[0] < x.value <= x.speed_range[1]
     d = r.to_dict()
     assert d["crossover"]["draws"] == 400 and d["odds"]["axis_unit"] == "USD per chip"
+
+
+def test_the_monte_carlo_in_chunks_gives_the_same_numbers(built, monkeypatch):
+    cands, _ = built
+    kw = dict(targets=(20.0, 400.0, 6), samples=300, knob_rows=8, seed=4, map_axis="utilisation",
+              map_values=[0.3, 1.0], with_measured=False, prebuilt=cands)
+    whole = F.analyse("llama-2-70b", **kw)
+    monkeypatch.setattr(F, "CHUNK", 70)
+    parts = F.analyse("llama-2-70b", **kw)
+    np.testing.assert_array_equal(whole.odds.probability, parts.odds.probability)
+    assert whole.crossover.to_dict() == parts.crossover.to_dict()
+    assert whole.energy_crossover.to_dict() == parts.energy_crossover.to_dict()
