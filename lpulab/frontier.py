@@ -432,13 +432,21 @@ class Ladder:
             nl = np.where(s > 0, -np.log(np.where(s > 0, s, 1.0)), _NONE)
         return self.query_log(row, nl)
 
-    def query_log(self, row, neg_log_speed) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`query` with the targets given as ``-log(speed)`` (cheaper on large arrays)."""
-        q = np.clip(neg_log_speed, -_NONE + 5, _NONE) + _ROW * np.asarray(row, np.int64)
+    def query_log(self, row, neg_log_speed, clipped: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`query` with the targets given as ``-log(speed)`` (cheaper on large arrays;
+        ``clipped``: the caller keeps them within +-50 already)."""
+        nl = np.asarray(neg_log_speed, float) if clipped else np.clip(neg_log_speed, -_NONE + 5, _NONE)
+        row = np.asarray(row, np.int64)
+        q = nl + _ROW * row
         pos = np.searchsorted(self.keys, q.ravel(), side="right").reshape(q.shape)
-        ok = (pos - np.asarray(row, np.int64) * self.size) > 0
-        i = np.where(ok, pos - 1, 0)
-        return np.where(ok, self.best[i], np.inf), np.where(ok, self.arg[i], -1)
+        ok = pos > row * self.size
+        i = pos - 1
+        i[~ok] = 0
+        best = self.best[i]
+        best[~ok] = np.inf
+        arg = self.arg[i]
+        arg[~ok] = -1
+        return best, arg
 
 
 def ladder(pts: Points, which: int, ttft_limit: float | None = None) -> Ladder:
@@ -537,28 +545,38 @@ def search(cands: Candidates, targets, *, knobs: Mapping[str, perf.Knobs], input
 def _rows(cands: Candidates, pts: Points, targets, B, E, ttft_limit) -> pd.DataFrame:
     cfg = cands.configs
     a = pts.units_per_tps[0]
-    rows = []
-    for i, pl in enumerate(cands.platforms):
-        lad = ladder(_row0(pts), i, ttft_limit)
-        for obj, factor in (("usd_per_mtok", B[i] * 1e6), ("joules_per_token", E[i])):
-            # both objectives are (units per token/s) x a platform constant: the same ladder
-            best, arg = lad.query(0, targets)
-            for s, b, j in zip(targets, best, arg):
-                row = {"objective": obj, "platform": pl.label, "device": pl.device.id, "precision": pl.precision_name,
-                       "side": pl.side, "target_tok_s": float(s), "feasible": bool(j >= 0)}
-                if j >= 0:
-                    c = cfg.iloc[int(pts.layout[j])]
-                    row.update(replicas=int(c.replicas), tensor=int(c.tensor), pipeline=int(c.pipeline),
-                               layout=c.layout, concurrency=int(pts.concurrency[j]), chips=int(c.chips),
-                               chips_deployed=int(c.chips_deployed), units=int(c.units), price_sheet=c.price_sheet,
-                               per_user_tok_s=float(pts.per_user[0, j]), aggregate_tok_s=float(pts.aggregate[0, j]),
-                               ttft_s=float(pts.ttft[0, j]), usd_per_mtok=float(a[j] * B[i] * 1e6),
-                               joules_per_token=float(a[j] * E[i]))
-                rows.append(row)
     cols = ["objective", "platform", "device", "precision", "side", "target_tok_s", "feasible", "replicas", "tensor",
             "pipeline", "layout", "concurrency", "chips", "chips_deployed", "units", "price_sheet", "per_user_tok_s",
             "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"]
-    return pd.DataFrame(rows).reindex(columns=cols)
+    frames = []
+    for i, pl in enumerate(cands.platforms):
+        # both objectives are (units per token/s) x a platform constant: one ladder answers both
+        _, arg = ladder(_row0(pts), i, ttft_limit).query(0, targets)
+        ok = arg >= 0
+        j = np.where(ok, arg, 0)
+        c = cfg.iloc[pts.layout[j]].reset_index(drop=True)
+        f = pd.DataFrame({"platform": pl.label, "device": pl.device.id, "precision": pl.precision_name, "side": pl.side,
+                          "target_tok_s": np.asarray(targets, float), "feasible": ok})
+        for k in ("replicas", "tensor", "pipeline", "layout", "chips", "chips_deployed", "units", "price_sheet"):
+            f[k] = c[k].to_numpy()
+        f["concurrency"] = pts.concurrency[j].astype(int)
+        f["per_user_tok_s"] = pts.per_user[0, j]
+        f["aggregate_tok_s"] = pts.aggregate[0, j]
+        f["ttft_s"] = pts.ttft[0, j]
+        f["usd_per_mtok"] = a[j] * B[i] * 1e6
+        f["joules_per_token"] = a[j] * E[i]
+        f = f.astype({k: object for k in cols[7:] if k in f})
+        f.loc[~ok, cols[7:]] = None
+        for obj in OBJECTIVES:
+            frames.append(f.assign(objective=obj))
+    out = pd.concat(frames, ignore_index=True)[cols]
+    out = out.sort_values(["objective", "platform", "target_tok_s"], key=lambda x: x.map(
+        {o: k for k, o in enumerate(OBJECTIVES)}) if x.name == "objective" else x, kind="stable").reset_index(drop=True)
+    for k in ("replicas", "tensor", "pipeline", "concurrency", "chips", "chips_deployed", "units"):
+        out[k] = pd.array(out[k], dtype="Int64")
+    for k in ("per_user_tok_s", "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"):
+        out[k] = out[k].astype(float)
+    return out
 
 
 def _row0(pts: Points) -> Points:
@@ -746,20 +764,26 @@ def sampled_costs(cands: Candidates, d: Draws, speeds, ttft_limit: float | None 
     s = np.asarray(speeds, float).ravel()
     if s.size == 0 or np.any(~(s > 0)):
         raise FrontierError(f"speeds must be > 0 tokens/s per user, got {speeds!r}")
-    nl = -np.log(s)
+    nl = np.clip(-np.log(s), -40.0, 40.0)
     out = np.empty((len(cands.platforms), d.n, s.size))
     for i, pl in enumerate(cands.platforms):
         lad = ladder(pts, i, ttft_limit)
-        lphi = np.log(d.scale[pl.side])
-        a, _ = lad.query_log(d.row[pl.side][:, None], nl[None, :] + lphi[:, None])
-        out[i] = a / np.exp(lphi)[:, None]
+        lphi = np.clip(np.log(d.scale[pl.side]), -5.0, 5.0)
+        a, _ = lad.query_log(d.row[pl.side][:, None], nl[None, :] + lphi[:, None], clipped=True)
+        a /= np.exp(lphi)[:, None]
+        out[i] = a
     return out, np.array([p.side for p in cands.platforms])
 
 
 def side_minimum(costs: np.ndarray, sides: np.ndarray, side: str) -> np.ndarray:
     """The cheapest platform of one side, per draw and speed (inf where none is feasible)."""
-    sel = sides == side
-    return costs[sel].min(axis=0) if np.any(sel) else np.full(costs.shape[1:], np.inf)
+    sel = np.flatnonzero(np.asarray(sides) == side)
+    if not sel.size:
+        return np.full(costs.shape[1:], np.inf)
+    out = np.array(costs[sel[0]], float)
+    for i in sel[1:]:
+        np.minimum(out, costs[i], out=out)
+    return out
 
 
 def _crossover(metric: str, grid: np.ndarray, point_idx: int, names: tuple[str, str], q,
@@ -1015,7 +1039,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             site: str = "us-2023", opex_basis: str = "electricity", years: float = 3.0, utilisation: float = 1.0,
             distribution: str = "triangular", samples: int = 10_000, knob_rows: int = 64, seed: int = 0,
             map_axis: str = "card_price", map_values: Sequence | None = None, map_range: Sequence | None = None,
-            map_models: Sequence[str] = (), grid_points: int = 200, quantiles=(2.5, 97.5),
+            map_models: Sequence[str] = (), grid_points: int = 120, quantiles=(2.5, 97.5),
             cutoff: str = speed.DEFAULT_CUTOFF, layout_kw: Mapping | None = None, with_measured: bool = True,
             prebuilt: Candidates | None = None) -> Result:
     """The frontier of ``model`` on ``devices`` (default every priced device) at the speed
@@ -1089,7 +1113,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
                                   float(grid[served[-1]]) if served.size else None))
         cross, energy = out
         if d is not None:
-            odds = _odds(model, plats, cands, d, tg, inputs, map_axis, map_values, ttft_limit, prompt, output, lk)
+            odds = _odds(model, plats, cands, d, tg, inputs, map_axis, map_values, ttft_limit, prompt, output, lk, pts)
     meas = measured(cands.model, plats, inputs) if with_measured else None
     calibrated = {p.label: p.device.id in measured_devices for p in plats}
     opts = {"devices": list(dict.fromkeys(p.device.id for p in plats)), "precisions": dict(precisions or {}),
@@ -1103,14 +1127,15 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
     return _with_sentences(res)
 
 
-def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, prompt, output, lk) -> Odds:
+def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, prompt, output, lk,
+          pts: Points | None = None) -> Odds:
     point = dict(inputs)
     sides = np.array([p.side for p in plats])
     if axis == "model":
         models = tuple(values) if values else (cands.model,)
         axis_values(axis, models=models)
         per_model = [cands if m == cands.model else candidates(m, plats, prompt, output, **lk) for m in models]
-        knobbed = [cm.points(d.knobs) for cm in per_model]
+        knobbed = [pts if (cm is cands and pts is not None) else cm.points(d.knobs) for cm in per_model]
         wins = np.zeros((tg.size, len(models)))
         seen = np.zeros((tg.size, len(models)))
         for start in range(0, d.n, CHUNK):
@@ -1127,7 +1152,7 @@ def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, p
     vals = tuple(float(v) for v in values) if values is not None else default_axis(axis, plats, point)
     if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
         raise FrontierError(f"the {axis} axis needs numbers > 0, got {values!r}")
-    pts = cands.points(d.knobs)
+    pts = cands.points(d.knobs) if pts is None else pts
     wins = np.zeros((tg.size, len(vals)))
     seen = np.zeros((tg.size, len(vals)))
     for start in range(0, d.n, CHUNK):
@@ -1179,14 +1204,15 @@ def side_ratio(res: Result, per: str) -> pd.DataFrame:
         col = per
         if per == "joules_per_token":
             c = res.curve("joules_per_token")
-    rows = []
-    for s, g in c.groupby("target_tok_s"):
-        a, b = g[g.side == "sram"], g[g.side == "hbm"]
-        if len(a) and len(b):
-            i, j = a[col].idxmin(), b[col].idxmin()
-            rows.append({"target_tok_s": s, "sram": g.loc[i, "platform"], "gpu": g.loc[j, "platform"],
-                         "ratio": float(g.loc[i, col] / g.loc[j, col])})
-    return pd.DataFrame(rows, columns=["target_tok_s", "sram", "gpu", "ratio"])
+    i = c.groupby(["target_tok_s", "side"])[col].idxmin()
+    best = c.loc[i.to_numpy(), ["target_tok_s", "side", "platform", col]]
+    w = best.pivot(index="target_tok_s", columns="side")
+    if ("platform", "sram") not in w or ("platform", "hbm") not in w:
+        return pd.DataFrame(columns=["target_tok_s", "sram", "gpu", "ratio"])
+    w = w.dropna()
+    return pd.DataFrame({"target_tok_s": w.index.to_numpy(float), "sram": w[("platform", "sram")].to_numpy(),
+                         "gpu": w[("platform", "hbm")].to_numpy(),
+                         "ratio": (w[(col, "sram")] / w[(col, "hbm")]).to_numpy(float)})
 
 
 def _with_sentences(res: Result) -> Result:
