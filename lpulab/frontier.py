@@ -654,7 +654,7 @@ class Crossover:
     above: float
     draws: int
     speed_range: tuple[float, float]
-    sram_platform: str = ""
+    sram_platform: str = ""      # the cheapest of each side at the crossover ("": none serves that speed)
     gpu_platform: str = ""
     resolution: float = float("nan")
     median: float | None = None
@@ -1029,6 +1029,13 @@ class Result:
         return d
 
 
+def _cheapest(plats, costs, sides, side) -> str:
+    """The label of the cheapest platform of ``side`` at one speed, or "" when none serves it."""
+    c = np.where(sides == side, costs, np.inf)
+    i = int(np.argmin(c))
+    return plats[i].label if np.isfinite(c[i]) else ""
+
+
 def point_knobs(cal: calibration.Calibration) -> dict[str, perf.Knobs]:
     """Each side's calibrated knobs."""
     return {side: calibration.knobs_for(side, cal.values) for side in SIDES}
@@ -1107,8 +1114,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             i0 = int(crossover_index(s0, g0))
             served = np.flatnonzero(np.isfinite(s0) | np.isfinite(g0))
             at = min(i0, grid.size - 1)
-            names = (plats[int(np.argmin(np.where(sides == "sram", pc[:, at], np.inf)))].label,
-                     plats[int(np.argmin(np.where(sides == "hbm", pc[:, at], np.inf)))].label)
+            names = tuple(_cheapest(plats, pc[:, at], sides, side) for side in ("sram", "hbm"))
             out.append(_crossover(metric, grid, i0, names, quantiles, idx.get(metric), windows(s0, g0, grid),
                                   float(grid[served[-1]]) if served.size else None))
         cross, energy = out
