@@ -40,7 +40,7 @@ import pandas as pd
 from .perf import Knobs, ServingProfile
 
 SIDES = ("hbm", "sram")
-FIELDS = ("compute", "prefill_compute", "memory", "link", "layer_overhead_s")
+FIELDS = ("compute", "prefill_compute", "half_tokens", "memory", "link", "layer_overhead_s")
 
 
 class CalibrationError(ValueError):
@@ -75,6 +75,9 @@ KNOBS: tuple[KnobSpec, ...] = (
              "assumption: large matrix products on GPUs commonly reach half to three quarters of the peak"),
     KnobSpec("hbm", "prefill_compute", 0.7, 0.1, 1.0, "achieved fraction of the dense tensor-core peak in prefill's "
              "large matrix products", "assumption: prefill's large products run closer to the peak than decode's"),
+    KnobSpec("hbm", "half_tokens", 32.0, 0.1, 4096.0, "rows at which a matrix product reaches half its achieved rate "
+             "(M / (M + half) of it with M rows: small batches leave the matrix units part idle)",
+             "assumption: tensor-core tiles of 64-128 rows fill from a few dozen rows on"),
     KnobSpec("hbm", "layer_overhead_s", 5e-6, 1e-8, 2e-4, "fixed time per layer per step (kernel launches, "
              "synchronisation, scheduling)",
              "assumption: a few microseconds per kernel, a handful of kernels per layer"),
@@ -114,7 +117,7 @@ def knobs_for(side: str, values: Mapping[str, float], arrays: Mapping[str, np.nd
         if s == side:
             kw[f] = arr
     return Knobs(compute=kw["compute"], memory=kw["memory"], link=kw["link"], layer_overhead_s=kw["layer_overhead_s"],
-                 prefill_compute=kw["prefill_compute"])
+                 prefill_compute=kw["prefill_compute"], half_tokens=kw.get("half_tokens", 0.0))
 
 
 # --------------------------------------------------------------------------- points

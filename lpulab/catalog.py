@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextvars
 import copy
 import datetime
-import datetime as _dt
 import hashlib
 import math
 import re
@@ -366,7 +365,7 @@ def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
                 ctx.fail(where + ".title", f"expected a non-empty string, got {_short(s['title'])}")
             if not isinstance(s["url"], str):
                 ctx.fail(where + ".url", f"expected a string, got {type(s['url']).__name__} {_short(s['url'])}")
-            if not isinstance(s["date"], (str, _dt.date)):
+            if not isinstance(s["date"], (str, datetime.date)):
                 ctx.fail(where + ".date", f"expected a date (YYYY, YYYY-MM or YYYY-MM-DD), got {_short(s['date'])}")
             if not isinstance(s["confidence"], str) or s["confidence"] not in CONFIDENCES:
                 ctx.fail(where + ".confidence", f"{_short(s['confidence'])} is not one of {', '.join(CONFIDENCES)}")
@@ -1168,7 +1167,7 @@ def load_benchmarks(path: Path | None = None) -> dict[tuple[str, str], Benchmark
 # --------------------------------------------------------------------------- validation
 
 
-def _checked(load, *args):
+def _checked(load, *args, where: str | None = None):
     """``load(*args)`` with every problem of the file collected: returns what it loaded, or
     raises one CatalogError listing them all (one per line). Whatever the file holds, the
     error is a CatalogError naming the file, never another exception's traceback."""
@@ -1181,7 +1180,8 @@ def _checked(load, *args):
     except KeyError as exc:
         found.append(str(exc.args[0]) if exc.args else repr(exc))
     except (OSError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as exc:
-        where = _rel(Path(args[0])) if args and isinstance(args[0], (str, Path)) else getattr(load, "__name__", "?")
+        if where is None:
+            where = _rel(Path(args[0])) if args and isinstance(args[0], (str, Path)) else getattr(load, "__name__", "?")
         found.append(f"{where}: cannot be read ({type(exc).__name__}: {_short(str(exc), 200)})")
     finally:
         _PROBLEMS.reset(token)
@@ -1191,10 +1191,26 @@ def _checked(load, *args):
     return result
 
 
+def _load_entry(kind: str, loader, p: Path):
+    """One catalog entry as validate_all checks it: a device's price sheet must exist and price a system."""
+    entry = loader(p)
+    if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
+        sheet = entry.deployment_rules.prices
+        try:
+            cat = load_prices(sheet).category
+        except KeyError:
+            raise CatalogError(f"{_rel(p)}: deployment.prices: no price sheet {sheet!r} "
+                               f"(sheets: {', '.join(price_ids())})") from None
+        if cat != "system":
+            raise CatalogError(f"{_rel(p)}: deployment.prices: {sheet!r} is a {cat!r} sheet, "
+                               "not a system sheet")
+    return entry
+
+
 def validate_all() -> tuple[list[str], list[str]]:
     """Load every catalog file of every data folder (user folders and the shipped one);
-    return (names of good entries, error messages). A device's price sheet must exist and
-    price a system."""
+    return (names of good entries, error messages, one problem each: every problem of a file
+    is reported, not only the first). A device's price sheet must exist and price a system."""
     ok, errors = [], []
     try:
         loaders = [(kind, loader, _folders(kind)) for kind, loader in
@@ -1206,28 +1222,18 @@ def validate_all() -> tuple[list[str], list[str]]:
         for folder in folders:
             for p in sorted(folder.glob("*.toml")):
                 try:
-                    entry = _checked(loader, p)
-                    if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
-                        sheet = entry.deployment_rules.prices
-                        try:
-                            cat = load_prices(sheet).category
-                        except KeyError:
-                            raise CatalogError(f"{_rel(p)}: deployment.prices: no price sheet {sheet!r} "
-                                               f"(sheets: {', '.join(price_ids())})") from None
-                        if cat != "system":
-                            raise CatalogError(f"{_rel(p)}: deployment.prices: {sheet!r} is a {cat!r} sheet, "
-                                               "not a system sheet")
+                    _checked(_load_entry, kind, loader, p, where=_rel(p))
                     ok.append(_rel(p))
                 except (CatalogError, KeyError) as exc:
                     errors.append(str(exc))
     for name in sorted({p.stem for f in measurement_folders for p in f.glob("*.csv")}):
         try:
-            _checked(load_measurements, name)
+            _checked(load_measurements, name, where=f"measurements/{name}.csv")
             ok += [_rel(f / f"{name}.csv") for f in measurement_folders if (f / f"{name}.csv").is_file()]
         except (CatalogError, KeyError) as exc:
             errors.append(str(exc))
     try:
-        _checked(load_benchmarks)
+        _checked(load_benchmarks, where="benchmarks.toml")
         ok.append(_rel(paths.DATA / "benchmarks.toml"))
     except (CatalogError, FileNotFoundError) as exc:
         errors.append(str(exc))

@@ -233,6 +233,7 @@ class Knobs:
     link: object = 1.0
     layer_overhead_s: object = 0.0
     prefill_compute: object = None    # achieved compute fraction of prefill's large products; None: as ``compute``
+    half_tokens: object = 0.0         # a matrix product of M rows runs at M / (M + half_tokens) of its achieved rate
 
     @classmethod
     def of(cls, dep: "Deployment") -> "Knobs":
@@ -249,6 +250,7 @@ class StepProfile:
 
     tc: dict                     # group -> (..., ops) decode compute times at the peak
     tp: dict                     # group -> (..., ops) prefill compute times at the peak
+    inv_rows: dict               # group -> (..., ops) 1 / rows of a matrix product (0 for other operators)
     tm: dict                     # group -> (..., ops) memory times at the peak bandwidth
     comm_latency: float          # per layer: 2 all-reduces' fixed latency
     comm_bytes_time: np.ndarray  # per layer: 2 all-reduces' bandwidth term at full link bandwidth
@@ -277,14 +279,24 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     tc: dict = {"embedding": [], "layer": [], "head": []}
     tp: dict = {"embedding": [], "layer": [], "head": []}
     tm: dict = {"embedding": [], "layer": [], "head": []}
+    inv: dict = {"embedding": [], "layer": [], "head": []}
     shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
+    tokens_in_step = np.maximum(b, 0.0) + r * int(prompt)
+    share = model.active_experts / model.experts if model.is_moe else 1.0
     for od, op in zip(dec, pre):
+        if od.kind == "matmul":
+            rows = np.where(od.name == "lm_head", np.maximum(b, 0.0) + r, tokens_in_step)
+            rows = rows * (share if od.name.startswith("experts.") else 1.0)
+            inv[od.group].append(np.broadcast_to(np.where(rows > 0, 1.0 / np.maximum(rows, 1e-12), 0.0), shape))
+        else:
+            inv[od.group].append(np.zeros(shape))
         base = workload.Counts(*(np.asarray(getattr(od.counts, c), float) * live for c in workload.COLUMNS))
         m = _merge(base, op.counts, r)
         tc[od.group].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
         tp[od.group].append(np.broadcast_to(r * np.asarray(op.counts.flops, float) / P, shape))
         tm[od.group].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
-    tc, tp, tm = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()} for d in (tc, tp, tm))
+    tc, tp, tm, inv = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()}
+                       for d in (tc, tp, tm, inv))
     message = (b + r * int(prompt)) * model.hidden_size * dep.precision.a
     t = dep.layout.tensor
     link_bw = None
@@ -300,7 +312,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     emb = np.array([s_.embedding for s_ in stages], float)
     lay = np.array([len(s_.layers) for s_ in stages], float)
     head = np.array([s_.head for s_ in stages], float)
-    return StepProfile(tc, tp, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
+    return StepProfile(tc, tp, inv, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
                        emb, lay, head)
 
 
@@ -326,9 +338,10 @@ def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     group, assembled per stage with the all-reduces and the per-layer overhead."""
     ec, em, el, o = (np.asarray(x, float) for x in (knobs.compute, knobs.memory, knobs.link, knobs.layer_overhead_s))
     ep = ec if knobs.prefill_compute is None else np.asarray(knobs.prefill_compute, float)
+    hf = np.asarray(knobs.half_tokens, float)
     g = {}
     for grp in ("embedding", "layer", "head"):
-        c = prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]
+        c = (prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]) * (1.0 + hf[..., None] * prof.inv_rows[grp])
         m = prof.tm[grp] / em[..., None]
         t = np.maximum(c, m)
         g[grp] = (t.sum(axis=-1), np.where(c >= m, t, 0.0).sum(axis=-1), np.where(c >= m, 0.0, t).sum(axis=-1))

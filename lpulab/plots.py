@@ -122,6 +122,15 @@ def _legend_outside(ax, handles=None, title=None, **kw):
                      title=title, **kw)
 
 
+def _wrap(text, fig, scale: float = 11.0) -> str:
+    """A title wrapped to the figure's width (about ``scale`` characters per inch), so a long
+    device or model name cannot make the figure wider than its axes."""
+    import textwrap
+
+    width = max(30, int(fig.get_figwidth() * scale))
+    return "\n".join(textwrap.fill(line, width) for line in _tex_safe(str(text)).splitlines() or [""])
+
+
 def _tex_safe(text: str) -> str:
     """Text for matplotlib: a ``$`` is a dollar sign, not mathtext."""
     return str(text).replace("$", r"\$")
@@ -213,7 +222,7 @@ def ratio_bars(df, value="bandwidth_ratio", label="gpu", hue="tier", threshold=N
     _legend_outside(ax, handles=handles, title=hue)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(label)
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     return fig
 
 
@@ -242,7 +251,7 @@ def capacity_bandwidth(devices, tier_of=None, title="Capacity against bandwidth,
     _plain_log(ax.yaxis)
     ax.set_xlabel("capacity of the tier that holds the weights (GB, log scale)")
     ax.set_ylabel("bandwidth of that tier (TB/s, log scale)")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax, handles=[
         plt.Line2D([], [], marker="*", ls="none", color="0.4", ms=11, label="on-chip SRAM"),
         plt.Line2D([], [], marker="o", ls="none", color="0.4", ms=7, label="off-chip memory")])
@@ -279,7 +288,7 @@ def roofline(roofs: list[Roofs], tiers: dict, points=(), title="Roofline", imin=
     _plain_log(ax.yaxis)
     ax.set_xlabel("arithmetic intensity (FLOP per byte, log scale)")
     ax.set_ylabel("attainable (TFLOP/s or TOP/s, log scale)")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax)
     return fig
 
@@ -303,7 +312,7 @@ def chips_by_device(df, title="Chips needed to hold the model"):
     handles = _grouped_barh(ax, long.dropna(subset=["n"]), "device", "count", "n", device_color, fmt.count)
     ax.set_xlabel("chips (log scale)")
     ax.set_ylabel("device")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax, handles=handles, title="count")
     return fig
 
@@ -323,7 +332,7 @@ def residency_heatmap(chip_bytes, title="Per-chip residency", max_chips=None):
                 xticklabels=max(1, n // 24) if n > 24 else True)
     ax.set_xlabel("chip (stage-major: stage s holds chips s*tp .. s*tp+tp-1)")
     ax.set_ylabel("resident bytes")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     return fig
 
 
@@ -355,7 +364,7 @@ def chips_sweep(df, value="deployed", x="context", hue="batch", col="device", ti
         ax.set_xlabel(ax.get_xlabel() or (f"{x} (tokens per sequence, log scale)" if x == "context" else x))
         ax.set_ylabel(ax.get_ylabel() or "chips (log scale)")
     if title:
-        g.figure.suptitle(title, y=1.02)
+        g.figure.suptitle(_wrap(title, g.figure), y=1.02)
     return g.figure
 
 
@@ -372,7 +381,7 @@ def capacity_chain(df, title="From the back-of-envelope count to a deployment", 
     ax.set_xlim(0, float(np.nanmax(df["chips"].to_numpy(float))) * 1.15 if len(df) else 1)
     ax.set_xlabel("chips")
     ax.set_ylabel("step")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     return fig
 
 
@@ -394,7 +403,7 @@ def capacity_and_bandwidth(df, title="Capacity against bandwidth: per chip and p
     axes[2].set_xlabel("memory bandwidth (TB/s, log scale)")
     _legend_outside(axes[2], handles=handles, title="bandwidth")
     axes[0].set_ylabel("device")
-    fig.suptitle(title)
+    fig.suptitle(_wrap(title, fig))
     return fig
 
 
@@ -430,7 +439,7 @@ def frontier(curves: dict, measured=None, title="Latency against throughput"):
     _plain_log(ax.yaxis)
     ax.set_xlabel("per-user decode speed (tokens/s per stream, log scale)")
     ax.set_ylabel("aggregate output (tokens/s, whole deployment, log scale)")
-    ax.set_title(title + "  (numbers: streams in flight)")
+    ax.set_title(_wrap(title + "  (numbers: streams in flight)", fig))
     _legend_outside(ax)
     _label_points(ax, texts, xs, ys)
     return fig
@@ -451,7 +460,7 @@ def ratio_curve(x, ratios: dict, threshold=None, xlabel="", ylabel="ratio (x)", 
     _plain_log(ax.yaxis)
     ax.set_xlabel(xlabel or "x")
     ax.set_ylabel(ylabel + ("" if "log" in ylabel else " (log scale)"))
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax)
     return fig
 
@@ -488,7 +497,7 @@ def tornado(table, title="", xlabel="ratio (x)", claimed=None, log=False, labels
         _plain_linear(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("input [its low .. high end]")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax, handles=handles)
     return fig
 
@@ -520,7 +529,7 @@ def predicted_vs_measured(table, title="Predicted against measured"):
     _plain_log(ax.yaxis)
     ax.set_xlabel("measured (in the row's metric: tokens/s or s, log scale)")
     ax.set_ylabel("predicted (same unit, log scale)")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax)
     return fig
 
@@ -547,7 +556,7 @@ def distributions(samples, bands, claimed=None, titles=None, log=True, bins=60):
         if log:
             ax.set_xscale("log")
             _plain_log(ax.xaxis)
-        ax.set_title((titles or {}).get(m, m), fontsize=10)
+        ax.set_title(_wrap((titles or {}).get(m, m), fig), fontsize=10)
         ax.set_yticks([])
         ax.set_ylabel("draws")
         ax.set_xlabel("ratio, LPU / GPU (x" + (", log scale)" if log else ")"))
@@ -575,7 +584,7 @@ def cost_per_mtok(table, title="Cost per million output tokens", xlabel="USD per
     _plain_log(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("deployment")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, fig))
     if "device" not in table.columns:
         _legend_outside(ax, handles=[Patch(color=palette[k], label=k) for k in kinds] +
                         [plt.Line2D([], [], color="black", marker="|", ms=10, label="P5-P95")])
@@ -611,7 +620,7 @@ def break_even(panels, title=""):
         ax.set_ylabel(p.get("ylabel", "USD per million output tokens"))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, fontsize=SMALL - 1)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, fig))
     return fig
 
 
@@ -652,7 +661,7 @@ def measured_roofline(r: Roofs, points, title="Executed kernels on this host's r
     _plain_log(ax.yaxis)
     ax.set_xlabel("arithmetic intensity (FLOP per byte, docs/counting.md, log scale)")
     ax.set_ylabel(f"GFLOP/s, log scale ({r.precision} peak {fmt.si(r.peak, 'FLOP/s')})")
-    ax.set_title(_tex_safe(title))
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax)
     _label_points(ax, texts, xs, ys)
     return fig
@@ -671,7 +680,7 @@ def measured_vs_assumed(table, value="measured", ref="assumed", label="part",
     _plain_linear(ax.xaxis, "B")
     ax.set_xlabel("bytes per token (B)")
     ax.set_ylabel(label)
-    ax.set_title(_tex_safe(title))
+    ax.set_title(_wrap(title, fig))
     _legend_outside(ax, handles=handles)
     return fig
 

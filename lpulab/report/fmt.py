@@ -31,6 +31,7 @@ import html
 import math
 import numbers
 import re
+import string
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Mapping
 
@@ -73,7 +74,7 @@ def _plain(x: float, sig: int = SIG, strip: bool = True) -> str:
     if r == 0:
         return "0"
     exp = math.floor(math.log10(abs(r)))
-    if exp < -6:  # positional notation would be all zeros: write the power of ten instead
+    if exp < -6 or exp >= 15:  # positional notation would be all zeros, or digits no float holds
         mant, e = f"{x:.{sig - 1}e}".split("e")
         if strip and "." in mant:
             mant = mant.rstrip("0").rstrip(".")
@@ -245,8 +246,8 @@ def in_unit(x, unit: str) -> str:
 
 _NAME_RULES: list[tuple[re.Pattern, Callable[[Any], str]]] = [
     (re.compile(r"(^|_)seed$|(^|_)id$|hash|commit|version"), lambda v: str(v)),
-    (re.compile(r"usd|price|capex|opex|cost(?!_per_token_ratio)"), money),
     (re.compile(r"ratio|speedup|(^|_)x$"), ratio),
+    (re.compile(r"usd|price|capex|opex|cost"), money),
     (re.compile(r"(^|_)(pct|percent)$"), lambda v: number(v) + " %" if _finite(v) is not None else NA),
     (re.compile(r"(fraction|share|fill)$"), percent),
     (re.compile(r"tok(ens)?_(per_)?s$"), lambda v: number(v) + " tok/s" if _finite(v) is not None else NA),
@@ -272,6 +273,9 @@ def auto(v, name: str | None = None) -> str:
         shown = ", ".join(f"{k}: {auto(x, str(k) if name is None else name)}" for k, x in items[:8])
         return shown + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
     if isinstance(v, (list, tuple)):
+        if v and all(isinstance(x, Mapping) for x in v):  # a table: say what it holds
+            keys = list(dict.fromkeys(k for x in v for k in x))
+            return f"{len(v)} rows of {', '.join(map(str, keys[:6]))}{', ...' if len(keys) > 6 else ''}"
         if len(v) > 8:
             return f"[{len(v)} values: {', '.join(auto(x, name) for x in v[:3])}, ...]"
         return "[" + ", ".join(auto(x, name) for x in v) + "]"
@@ -326,6 +330,8 @@ def format_value(v, spec: str = "") -> str:
         return number(f)
     head, prec, kind = m.group("head"), m.group("prec"), m.group("type")
     r = round_sig(f)
+    if abs(r) >= 1e15:  # a float holds no more digits than this: write it as number() does
+        return number(f)
     prec_i = int(prec) if prec is not None else 6
     out = format(r, f"{head}.{prec_i}{kind}")
     while "e" in out.lower() or (_sig_digits(out) > SIG and prec_i > 0):
@@ -344,39 +350,50 @@ def format_value(v, spec: str = "") -> str:
 SAFE_DOLLAR = "<span>&#36;</span>"
 
 
+#: Markdown punctuation that would make a value into a link, emphasis or code: written as
+#: character references, which every renderer shows as the character itself
+_MD_PUNCT = {"\\": "&#92;", "[": "&#91;", "]": "&#93;", "`": "&#96;", "*": "&#42;", "_": "&#95;", "!": "&#33;"}
+
+
 def markdown_text(s: str) -> str:
-    """A value for Markdown prose: HTML-escaped, and each ``$`` (or ``\\$``) a :data:`SAFE_DOLLAR`."""
-    return html.escape(s, quote=False).replace("\\$", SAFE_DOLLAR).replace("$", SAFE_DOLLAR)
+    """A value for Markdown prose, shown as the text it is: HTML-escaped, Markdown's link,
+    emphasis and code punctuation written as character references (a catalog text
+    ``[x](javascript:...)`` must not become a link), and each ``$`` (or ``\\$``) a
+    :data:`SAFE_DOLLAR`."""
+    out = html.escape(s, quote=False).replace("\\$", "$")
+    out = "".join(_MD_PUNCT.get(ch, ch) for ch in out)
+    return out.replace("$", SAFE_DOLLAR)
 
 
-class _Value:
-    """Wraps a number so that ``str.format`` writes it with :func:`format_value`."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v):
-        self.v = v
-
-    def __format__(self, spec: str) -> str:
-        return format_value(self.v, spec)
-
-    def __getattr__(self, name):  # "{x.real}" and the like reach the number itself
-        return getattr(self.v, name)
+def _code_text(s: str) -> str:
+    """A value inside a Markdown code span: shown as written (a code span is never parsed as
+    Markdown or HTML), except that a backtick would end the span."""
+    return s.replace("`", "'").replace("\n", " ")
 
 
 def prose(template: str, **values) -> str:
-    """Fill a Markdown template: strings escaped (:func:`markdown_text`), numbers written by
-    :func:`format_value`, and every ``\\$`` of the template (a dollar sign, not math) made a
-    :data:`SAFE_DOLLAR`. ``$...$`` without a backslash stays math."""
-    safe = {}
-    for k, v in values.items():
-        if isinstance(v, str):
-            safe[k] = markdown_text(v)
-        elif isinstance(v, numbers.Number) and not isinstance(v, bool):
-            safe[k] = _Value(v)
+    """Fill a Markdown template: strings shown as the text they are (:func:`markdown_text`, or
+    as written inside a code span of the template), numbers written by :func:`format_value`,
+    and every ``\\$`` of the template (a dollar sign, not math) made a :data:`SAFE_DOLLAR`.
+    ``$...$`` without a backslash stays math."""
+    f = string.Formatter()
+    out, in_code = [], False
+    for literal, field, spec, conversion in f.parse(template):
+        out.append(literal.replace("\\$", SAFE_DOLLAR))
+        in_code ^= literal.count("`") % 2 == 1
+        if field is None:
+            continue
+        v = f.get_field(field, (), values)[0]
+        if conversion:
+            v = f.convert_field(v, conversion)
+        spec = f.vformat(spec, (), values) if spec and "{" in spec else (spec or "")
+        if isinstance(v, numbers.Number) and not isinstance(v, (bool, complex)):
+            text = format_value(v, spec)
         else:
-            safe[k] = v
-    return template.replace("\\$", SAFE_DOLLAR).format(**safe)
+            text = format(v, spec)
+            text = _code_text(text) if in_code else markdown_text(text)
+        out.append(text)
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- tables
@@ -404,6 +421,8 @@ def _cell_formatter(spec) -> tuple[Callable[[Any, Mapping], str], str]:
     """(cell -> text, header suffix) for one column's format."""
     if isinstance(spec, per_row):
         return spec, ""
+    if spec == "quote":  # text quoted from a source: shown as written, marked as a quotation
+        return (lambda v, row: str(v)), ""
     if callable(spec):
         return (lambda v, row: spec(v)), ""
     if spec in KINDS:
@@ -444,8 +463,8 @@ _BOX = ("max-width:100%;overflow-x:auto;margin:0.4em 0 0.9em 0")
 _TABLE = "border-collapse:collapse;font-size:0.92em;width:auto;margin:0"
 _TH = "text-align:left;padding:3px 10px;border-bottom:1px solid #bbb;vertical-align:bottom;white-space:normal"
 _NUM = "text-align:right;padding:3px 10px;white-space:nowrap;vertical-align:top"
-_TEXT = "text-align:left;padding:3px 10px;white-space:normal;overflow-wrap:anywhere;vertical-align:top"
-_WIDE = ";min-width:16em;max-width:44em"
+_TEXT = "text-align:left;padding:3px 10px;white-space:normal;overflow-wrap:break-word;vertical-align:top"
+_WIDE = ";min-width:16em;max-width:44em;overflow-wrap:anywhere"  # long text wraps, URLs too
 
 
 class Table:
@@ -453,9 +472,10 @@ class Table:
     reports, ``str()`` for a terminal. Build it with :func:`table`."""
 
     def __init__(self, columns: list[str], rows: list[list[str]], numeric: list[bool], index: list[str] | None,
-                 index_name: str, caption: str):
+                 index_name: str, caption: str, quoted: list[bool] | None = None):
         self.columns, self.rows, self.numeric = columns, rows, numeric
         self.index, self.index_name, self.caption = index, index_name, caption
+        self.quoted = quoted or [False] * len(columns)
 
     def to_html(self) -> str:
         e = html.escape
@@ -469,7 +489,8 @@ class Table:
                 cells.append(f'<th scope="row" style="{_TEXT}">{e(self.index[i])}</th>')
             for j, text in enumerate(r):
                 style = _NUM if self.numeric[j] else _TEXT + (_WIDE if wide[j] else "")
-                cells.append(f'<td style="{style}">{e(text)}</td>')
+                cls = ' class="lpulab-quote"' if self.quoted[j] else ""
+                cells.append(f'<td{cls} style="{style}">{e(text)}</td>')
             body.append(f'<tr style="border-bottom:1px solid #eee">{"".join(cells)}</tr>')
         cap = f'<caption style="caption-side:top;text-align:left;font-weight:bold">{e(self.caption)}</caption>' \
             if self.caption else ""
@@ -499,7 +520,8 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
 
     ``formats`` maps a column to how its cells are shown: a kind (``"money"``, ``"ratio"``,
     ``"count"``, ``"percent"``, ``"number"``, ``"bytes"``, ``"bandwidth"``, ``"compute"``,
-    ``"power"``, ``"time"``: from SI values, with SI prefixes per cell), a unit (``"TB/s"``,
+    ``"power"``, ``"time"``: from SI values, with SI prefixes per cell; ``"quote"``: text
+    quoted from a source, shown as written and marked as a quotation), a unit (``"TB/s"``,
     ``"MB"``, ``"us"``: SI values shown in that unit, the unit added to the header; ``"x"`` a
     ratio, ``"USD"`` money), :class:`per_row` (the unit is in another column), a format string
     (``"{:.1%}"``, applied by :func:`format_value`), or a callable. Other columns go by
@@ -567,7 +589,8 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
     name = _label(df.index.name) if df.index.name is not None else ""
     if left_out:
         caption = (caption + " " if caption else "") + f"(first {max_rows} rows of {max_rows + left_out})"
-    return Table(labels, rows, numeric, idx, name, caption)
+    quoted = [formats.get(c) == "quote" for c in df.columns]
+    return Table(labels, rows, numeric, idx, name, caption, quoted)
 
 
 def show(data, formats: Mapping[str, Any] | None = None, **kw) -> None:

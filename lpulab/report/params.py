@@ -78,22 +78,54 @@ def declared_parameters(notebook) -> dict[str, Declared]:
     return dict(_declared(str(nb), st.st_mtime_ns, st.st_size))
 
 
-@functools.lru_cache(maxsize=32)
-def _declared(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Declared], ...]:
+#: Where papermill's reading of each notebook's parameters cell is kept, by the notebook's
+#: hash and papermill's version: an unchanged notebook is checked without importing papermill
+#: (whose import, through nbformat and jsonschema, takes seconds).
+CACHE = paths.ROOT / ".cache" / "lpulab"
+
+
+def _inspected(nb: Path) -> list[tuple[str, str, str]]:
+    """(name, default as written, help) of each parameter, as papermill reads the cell."""
+    import hashlib
+    from importlib import metadata
+
+    try:
+        version = metadata.version("papermill")
+    except metadata.PackageNotFoundError:
+        version = "?"
+    key = hashlib.sha256(nb.read_bytes() + version.encode()).hexdigest()[:32]
+    cached = CACHE / f"parameters-{key}.json"
+    try:
+        return [tuple(x) for x in json.loads(cached.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        pass
     import papermill
 
+    out = [(name, p["default"], p.get("help") or "") for name, p in papermill.inspect_notebook(str(nb)).items()]
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{__import__('os').getpid()}.tmp")
+        tmp.write_text(json.dumps(out), encoding="utf-8")
+        tmp.replace(cached)
+    except OSError:
+        pass  # a read-only checkout: papermill reads the cell each time
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _declared(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Declared], ...]:
     nb = Path(path)
     out = {}
-    for name, p in papermill.inspect_notebook(str(nb)).items():
+    for name, default_text, help_text in _inspected(nb):
         try:
-            default = ast.literal_eval(p["default"])
+            default = ast.literal_eval(default_text)
         except (ValueError, SyntaxError):
             raise ParameterError(
-                f"{nb.name}: parameter {name!r} has a default that is not a literal ({p['default']}); "
+                f"{nb.name}: parameter {name!r} has a default that is not a literal ({default_text}); "
                 "the parameters cell must hold literals only"
             ) from None
-        m = _TAG.match(p.get("help") or "")
-        tag, arg, help_ = (m.group(1), m.group(2), m.group(3)) if m else (None, None, p.get("help") or "")
+        m = _TAG.match(help_text)
+        tag, arg, help_ = (m.group(1), m.group(2), m.group(3)) if m else (None, None, help_text)
         args = tuple(a.strip() for a in arg.split(",")) if arg else ()
         out[name] = Declared(name, type(default).__name__, default, help_, tag, args)
     if not out:

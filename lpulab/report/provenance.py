@@ -50,8 +50,7 @@ def git_state() -> dict:
 
 def user_data_dirs() -> list[Path]:
     """The user data folders named in ``$LPULAB_DATA`` (``os.pathsep``-separated), in order."""
-    raw = os.environ.get("LPULAB_DATA", "")
-    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+    return paths.user_data_dirs()
 
 
 #: The folders of a user data folder the catalog reads.

@@ -37,10 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from .. import paths
-from . import html, provenance
+from . import provenance
 from .cite import citation
 from .io import atomic_write_text, recover, replace_dir, tmp_name
 from .params import ParameterError, check_parameters, declared_parameters, load_param_file, short
@@ -335,6 +333,8 @@ def _finish(p: Plan, reports: Path, tmp: Path, final: Path, status: dict, error:
     log = tmp / "kernel.log"
     if log.is_file() and log.stat().st_size == 0:
         log.unlink()
+    import nbformat  # here, not at the top: a rerun that skips every report never needs it (seconds to import)
+
     source = ""
     nb = None
     try:
@@ -385,6 +385,8 @@ def completed_ok(folder: Path) -> bool:
 
 def _write_report(p: Plan, reports: Path, tmp: Path, final: Path, status: dict, nb, payload: dict,
                   duration: float, attempts: int, timeout: int) -> RunResult:
+    from . import html
+
     nb_path, params, rid = p.notebook, p.params, p.report_id
     files_read = {provenance.display_path(k): v for k, v in (payload.get("files_read") or {}).items()}
     prov = {

@@ -289,8 +289,12 @@ def _local(tasks: list[dict], workers: int, progress: bool = False):
     """Yield (task, outcome) as sets finish, in worker processes (Ctrl-C: see lpulab.report.batch)."""
     from . import batch
 
-    for t, out in batch.parallel(run_set, tasks, workers, progress=progress):
-        yield t, (_failed(t, out) if isinstance(out, BaseException) else out)
+    stream = batch.parallel(run_set, tasks, workers, progress=progress)
+    try:
+        for t, out in stream:
+            yield t, (_failed(t, out) if isinstance(out, BaseException) else out)
+    finally:
+        stream.close()  # on Ctrl-C or an early stop: the running sets are interrupted and waited for
 
 
 def _dask(tasks: list[dict], scheduler, timeout_s: float = 30):

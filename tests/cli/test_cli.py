@@ -48,6 +48,8 @@ def test_run_with_b200_from_the_shell(reports_dir):
                         "-p", "gpus", '["nvidia-b200"]', "-p", "gpu", "nvidia-b200"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
+    # quiet: no kernel log lines (TCP without encryption, KeyboardInterrupt at shutdown), no warnings
+    assert "IPKernelApp" not in p.stderr and "Warning" not in p.stderr and "WARNING" not in p.stderr, p.stderr
     (rep,) = [d for d in reports_dir.iterdir() if d.is_dir()]
     assert rep.name.startswith("01_bandwidth-custom-")
     assert (rep / "report.html").is_file()

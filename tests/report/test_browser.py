@@ -1,14 +1,22 @@
 """The index and a report as a person meets them: in headless Chromium (Debian's chromium,
 driven over the DevTools protocol on loopback). Every figure loaded and is non-empty, every
 link between the index and the reports resolves, the page logs no error; screenshots are
-saved under the test's tmp folder and their paths printed."""
+saved under the test's tmp folder and their paths printed.
+
+Then every notebook's report, run from a catalog with a script payload in every kind of free
+text: no payload runs; at a 1280 px window no page is wider than the window and every figure
+loads; no number is printed in e notation or with more than three significant figures."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
+import pagecheck
 import pytest
+from labmarkdown import math_problems
 
 IMAGES = """[...document.images].map(i => ({src: i.src.slice(0, 60), complete: i.complete,
   w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))"""
@@ -124,3 +132,154 @@ def test_page_errors_are_caught(browser, tmp_path):
     assert any("load failed" in p or "missing.png" in p for p in problems), problems
     assert browser.evaluate(IMAGES)[0]["w"] == 0
     assert len(check_links(browser, bad)) == 1
+
+
+# --------------------------------------------------------------------------- every notebook's report
+
+
+NOTEBOOKS = ("01_bandwidth", "02_placement", "03_speed", "04_cost", "05_kernels")
+#: a run label holding markup (it names the report's folder and shows on the index)
+LABEL = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    """Every notebook run (its smoke parameters) into one reports folder, and the index,
+    from a copy of data/ with a script payload in every kind of free text; one more run
+    with markup in its label. (reports dir, run results, payload tags written)."""
+    from lpulab import paths
+    from lpulab.report import index, run_notebook
+
+    base = tmp_path_factory.mktemp("poisoned")
+    data = base / "data"
+    tags = pagecheck.poison(paths.DATA, data)
+    site = base / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(pagecheck.SITECUSTOMIZE)
+    reports = base / "reports"
+    results = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        mp.setenv("LPULAB_TEST_DATA", str(data))
+        for name, value in pagecheck.point_paths_at(paths, data).items():
+            mp.setattr(paths, name, value)
+        for nb in NOTEBOOKS:
+            results.append(run_notebook(nb, param_file=paths.PARAMS / nb / "smoke.yaml", reports=reports,
+                                        progress=False, build_index=False, timeout=600))
+        labelled = run_notebook("01_bandwidth", param_file=paths.PARAMS / "01_bandwidth" / "smoke.yaml",
+                                label=LABEL, reports=reports, progress=False, build_index=False, timeout=600)
+        results.append(labelled)
+        index.build(reports)
+    failed = [f"{r.notebook}: {r.error}" for r in results if not r.ok]
+    assert not failed, failed
+    return reports, results, tags
+
+
+def _pages(reports: Path) -> list[Path]:
+    return sorted(reports.glob("*/report.html")) + [reports / "index.html"]
+
+
+def _open_at_1280(browser, page: Path):
+    browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+    browser.open(page.as_uri(), settle=1.0)
+
+
+def test_no_payload_runs_in_any_report_or_the_index(browser, poisoned, tmp_path):
+    """Script payloads in every kind of catalog text, and markup in a run label: on every
+    report and the index, none runs, none leaves a handler, a script or a javascript: link,
+    and the payloads are there to read, as text."""
+    reports, _, tags = poisoned
+    assert len(tags) >= 10, tags
+    shown: set[str] = set()
+    for page in _pages(reports):
+        _open_at_1280(browser, page)
+        damage = browser.evaluate(pagecheck.DAMAGE)
+        assert damage["pwned"] is None, (page, damage)
+        assert "pwn" not in damage["title"].lower(), (page, damage["title"])
+        assert damage["handlers"] == [] and damage["scripts"] == 0 and damage["jslinks"] == [], (page, damage)
+        assert browser.evaluate("document.querySelector('[id^=injected-]')") is None, page
+        assert browser.problems() == [], (page, browser.problems())  # an <img src=x> that became real would fail to load
+        text = browser.evaluate("document.body.innerText")
+        shown |= {t for t in tags if f"concat('{t}')" in text}
+    print(f"\npayloads shown as text: {sorted(shown)}; written but shown in no page's text: {sorted(tags - shown)}")
+    # the payloads reached the pages (else this test would prove nothing): the price sheets'
+    # and measurements' source titles (04's inputs table), claims' wording and source (index)
+    for t in ("prices-title", "measurements-source_title", "claims-wording_en", "claims-source"):
+        assert t in shown, (t, sorted(shown))
+    index_text = (reports / "index.html").read_text()
+    assert 'href="javascript' not in index_text.lower()
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in index_text  # the label, as text
+
+
+def test_every_report_fits_1280_px_and_every_image_loads(browser, poisoned, tmp_path):
+    """At a 1280 px window no report and not the index is wider than the window, nothing is
+    clipped, every table fits or scrolls in its own box (and scrolls only when wrapping its
+    text would not make it fit), and every figure loads and shows."""
+    reports, _, _ = poisoned
+    problems = {}
+    for page in _pages(reports):
+        _open_at_1280(browser, page)
+        shot = browser.screenshot(tmp_path / f"{page.parent.name if page.name == 'report.html' else 'index'}.png")
+        print(f"screenshot: {shot}")
+        _open_at_1280(browser, page)  # the screenshot resized the window
+        found = browser.evaluate(pagecheck.LAYOUT)
+        for im in browser.evaluate(pagecheck.IMAGES):
+            if not (im["complete"] and im["w"] > 0 and im["h"] > 0 and im["shown"] > 0):
+                found.append(f"image not shown: {im}")
+        if found:
+            problems[page.parent.name] = found
+    assert problems == {}
+    n_images = sum((p.read_text().count("<img") for p in reports.glob("*/report.html")))
+    assert n_images >= 15, n_images  # the checks above saw the figures
+
+
+def test_no_number_in_a_report_is_printed_as_a_program_prints_it(browser, poisoned):
+    """No number in any report's visible text (nor the index's) is in e notation or has
+    more than three significant figures, ids and hashes aside (pagecheck.number_problems)."""
+    reports, _, _ = poisoned
+    problems = {}
+    for page in _pages(reports):
+        _open_at_1280(browser, page)
+        found = pagecheck.number_problems(browser.evaluate(pagecheck.VISIBLE_TEXT))
+        if found:
+            problems[page.parent.name] = found[:10]
+    assert problems == {}
+
+
+def test_the_layout_check_can_fail(browser, tmp_path):
+    """A page with a table that could wrap but does not, a box that hides its overflow and a
+    page wider than the window: each is reported."""
+    bad = tmp_path / "wide.html"
+    long = " ".join(["words"] * 80)
+    bad.write_text(f"""<!DOCTYPE html><html><body>
+<div style="overflow-x:auto"><table style="white-space:nowrap"><tr><td>{long}</td><td>x</td></tr></table></div>
+<div style="overflow:hidden;width:200px"><div style="width:900px">hidden</div></div>
+<div style="width:1500px">wide</div></body></html>""")
+    _open_at_1280(browser, bad)
+    found = browser.evaluate(pagecheck.LAYOUT)
+    assert any(f.startswith("the page is 1") for f in found), found
+    assert any("if its long text wrapped" in f for f in found), found
+    assert any("hides" in f for f in found), found
+
+
+def test_the_prose_of_every_report_renders_the_same_in_jupyterlab(poisoned):
+    """Every markdown cell and every Markdown output (md()) of every executed notebook, with
+    catalog text full of markup in it: JupyterLab typesets exactly the formulas the author
+    delimited, the same ones the report draws, and no dollar pair swallows a sentence."""
+    reports, _, _ = poisoned
+    problems, outputs = {}, 0
+    for nb_file in sorted(reports.glob("*/notebook.ipynb")):
+        nb = nbformat.read(nb_file, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            sources = [cell.source] if cell.cell_type == "markdown" else []
+            for out in cell.get("outputs", []):
+                md_out = out.get("data", {}).get("text/markdown")
+                if md_out is not None:
+                    sources.append("".join(md_out) if isinstance(md_out, list) else md_out)
+                    outputs += 1
+            for s in sources:
+                found = math_problems(s)
+                if found:
+                    problems[f"{nb_file.parent.name} cell {i}"] = found
+    assert outputs >= 20, outputs  # the Markdown outputs were there to check
+    assert problems == {}

@@ -78,7 +78,7 @@ def test_a_citation_says_what_was_run_and_carries_its_identity(reports_dir, clea
     prov = json.loads((r.path / "provenance.json").read_text())
     today = datetime.now(timezone.utc).date().isoformat()
     c = cite.cite_report(r.path)
-    assert "C1: Is the LPU's memory bandwidth" in c["title"] and "01_bandwidth, gpu_achieved=0.5" in c["title"]
+    assert "C1: Is the chip's on-die memory" in c["title"] and "01_bandwidth, gpu_achieved=0.5" in c["title"]
     for part in (r.report_id, prov["git"]["commit"][:12], prov["param_hash"][:12], prov["data_hash"][:12],
                  f"Accessed {today}", f"https://example.org/lpulab/{r.report_id}/report.html"):
         assert part in c["plain"], part

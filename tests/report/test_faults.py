@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lpulab import cli, paths
-from lpulab.report import index, io, runner
+from lpulab.report import html, index, io, runner
 from lpulab.report.record import NonFiniteResult, finite_payload
 
 
@@ -73,7 +73,7 @@ def test_a_batch_survives_a_render_failure_a_full_disk_and_an_interrupt(reports_
     interrupted: 01 and 04 are written, 02 and 03 are failed reports that keep their executed
     notebooks, nothing of 05 is left, the index is consistent and the exit status is 130."""
     _, behaviour = fake_kernel
-    real_render, real_write = runner.html.render, runner.atomic_write_text
+    real_render, real_write = html.render, runner.atomic_write_text
 
     def render(nb, **kw):
         if kw["report_id"].startswith("02_"):
@@ -89,7 +89,7 @@ def test_a_batch_survives_a_render_failure_a_full_disk_and_an_interrupt(reports_
         make_executed(Path(nb_path), Path(executed))  # half-way: the executed copy exists
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.html, "render", render)
+    monkeypatch.setattr(html, "render", render)
     monkeypatch.setattr(runner, "atomic_write_text", write)
     behaviour["05_kernels"] = interrupted
     rc = cli.main(["reproduce", "-q"])
@@ -198,12 +198,21 @@ def test_a_kill_between_the_two_renames_leaves_the_old_report_reachable(tmp_path
     assert (final / "v").read_text() == "old"
 
 
-def test_the_swap_replaces_a_report_in_one_step(tmp_path):
+def test_the_swap_replaces_a_report_in_one_step(tmp_path, monkeypatch):
+    """Where the system can swap two folders at once, no rename leaves the report missing."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    if not io._exchange(a, b):
+        pytest.skip("this system cannot swap two folders in one step (the fallback is tested above)")
     final, new = tmp_path / "r", tmp_path / ".tmp-r-1-1234567890123"
     for d, v in ((final, "old"), (new, "new")):
         d.mkdir()
         (d / "v").write_text(v)
+    monkeypatch.setattr(io.os, "replace", lambda *x: pytest.fail("renamed in two steps"))
     io.replace_dir(new, final)
+    monkeypatch.undo()
+    for d in (a, b):
+        d.rmdir()
     assert (final / "v").read_text() == "new" and not new.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
@@ -250,7 +259,7 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", "2", "sweep"])
 def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
     reports = tmp_path / "reports"
     env = {**os.environ, "LPULAB_REPORTS": str(reports)}
@@ -259,8 +268,14 @@ def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
         twin = tmp_path / "run_probe_twin.ipynb"
         twin.write_text(run_probe.read_text())
         nbs.append(twin)
-    proc = subprocess.Popen([sys.executable, "-m", "lpulab.cli", "run", *map(str, nbs), "-j", jobs, "-q",
-                             "-p", "seconds", "120"], cwd=paths.ROOT, env=env, stdout=subprocess.PIPE,
+    if jobs == "sweep":  # two sets of a sweep at once
+        grid = tmp_path / "pause.yaml"
+        grid.write_text("grid:\n  seconds: [120, 121]\n")
+        nbs.append(run_probe)
+        cmd = ["sweep", str(run_probe), "-g", str(grid), "-j", "2", "-q"]
+    else:
+        cmd = ["run", *map(str, nbs), "-j", jobs, "-q", "-p", "seconds", "120"]
+    proc = subprocess.Popen([sys.executable, "-m", "lpulab.cli", *cmd], cwd=paths.ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until every kernel runs its pause
@@ -279,8 +294,13 @@ def test_ctrl_c_stops_a_run_cleanly(tmp_path, run_probe, jobs):
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in out + err and "interrupted" in err
     assert _hidden(reports) == []
-    assert not [d for d in reports.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert not [d for d in reports.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "sweeps"]
     assert (reports / "index.html").is_file()
+    if jobs == "sweep":  # the table says which sets did not run
+        import pandas as pd
+
+        table = pd.read_csv(reports / "sweeps" / "pause" / "results.csv")
+        assert list(table.status) == ["not run", "not run"]
     time.sleep(1)
     assert not [p for p in below if _running(p)]  # no kernel or worker left running
     assert not list(paths.ROOT.glob("kernel-ipc*"))  # the kernels' sockets were their own, and are gone

@@ -197,3 +197,17 @@ def test_resolution_is_set_in_one_place():
         assert 600 <= w <= 1280  # fits a laptop window and the report's column at 1x
     finally:
         matplotlib.pyplot.close(fig)
+
+
+def test_a_long_title_wraps_instead_of_widening_the_figure():
+    """A title built from a long device or model name wraps to the figure's width."""
+    long_name = "A very long user-supplied device name " * 12
+    fig = plots.ratio_curve(np.array([1, 4, 16]), {"per user": np.array([5.0, 6.0, 9.0])}, xlabel="streams",
+                            title=long_name)
+    try:
+        fig.canvas.draw()
+        tight = fig.get_tightbbox(fig.canvas.get_renderer())
+        assert tight.width <= fig.get_figwidth() * 1.1, (tight.width, fig.get_figwidth())
+        assert fig.axes[0].get_title().count("\n") >= 3
+    finally:
+        matplotlib.pyplot.close(fig)
