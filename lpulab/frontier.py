@@ -48,16 +48,21 @@ minimum answer every target at once (a ``searchsorted``).
 
 Crossover and odds
 ------------------
-The crossover is the per-user speed above which the cheapest SRAM deployment stays cheaper
-per token than the cheapest GPU deployment (sides by :func:`lpulab.speed.side_of`: where the
-weights sit, never the vendor), found on a fine log grid between the lowest and the highest
-target. Its interval, and the map of the probability that the SRAM side is cheaper, come
-from a joint Monte Carlo: every uncertain price-sheet and site input drawn as in
-:func:`lpulab.cost.sample_inputs`, the speed model's fitted knobs drawn from their fitted
-covariance (``knob_draws`` draws per side, each evaluated exactly; every Monte Carlo draw
-takes one of them), and its residual scatter drawn as one factor per platform and draw
-that scales every speed of that platform (as :func:`lpulab.calibration.interval` adds
-``sigma^2``). All draws are seeded.
+The crossover is the per-user speed at which the cheapest SRAM deployment becomes cheaper
+per token than the cheapest GPU deployment (its first win after the GPU side was the
+cheaper; sides by :func:`lpulab.speed.side_of`: where the weights sit, never the vendor),
+found on a fine log grid between the lowest and the highest target, with the windows of
+speed over which the SRAM side is the cheaper (it may be only where no GPU configuration
+is fast enough, or only in a band). The energy crossover is the same for joules per token.
+Within a platform both objectives pick the same configuration (each is units per token/s
+times a platform constant); across platforms they differ. Its interval, and the map of the
+probability that the SRAM side is cheaper, come from a joint Monte Carlo: every uncertain
+price-sheet and site input drawn as in :func:`lpulab.cost.sample_inputs`, the speed model's
+fitted knobs drawn from their fitted covariance (``knob_rows`` draws per side, each
+evaluated exactly; every Monte Carlo draw takes one of them at random), and its residual
+scatter drawn as one factor per side and draw that scales every speed of that side's
+platforms (as :func:`lpulab.calibration.interval` adds ``sigma^2``; a TTFT limit is checked at the
+knob draw's TTFT, unscaled). All draws are seeded; they run in chunks of :data:`CHUNK`.
 """
 
 from __future__ import annotations
