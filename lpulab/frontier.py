@@ -684,8 +684,8 @@ class Crossover:
             return "nowhere in the range"
         top = self.reach if self.reach is not None else self.speed_range[1]
         parts = [(f"from {fmt.number(a)} tok/s per user up to the fastest either side serves ({fmt.number(b)})"
-                  if b >= top * 0.999 else f"from {fmt.number(a)} to {fmt.number(b)} tok/s per user")
-                 for a, b in self.windows]
+                  if b >= top * 0.999 else f"at {fmt.number(a)} tok/s per user" if a == b else
+                  f"from {fmt.number(a)} to {fmt.number(b)} tok/s per user") for a, b in self.windows]
         return " and ".join(parts)
 
     def text(self) -> str:
@@ -816,8 +816,8 @@ def _crossover(metric: str, grid: np.ndarray, point_idx: int, names: tuple[str, 
 @dataclass(frozen=True)
 class Odds:
     """The probability that the cheapest SRAM deployment is cheaper per token than the
-    cheapest GPU deployment, over speed targets x one more axis (NaN where no platform of
-    either side meets the target in any draw)."""
+    cheapest GPU deployment, over speed targets x one more axis, among the draws in which
+    either side meets the target (NaN where fewer than :data:`MIN_SERVED` of them do)."""
 
     axis: str
     axis_values: tuple            # model ids, or numbers in AXIS_UNITS[axis]
@@ -843,10 +843,15 @@ def _win_counts(sram: np.ndarray, gpu: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ((sram < gpu) & defined).sum(axis=0), defined.sum(axis=0)
 
 
-def _share(wins: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """``wins / seen``, NaN where no draw has either side serving."""
+#: The least share of draws in which either side must serve a speed for the map to give odds there.
+MIN_SERVED = 0.01
+
+
+def _share(wins: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
+    """``wins / seen``; NaN where fewer than :data:`MIN_SERVED` of the ``n`` draws have
+    either side serving (the odds of a handful of draws are not shown as odds)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(seen > 0, wins / np.maximum(seen, 1), np.nan)
+        return np.where(seen >= max(1.0, MIN_SERVED * n), wins / np.maximum(seen, 1), np.nan)
 
 
 def axis_values(axis: str, low: float | None = None, high: float | None = None, points: int = 9,
@@ -1159,7 +1164,7 @@ def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, p
                 w_, n_ = _win_counts(side_minimum(c, s_, "sram"), side_minimum(c, s_, "hbm"))
                 wins[:, j] += w_
                 seen[:, j] += n_
-        return Odds(axis, models, tg, _share(wins, seen), d.n, d.seed)
+        return Odds(axis, models, tg, _share(wins, seen, d.n), d.n, d.seed)
     vals = tuple(float(v) for v in values) if values is not None else default_axis(axis, plats, point)
     if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
         raise FrontierError(f"the {axis} axis needs numbers > 0, got {values!r}")
@@ -1175,7 +1180,7 @@ def _odds(model, plats, cands, d: Draws, tg, inputs, axis, values, ttft_limit, p
             w_, n_ = _win_counts(side_minimum(c, sides, "sram"), side_minimum(c, sides, "hbm"))
             wins[:, j] += w_
             seen[:, j] += n_
-    return Odds(axis, vals, tg, _share(wins, seen), d.n, d.seed)
+    return Odds(axis, vals, tg, _share(wins, seen, d.n), d.n, d.seed)
 
 
 # --------------------------------------------------------------------------- claims, in one sentence each
