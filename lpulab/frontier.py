@@ -1243,7 +1243,12 @@ def _with_sentences(res: Result) -> Result:
     c = res.curve("usd_per_mtok")
     if c.empty or not ({"sram", "hbm"} <= set(c.side)):
         return res
-    fast = {s: g.loc[g.per_user_tok_s.idxmax()] for s, g in c.groupby("side")}
+    ok = res.configs[res.configs.fits.astype(bool)]
+    if res.ttft_limit is not None:
+        ok = ok[ok.ttft_s <= res.ttft_limit]
+    fast = {s: g.loc[g.per_user_tok_s.idxmax()] for s, g in ok.groupby("side")}
+    if not {"sram", "hbm"} <= set(fast):
+        return res
     fs, fg = fast["sram"], fast["hbm"]
     k2 = claims_["C2"].claimed
     ratio = fs.per_user_tok_s / fg.per_user_tok_s
