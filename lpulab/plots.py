@@ -769,7 +769,7 @@ def odds_map(table, axis_label="", title="", crossover=None):
         e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
         return np.exp(e) if log else e
 
-    ylog = numeric and min(ys) > 0 and max(ys) / min(ys) > 20
+    ylog = numeric and min(ys) > 0 and max(ys) / min(ys) > 4
     yv = np.asarray(ys, float) if numeric else np.arange(len(ys), dtype=float)
     mesh = ax.pcolormesh(edges(xs, True), edges(yv, ylog) if numeric else edges(yv, False),
                          np.ma.masked_invalid(z), cmap="RdBu_r", vmin=0, vmax=1, shading="flat")
