@@ -80,6 +80,35 @@ def test_index_and_report_in_chromium(browser, sweep_run, tmp_path):
     assert back == [index.as_uri()]
 
 
+def test_the_front_page_opens_with_the_frontier_and_a_sentence_per_claim(browser, crossover_run, tmp_path):
+    r, reports = crossover_run
+    index = reports / "index.html"
+    browser.open(index.as_uri(), settle=1.0)
+    print(f"\nscreenshot: {browser.screenshot(tmp_path / 'front.png')}")
+    assert browser.problems() == []
+    # the headline chart comes first, drawn, with alt text, and links to the report it is from
+    first = browser.evaluate("""(() => { const f = document.querySelector('section.answer figure img');
+      const t = document.querySelector('table.ledger');
+      return f && {alt: f.alt, w: f.naturalWidth, h: f.naturalHeight, complete: f.complete,
+        shown: f.getBoundingClientRect().width, before: !!(f.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING),
+        href: f.closest('a').href}; })()""")
+    assert first and first["complete"] and first["w"] > 400 and first["h"] > 200 and first["shown"] > 0, first
+    assert first["before"], "the frontier chart must come before the ledger"
+    assert "per-user speed" in first["alt"] and "llama-2-70b" in first["alt"]
+    assert first["href"] == (r.path / "report.html").as_uri()
+    for im in browser.evaluate(IMAGES):
+        assert im["complete"] and im["w"] > 0 and im["h"] > 0, im
+    # one sentence per claim, each linked to the report it comes from
+    items = browser.evaluate("[...document.querySelectorAll('ul.where li')].map(li => ({id: li.id, text: li.innerText,"
+                             " links: [...li.querySelectorAll('a')].map(a => a.href)}))")
+    assert [i["id"] for i in items] == ["where-C1", "where-C2", "where-C3", "where-C4"]
+    for i in items:
+        assert "no sentence yet" not in i["text"] and len(i["links"]) == 1, i
+    assert "_bandwidth" in items[0]["links"][0] and all("06_crossover" in i["links"][0] for i in items[1:])
+    assert "tok/s per user" in items[1]["text"] and "holds" in items[2]["text"]
+    assert check_links(browser, index) == []
+
+
 def test_markup_shows_as_text_in_chromium(browser, markup_run, markup, tmp_path):
     r, _ = markup_run
     browser.open((r.path / "report.html").as_uri())
