@@ -140,7 +140,34 @@ class Result:
                 "deployment": dict(self.deployment),
                 "as_stated_ratio": self.verdict.as_stated if self.verdict else None,
                 "verdict": self.verdict.holds if self.verdict else None,
-                "reproduces": self.verdict.reproduces if self.verdict else None}
+                "reproduces": self.verdict.reproduces if self.verdict else None,
+                "claim_sentences": {"C1": self.sentence()}}
+
+    def sentence(self) -> str:
+        """C1 in one sentence: against which GPUs (on the tier compared) the claimed ratio
+        holds, against which it does not, and what it is chip-SRAM to chip-SRAM."""
+        from . import catalog
+        from .report import fmt
+
+        c = catalog.load_claims()["C1"]
+        on = self.table[self.table.tier == self.tier]
+        ratios = dict(zip(on.gpu, on.bandwidth_ratio.astype(float)))
+        meets = (lambda r: r >= c.claimed * (1 - c.tolerance)) if c.comparison == "at-least" else (  # noqa: E731
+            lambda r: abs(r / c.claimed - 1) <= c.tolerance)
+        part = lambda xs: ", ".join(f"{g} ({fmt.ratio(r)})" for g, r in xs) or "none"  # noqa: E731
+        yes = sorted(((g, r) for g, r in ratios.items() if meets(r)), key=lambda x: -x[1])
+        no = sorted(((g, r) for g, r in ratios.items() if not meets(r)), key=lambda x: -x[1])
+        word = "over" if c.comparison == "at-least" else "about"
+        s = (f"{self.lpu}'s per-chip memory bandwidth is {word} {fmt.ratio(c.claimed)} that of {part(yes)} (their "
+             f"{self.tier}), but not of {part(no)}")
+        if self.sram_ratios:
+            v = [float(x) for x in self.sram_ratios.values()]
+            s += f"; against a GPU's own on-chip SRAM it is {fmt.ratio(min(v))} to {fmt.ratio(max(v))}"
+        r = self.deployment.get("ratio") if isinstance(self.deployment, Mapping) else None
+        if r is not None and r == r:
+            s += (f"; per deployment that holds the model ({fmt.count(self.deployment['lpu']['chips'])} against "
+                  f"{fmt.count(self.deployment['gpu']['chips'])} chips) it is {fmt.ratio(r)}")
+        return s + "."
 
 
 def decode_matrix(model) -> tuple[str, int, int]:

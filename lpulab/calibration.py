@@ -64,6 +64,12 @@ class KnobSpec:
     def name(self) -> str:
         return f"{self.side}.{self.field}"
 
+    def show(self, value: float) -> str:
+        """``value`` of this knob as people read it (a duration for the ``_s`` knobs)."""
+        from .report.fmt import duration, number
+
+        return duration(value) if self.field.endswith("_s") else number(value, 4)
+
 
 #: The knobs and their priors. The priors matter only for knobs the data does not identify;
 #: the report lists which those are.
@@ -135,6 +141,7 @@ class Point:
     date: str
     profile: ServingProfile
     rows: tuple[str, ...]       # measurement ids it stands for
+    source: str = ""            # the title(s) of the source(s) those rows cite
 
     def predict(self, values: Mapping[str, float], arrays: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         pred = self.profile.evaluate(knobs_for(self.side, values, arrays))
@@ -258,7 +265,7 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
             y = np.asarray(p.predict(priors, {n: np.array([spec.low, spec.high])}), float).reshape(-1)
             k += bool(abs(math.log(y[-1] / y[0])) >= math.log1p(sensitivity))
         if k < min_rows:
-            held[n] = f"moved by {k} fitted point(s), fewer than {min_rows}: held at its prior {spec.prior:g}"
+            held[n] = f"moved by {k} fitted point(s), fewer than {min_rows}: held at its prior {spec.show(spec.prior)}"
         else:
             names.append(n)
     if names and len(fit_pts) <= len(names):
@@ -282,7 +289,7 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
         if not (np.isfinite(cond) and cond <= max_condition):
             weakest = names[int(np.argmin(np.linalg.norm(J, axis=0)))]
             held[weakest] = (f"not separable from {', '.join(n for n in names if n != weakest)} by the fitted points "
-                             f"(condition number {cond:.3g}): held at its prior {specs[weakest].prior:g}")
+                             f"(condition number {cond:.3g}): held at its prior {specs[weakest].show(specs[weakest].prior)}")
         else:
             cov = sigma ** 2 * np.linalg.inv(JtJ)
             spanning = []
@@ -296,7 +303,8 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
                 break
             weakest = names[min(spanning, key=lambda j: float(np.linalg.norm(J[:, j])))]
             held[weakest] = (f"not pinned by the fitted points (its 95 % interval spans its whole range "
-                             f"[{specs[weakest].low:g}, {specs[weakest].high:g}]): held at its prior {specs[weakest].prior:g}")
+                             f"[{specs[weakest].show(specs[weakest].low)}, {specs[weakest].show(specs[weakest].high)}]): held at its prior "
+                             f"{specs[weakest].show(specs[weakest].prior)}")
         names.remove(weakest)
         # start the next fit from this one's values, the held knob back at its prior
         priors = {**priors, **{n: values[n] for n in names}, weakest: specs[weakest].prior}
@@ -330,7 +338,7 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
                      "rel_error": pred / p.measured - 1.0, "pi_low": lo_, "pi_high": hi_,
                      "covered": bool(lo_ <= p.measured <= hi_), "loo_predicted": lp,
                      "loo_rel_error": lp / p.measured - 1.0 if lp == lp else float("nan"),
-                     "rows": len(p.rows), "ids": ";".join(p.rows)})
+                     "rows": len(p.rows), "ids": ";".join(p.rows), "source": p.source})
     return Calibration(values=values, fitted=tuple(names), held=held, weak=weak, interval=interval, covariance=cov,
                        sigma=sigma, cutoff=cutoff, metrics=tuple(fit_metrics), table=pd.DataFrame(rows),
                        success=bool(sol.success) if sol is not None else True,

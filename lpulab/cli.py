@@ -323,6 +323,82 @@ def cmd_predict(ns) -> int:
     return 0
 
 
+def _targets(values) -> object:
+    """``--targets``: ``LO:HI[:N]`` (N log-spaced, default 50) or the speeds themselves."""
+    from .frontier import FrontierError
+
+    text = " ".join(values or [])
+    if not text:
+        return (5.0, 1000.0, 50)
+    try:
+        if ":" in text:
+            parts = [p for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            return (float(parts[0]), float(parts[1]), int(parts[2]) if len(parts) == 3 else 50)
+        return [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise FrontierError(f"--targets {text!r}: give LO:HI[:N] (N speeds log-spaced, default 50) or the speeds "
+                            "themselves (tokens/s per user), e.g. --targets 10:2000:40 or --targets 20 50 100") from None
+
+
+def cmd_frontier(ns) -> int:
+    """Each platform's cheapest configuration per speed target (:func:`lpulab.frontier.analyse`,
+    point values: calibrated knobs, the price sheets' values)."""
+    import json
+
+    import numpy as np
+
+    from . import frontier
+    from .report import fmt
+    from .report.record import jsonable
+
+    if ns.ttft is not None and not (ns.ttft > 0 and np.isfinite(ns.ttft)):
+        raise frontier.FrontierError(f"--ttft {ns.ttft}: a time-to-first-token limit in seconds > 0")
+    r = frontier.analyse(ns.model, ns.devices, targets=_targets(ns.targets), ttft_limit=ns.ttft, prompt=ns.prompt,
+                         output=ns.output, site=ns.site, samples=0, with_measured=False)
+    best = r.curve("usd_per_mtok")
+    if ns.json:
+        cols = ["target_tok_s", "feasible", "layout", "replicas", "tensor", "pipeline", "precision", "concurrency",
+                "chips", "chips_deployed", "units", "price_sheet", "per_user_tok_s", "aggregate_tok_s", "ttft_s",
+                "usd_per_mtok", "joules_per_token"]
+        f = r.frontier[r.frontier.objective == "usd_per_mtok"]
+        out = {"model": r.model, "prompt": r.prompt, "output": r.output, "ttft_limit_s": r.ttft_limit,
+               "targets_tok_s": [float(x) for x in r.targets], "objective": "usd_per_mtok",
+               "platforms": [p.to_dict() | {"cheapest": [{k: v for k, v in row.items() if k in cols}
+                                                         for row in f[f.platform == p.label].to_dict(orient="records")]}
+                             for p in r.platforms],
+               "skipped": [{"platform": p, "why": w} for p, w in r.skipped],
+               "crossover": r.crossover.to_dict() if r.crossover else None}
+        print(json.dumps(jsonable(out), indent=1))
+        return 0
+    print(f"{r.model}, {r.prompt} in / {r.output} out" + (f", TTFT at most {fmt.duration(r.ttft_limit)}" if r.ttft_limit
+                                                           else "") + ": the cheapest configuration per speed target "
+          "(calibrated serving model, price sheets at their values)")
+    for p in r.platforms:
+        rows = best[best.platform == p.label]
+        print(f"\n{p.label} ({p.side} side; {p.sheet}: {p.chips_per_unit} chip(s) per priced unit, deployed in units of "
+              f"{p.unit_chips} chips)")
+        if rows.empty:
+            print("  meets none of the targets")
+            continue
+        head = ("target tok/s", "layout", "streams", "chips", "units", "tok/s/user", "TTFT", "USD/Mtok", "J/token")
+        body = [(fmt.number(x.target_tok_s), x.layout, fmt.count(x.concurrency), fmt.count(x.chips), fmt.count(x.units),
+                 fmt.number(x.per_user_tok_s), fmt.duration(x.ttft_s), fmt.number(x.usd_per_mtok),
+                 fmt.number(x.joules_per_token)) for x in rows.itertuples()]
+        w = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+        for line in (head, *body):
+            print("  " + "  ".join(str(c).rjust(n) for c, n in zip(line, w)))
+        missed = len(r.targets) - len(rows)
+        if missed:
+            print(f"  ({missed} faster target(s) out of reach)")
+    for plat, why in r.skipped:
+        print(f"\nleft out: {plat}: {why}")
+    if r.crossover is not None:
+        print(f"\ncrossover ({r.crossover.sram_platform} against {r.crossover.gpu_platform}): {r.crossover.text()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", action="append", metavar="DIR", default=None,
@@ -404,6 +480,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", type=int, default=128, help="generated tokens (default 128)")
     pr.add_argument("--json", action="store_true", help="one JSON object")
     pr.set_defaults(func=cmd_predict)
+
+    fr = sub.add_parser("frontier", parents=[data],
+                        help="each platform's cheapest configuration per per-user speed target",
+                        description="Search every configuration (replicas x tensor x pipeline from each device's "
+                        "deployment rules, concurrency) of every platform for the one that serves MODEL cheapest per "
+                        "million output tokens at each per-user speed target, with the calibrated serving model and "
+                        "the price sheets at their values. A platform is a device at its own 8-bit format (16-bit if "
+                        "it has none), priced by its own price sheet; a device without one is left out. Notebook "
+                        "06_crossover adds the intervals and the odds.")
+    fr.add_argument("--model", required=True, help="a model id (lpulab catalog lists the devices)")
+    fr.add_argument("--devices", nargs="+", help="hardware ids (default: every device with a price sheet)")
+    fr.add_argument("--targets", nargs="+", help="per-user speeds in tokens/s: LO:HI[:N] (N log-spaced, default "
+                                                 "5:1000:50) or the speeds themselves")
+    fr.add_argument("--ttft", type=float, help="time-to-first-token limit in seconds (default: none)")
+    fr.add_argument("--prompt", type=int, default=550, help="prompt tokens (default 550)")
+    fr.add_argument("--output", type=int, default=150, help="generated tokens (default 150)")
+    fr.add_argument("--site", default="us-2023", help="site price sheet: electricity, PUE, rent (default us-2023)")
+    fr.add_argument("--json", action="store_true", help="one JSON object")
+    fr.set_defaults(func=cmd_frontier)
 
     i = sub.add_parser("index", parents=[data], help="rebuild reports/index.html and reports/claims.json")
     i.set_defaults(func=cmd_index)

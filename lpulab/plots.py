@@ -683,3 +683,116 @@ def measured_vs_assumed(table, value="measured", ref="assumed", label="part",
     ax.set_title(_wrap(title, fig))
     _legend_outside(ax, handles=handles)
     return fig
+
+
+# --------------------------------------------------------------------------- the frontier (notebook 06)
+
+
+def _get(c, k, default=None):
+    return (c.get(k, default) if isinstance(c, dict) else getattr(c, k, default)) if c is not None else default
+
+
+def frontier_costs(rows, measured=None, crossover=None, energy_crossover=None, title="", objectives=None):
+    """Cost per million output tokens and energy per token (y, log) of each platform's
+    cheapest configuration against the per-user speed target (x, log), one line per
+    platform (its device's colour; dashed for the SRAM side), ``measured`` runs on top
+    (stars; columns device, per_user, usd_per_mtok, joules_per_token), and each crossover
+    as a vertical line with its interval shaded. ``rows``: :attr:`lpulab.frontier.Result.frontier`
+    or the same records from a report's results.json; crossovers as objects or dicts."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    objectives = list(objectives or ("usd_per_mtok", "joules_per_token"))
+    labels = {"usd_per_mtok": "USD per million output tokens (log scale)",
+              "joules_per_token": "joules per output token (log scale)"}
+    fig, axes = _subplots(1, len(objectives), figsize=(6.2 * len(objectives) + 1.6, 5.0), squeeze=False)
+    meas = None if measured is None else pd.DataFrame(list(measured) if not isinstance(measured, pd.DataFrame)
+                                                      else measured)
+    for ax, obj in zip(axes[0], objectives):
+        d = df[(df["objective"] == obj) & df["feasible"].astype(bool)]
+        for plat, g in d.groupby("platform", sort=False):
+            side = g["side"].iloc[0]
+            ax.plot(g["target_tok_s"], g[obj], drawstyle="steps-post", lw=2.2, color=device_color(g["device"].iloc[0]),
+                    ls="--" if side == "sram" else "-", label=_tex_safe(f"{plat} ({'SRAM' if side == 'sram' else 'HBM'})"))
+        if meas is not None and len(meas) and obj in meas:
+            for i, (dev, g) in enumerate(meas.groupby("device")):
+                ax.plot(g["per_user"], g[obj], ls="none", marker="*", ms=9, color=device_color(dev), mec="black",
+                        mew=0.5, alpha=0.85, label="measured runs" if i == 0 else None)
+        x = crossover if obj == "usd_per_mtok" else energy_crossover
+        v = _get(x, "value")
+        if v is not None:
+            lo, hi = _get(x, "low"), _get(x, "high")
+            rng = _get(x, "speed_range") or ax.get_xlim()
+            if _get(x, "draws"):
+                ax.axvspan(lo if lo is not None else rng[0], hi if hi is not None else rng[1], color="crimson",
+                           alpha=0.06, lw=0, label="crossover interval (Monte Carlo)")
+            what = "cost" if obj == "usd_per_mtok" else "energy"
+            ax.axvline(v, color="crimson", ls=":", lw=1.6, label=f"{what} crossover {_short(v)} tok/s")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.xaxis)
+        _plain_log(ax.yaxis)
+        ax.set_xlabel("per-user speed target (tokens/s per user, log scale)")
+        ax.set_ylabel(labels.get(obj, obj))
+    handles = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    _legend_outside(axes[0][-1], handles=list(handles.values()), labels=list(handles))
+    if title:
+        fig.suptitle(_tex_safe(title))
+    return fig
+
+
+def odds_map(table, axis_label="", title="", crossover=None):
+    """The probability that the cheapest SRAM deployment is cheaper than the cheapest GPU
+    deployment: speed target (x, log) against a second axis (y), colour from 0 (the GPU side
+    always cheaper) to 1 (the SRAM side always), the 50 % line drawn; blank where no platform
+    of either side reaches the target. ``table``: rows target_tok_s, axis_value, p_sram_cheaper."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(table) if not isinstance(table, pd.DataFrame) else table)
+    xs = np.sort(df["target_tok_s"].unique())
+    ys = list(dict.fromkeys(df["axis_value"]))
+    numeric = all(isinstance(y, (int, float)) for y in ys)
+    grid = df.pivot_table(index="axis_value", columns="target_tok_s", values="p_sram_cheaper", dropna=False)
+    grid = grid.reindex(index=ys, columns=xs)
+    z = grid.to_numpy(float)
+    fig, ax = _subplots(figsize=(9.5, 4.8))
+
+    def edges(v, log):
+        v = np.asarray(v, float)
+        if v.size == 1:
+            return np.array([v[0] / 1.2, v[0] * 1.2]) if log else np.array([v[0] - 0.5, v[0] + 0.5])
+        w = np.log(v) if log else v
+        mid = (w[1:] + w[:-1]) / 2
+        e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
+        return np.exp(e) if log else e
+
+    ylog = numeric and min(ys) > 0 and max(ys) / min(ys) > 4
+    yv = np.asarray(ys, float) if numeric else np.arange(len(ys), dtype=float)
+    mesh = ax.pcolormesh(edges(xs, True), edges(yv, ylog) if numeric else edges(yv, False),
+                         np.ma.masked_invalid(z), cmap="RdBu_r", vmin=0, vmax=1, shading="flat")
+    if np.isfinite(z).sum() > 3 and len(ys) > 1:
+        X, Y = np.meshgrid(xs, yv)
+        try:
+            cs = ax.contour(X, Y, np.ma.masked_invalid(z), levels=[0.5], colors="black", linewidths=1.2)
+            ax.clabel(cs, fmt={0.5: "50 %"}, fontsize=SMALL - 1)
+        except (ValueError, TypeError):  # too few finite cells for a contour
+            pass
+    v = _get(crossover, "value")
+    if v is not None:
+        ax.axvline(v, color="black", ls=":", lw=1.2)
+    ax.set_xscale("log")
+    _plain_log(ax.xaxis)
+    if numeric:
+        if ylog:
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
+    else:
+        ax.set_yticks(yv, [_tex_safe(str(y)) for y in ys])
+    ax.set_xlabel("per-user speed target (tokens/s per user, log scale)")
+    ax.set_ylabel(_tex_safe(axis_label))
+    ax.set_title(_tex_safe(title or "Probability that the SRAM side is cheaper per token"))
+    fig.colorbar(mesh, ax=ax, label="P(SRAM side cheaper)")
+    return fig

@@ -233,8 +233,9 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             continue
         notes = "; ".join(x for x in (prec_note, lay_note) if x)
         key = f"{gkey[0]} {r0.model} {r0.hardware} {gkey[3]} {dep.layout.label()} {dep.precision.weights} c={conc}"
+        sources = "; ".join(dict.fromkeys(str(m[0].source_title) for m in members))
         pts.append(Point(key + (f" [{notes}]" if notes else "") + f" {metric}", side_of(dep.device), metric,
-                         measured, str(gkey[0]), prof, ids))
+                         measured, str(gkey[0]), prof, ids, sources))
     return pts, skipped
 
 

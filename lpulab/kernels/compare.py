@@ -80,7 +80,7 @@ def transfers_vs_perf(step, plan, work, model) -> pd.DataFrame:
     ``transfers`` (how many), ``measured`` and ``assumed`` (bytes per token), ``ratio``
     (measured / assumed; NaN where perf assumes nothing), ``width_measured`` /
     ``width_assumed``: bytes per reduced value in the layer all-reduces (the int8 path
-    reduces integer accumulators, perf an activation), and ``note``: why the part differs
+    and the other quantised paths reduce integer accumulators, perf an activation), and ``note``: why the part differs
     from perf's figure, in words.
     """
     widths = {len(g) for g in plan.stage_chips}
@@ -121,12 +121,12 @@ def _note(row: dict, tp: int, pp: int, act: float) -> str:
             return "no tensor parallelism: no all-reduce"
         if row["width_measured"] == row["width_assumed"]:
             return f"{row['width_measured']:g}-byte values, as perf assumes"
-        return (f"{row['width_measured']:g} bytes per reduced value against perf's {act:g}-byte activations: the int8 "
-                f"path sums its exact integer accumulators (int64 for 16-bit activations, int32 for 8-bit) across "
-                f"chips and scales back to float32 after the sum")
+        return (f"{row['width_measured']:g} bytes per reduced value against perf's {act:g}-byte activations: the "
+                f"quantised path sums its exact integer accumulators (int32 for int8 weights with 8-bit activations, "
+                f"int64 otherwise) across chips and scales back to float32 after the sum")
     if part == "int8 row scales":
         return (f"{n} all-reduces of one float32 maximum per row, so every chip quantises the activations with the "
-                f"same scale (what makes the int8 result exact); perf does not model them") if meas else ""
+                f"same scale (what makes the quantised result exact); perf does not model them") if meas else ""
     if part == "embedding all-reduce":
         return ("the embedding table is split by vocabulary rows: each chip looks up the tokens in its rows and the "
                 "stage sums the rows; perf does not model it") if meas else ""

@@ -17,6 +17,8 @@ import numpy as np
 
 __all__ = [
     "LlamaCppReference",
+    "requantized_gguf",
+    "ENGINES",
     "PromptComparison",
     "compare_greedy",
     "DEFAULT_PROMPTS",
@@ -40,6 +42,40 @@ def _threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         return os.cpu_count() or 1
+
+
+def requantized_gguf(ftype: str = "q8_0", source: str | Path | None = None) -> Path:
+    """The SmolLM2 GGUF requantised by llama.cpp itself to ``ftype`` ("q8_0": every matrix
+    8-bit, llama.cpp's 8-bit path, the counterpart of lpulab's int8), made once and kept in
+    :func:`lpulab.kernels.cache.cache_dir` (keyed on the source file's SHA-256 and the
+    llama-cpp-python version). The Q4_1 values are requantised (``allow_requantize``)."""
+    import llama_cpp
+
+    from .cache import cache_dir, file_sha256
+    from .gguf_model import smollm2_gguf_path
+
+    types = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
+    if ftype not in types:
+        raise ValueError(f"requantized_gguf: ftype must be one of {', '.join(types)}, got {ftype!r}")
+    src = Path(source) if source is not None else smollm2_gguf_path()
+    tag = f"{file_sha256(src)[:16]}-{getattr(llama_cpp, '__version__', 'unknown')}"
+    d = cache_dir()
+    out = d / f"{src.stem}.{ftype}-{tag}.gguf"
+    if out.is_file():
+        return out
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{out.name}.{os.getpid()}.tmp"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = types[ftype]
+    params.allow_requantize = True
+    params.pure = True  # every matrix in ftype (token embedding and output too)
+    params.nthread = _threads()
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"llama.cpp could not requantise {src} to {ftype} (return code {rc})")
+    tmp.replace(out)
+    return out
 
 
 class LlamaCppReference:
@@ -333,36 +369,40 @@ def report_dict(report: SmolLM2Report) -> dict:
     return dataclasses.asdict(report)
 
 
+#: Engines :func:`measure_speed` times: llama.cpp on the Q4_1 file, llama.cpp on its own
+#: 8-bit requantisation (:func:`requantized_gguf`), and the numpy decoder's modes.
+ENGINES = ("llama.cpp", "llama.cpp-q8_0", "numpy-fp32", "numpy-int8", "numpy-fp8", "numpy-int4", "numpy-ggml")
+
+
 def measure_speed(engine: str, prompt: str = DEFAULT_PROMPTS[0], n_new: int = 32, repeats: int = 3, *,
-                  model=None, reference: LlamaCppReference | None = None, n_threads: int | None = None) -> dict:
-    """Greedy generation speed of one engine: "llama.cpp", "numpy-fp32", "numpy-int8" or
-    "numpy-ggml" (SmolLM2, same prompt ids, same number of new tokens).
+                  model=None, reference: LlamaCppReference | None = None, n_threads: int | None = None,
+                  reuse: bool = False) -> dict:
+    """Greedy generation speed of one engine of :data:`ENGINES` (SmolLM2, same prompt ids,
+    same number of new tokens).
 
     Returns the median over ``repeats`` runs (after one warm-up) of the prefill time and
     the decode rate ((n_new - 1) single-token steps), and the overall tokens/s.
+    ``reuse``: load the numpy weights through :mod:`lpulab.kernels.cache`.
     """
-    from .gguf_model import load_gguf, smollm2_gguf_path
-    from .model import Decoder, quantize_weights
+    from .gguf_model import smollm2_gguf_path
 
-    engines = ("llama.cpp", "numpy-fp32", "numpy-int8", "numpy-ggml")
-    if engine not in engines:
-        raise ValueError(f"measure_speed: engine must be one of {engines}, got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"measure_speed: engine must be one of {ENGINES}, got {engine!r}")
     if n_new < 2:
         raise ValueError(f"measure_speed: n_new must be >= 2, got {n_new}")
     ref = reference or LlamaCppReference(smollm2_gguf_path(), n_threads=n_threads)
     ids = ref.tokenize(prompt)
-    if engine == "llama.cpp":
-        run = lambda: ref.timed(ids, n_new)  # noqa: E731
-        threads = ref.n_threads
+    if engine.startswith("llama.cpp"):
+        eng = ref if engine == "llama.cpp" else LlamaCppReference(requantized_gguf(engine.split("-", 1)[1]),
+                                                                  n_threads=ref.n_threads)
+        run = lambda: eng.timed(ids, n_new)  # noqa: E731
+        threads = eng.n_threads
     else:
         mode = engine.removeprefix("numpy-")
         if model is None:
-            if mode == "int8":
-                base = load_gguf(mode="fp32")[0]
-                model = Decoder(base.config, quantize_weights(base.weights), base.numerics)
-                del base
-            else:
-                model = load_gguf(mode=mode)[0]
+            from .cache import cached_smollm2
+
+            model = cached_smollm2(mode, reuse=reuse)[0][0]
         m = model
 
         def run():
@@ -376,7 +416,9 @@ def measure_speed(engine: str, prompt: str = DEFAULT_PROMPTS[0], n_new: int = 32
                 out.append(tok)
             return out, t1 - t0, time.perf_counter() - t1
 
-        threads = int(os.environ.get("OPENBLAS_NUM_THREADS", _threads()))
+        from . import tiled
+
+        threads = tiled.threads()
     run()  # warm-up
     runs = [run() for _ in range(repeats)]
     pre = float(np.median([r[1] for r in runs]))

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from . import ops
+from . import ops, tiled
 from .ops import Int8Weight, OpCount
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
     "PRECISIONS",
 ]
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "fp8", "int4")
+#: The quantised weight formats, by precision name.
+FORMATS = ops.FORMATS
 LINEAR_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -188,14 +190,24 @@ def init_weights(config: DecoderConfig, seed: int) -> dict[str, np.ndarray]:
     return dict(_draw_weights(config, seed))
 
 
-def quantize_weights(weights: Mapping[str, object], act_bits: int = 16) -> dict[str, object]:
-    """int8 copy: matrices (linears, embedding, head) become :class:`Int8Weight`
-    (per-output-channel symmetric, activations quantised per row to ``act_bits``); norm
+def _quantizer(precision: str, what: str):
+    if precision not in FORMATS:
+        raise ValueError(f"{what}: precision must be one of {', '.join(FORMATS)}, got {precision!r}")
+    return FORMATS[precision].quantize
+
+
+def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precision: str = "int8") -> dict[str, object]:
+    """Quantised copy: matrices (linears, embedding, head) become :class:`Int8Weight`
+    (per-output-channel symmetric; the default), :class:`~lpulab.kernels.ops.Fp8Weight`
+    (``precision="fp8"``: e4m3 codes, per-channel scale) or
+    :class:`~lpulab.kernels.ops.Int4Weight` (``"int4"``: blocks of 32 with power-of-two
+    factors); activations are quantised per row to ``act_bits`` inside each product; norm
     gains stay float32."""
+    quantize = _quantizer(precision, "quantize_weights")
     out: dict[str, object] = {}
     for name, w in weights.items():
         if isinstance(w, np.ndarray) and w.ndim == 2:
-            out[name] = Int8Weight.quantize(w, act_bits)
+            out[name] = quantize(w, act_bits)
         else:
             out[name] = w
     return out
@@ -316,27 +328,32 @@ class Decoder:
     @classmethod
     def random(cls, config: DecoderConfig = DecoderConfig(), seed: int = 0, precision: str = "fp32",
                numerics: Numerics = Numerics(), act_bits: int = 16) -> "Decoder":
-        """Seeded random model; ``precision="int8"`` quantises the matrices (activations
-        to ``act_bits`` per row inside each product)."""
+        """Seeded random model; ``precision`` "int8", "fp8" or "int4" quantises the
+        matrices (activations to ``act_bits`` per row inside each product)."""
         if precision not in PRECISIONS:
             raise ValueError(f"Decoder.random: precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "int8":  # quantise tensor by tensor: no full float32 copy is held
-            w = {k: Int8Weight.quantize(v, act_bits) if v.ndim == 2 else v for k, v in _draw_weights(config, seed)}
+        if precision != "fp32":  # quantise tensor by tensor: no full float32 copy is held
+            quantize = _quantizer(precision, "Decoder.random")
+            w = {k: quantize(v, act_bits) if v.ndim == 2 else v for k, v in _draw_weights(config, seed)}
         else:
             w = init_weights(config, seed)
         return cls(config, w, numerics)
 
-    def quantized(self, act_bits: int = 16) -> "Decoder":
-        """The same model with int8 matrices (per-output-channel symmetric)."""
-        return Decoder(self.config, quantize_weights(self.weights, act_bits), self.numerics)
+    def quantized(self, act_bits: int = 16, precision: str = "int8") -> "Decoder":
+        """The same model with quantised matrices (int8 per output channel by default; see
+        :func:`quantize_weights`). The weights must be float arrays."""
+        if self.precision != "fp32":
+            raise ValueError(f"Decoder.quantized: the weights are {self.precision}; quantise from fp32 weights")
+        return Decoder(self.config, quantize_weights(self.weights, act_bits, precision), self.numerics)
 
     @property
     def precision(self) -> str:
-        kinds = {type(self.weights[f"layers.0.{s}"]).__name__ for s in LINEAR_SUFFIXES}
+        kinds = {getattr(self.weights[f"layers.0.{s}"], "format", type(self.weights[f"layers.0.{s}"]).__name__)
+                 for s in LINEAR_SUFFIXES}
         if kinds == {"ndarray"}:
             return "fp32"
-        if kinds == {"Int8Weight"}:
-            return "int8"
+        if len(kinds) == 1 and next(iter(kinds)) in FORMATS:
+            return next(iter(kinds))
         return "+".join(sorted(kinds))
 
     @property
@@ -346,14 +363,14 @@ class Decoder:
     @property
     def workload_precision(self):
         """The :class:`lpulab.workload.Precision` the counts of this decoder follow: weights
-        fp32 or int8 (payload bytes; the int8 scales are not counted, docs/counting.md),
+        fp32, int8, fp8 or int4 (payload bytes; scales are not counted, docs/counting.md),
         float32 activations, the KV cache's dtype. Weight formats without a workload
         precision (e.g. GGUF blocks) raise ValueError."""
         from ..workload import Precision
 
         w = self.precision
         if w not in PRECISIONS:
-            raise ValueError(f"Decoder: weights of format {w!r} have no lpulab.workload precision (fp32 or int8)")
+            raise ValueError(f"Decoder: weights of format {w!r} have no lpulab.workload precision ({', '.join(PRECISIONS)})")
         return Precision(w, "fp32", {"float32": "fp32", "float16": "fp16"}[self.numerics.kv_dtype])
 
     def new_cache(self, batch: int = 1, capacity: int = 128) -> KVCache:
@@ -364,7 +381,7 @@ class Decoder:
 
     def forward(self, tokens, cache: KVCache) -> Step:
         """Process S new tokens per sequence (a prompt, or 1 token in a decode step)."""
-        c, W, num = self.config, self.weights, self.numerics
+        c = self.config
         t = _check_tokens(tokens, c.vocab, "Decoder.forward")
         b, s = t.shape
         if cache.batch != b:
@@ -372,22 +389,31 @@ class Decoder:
         past = cache.length
         if past + s > cache.capacity:
             raise ValueError(f"Decoder.forward: {past} cached + {s} new positions exceed the cache capacity {cache.capacity}")
+        with tiled.blas_single():
+            return self._forward(t, cache, past)
+
+    def _forward(self, t: np.ndarray, cache: KVCache, past: int) -> Step:
+        c, W, num = self.config, self.weights, self.numerics
+        b, s = t.shape
         counts: list[OpCount] = []
         x, cnt = ops.embedding(t.reshape(-1), W["embed_tokens"], name="embedding")
         counts.append(cnt)
         positions = np.arange(past, past + s)
+        angles = ops.rope_angles(positions, c.head_dim, c.rope_theta)
         h_, hq, g, dh = c.hidden, c.n_heads, c.n_kv_heads, c.head_dim
+        kvb = cache.itemsize
         for i in range(c.n_layers):
             p = f"layers.{i}."
             hn, cnt = ops.rmsnorm(x, W[p + "attn_norm"], c.norm_eps, name=p + "attn_norm")
             counts.append(cnt)
-            q, cq = ops.linear(hn, W[p + "q_proj"], name=p + "q_proj")
-            k, ck = ops.linear(hn, W[p + "k_proj"], name=p + "k_proj", write="kv", write_itemsize=cache.itemsize)
-            v, cv = ops.linear(hn, W[p + "v_proj"], name=p + "v_proj", write="kv", write_itemsize=cache.itemsize)
-            counts += [cq, ck, cv]
+            (q, k, v), cqkv = ops.linears(hn, [(W[p + "q_proj"], p + "q_proj", "act", None),
+                                               (W[p + "k_proj"], p + "k_proj", "kv", kvb),
+                                               (W[p + "v_proj"], p + "v_proj", "kv", kvb)])
+            counts += cqkv
             q4 = ops.split_heads(q, b, s, hq, dh)
             k4 = ops.split_heads(k, b, s, g, dh)
-            q4, k4, cnt = ops.rope(q4, k4, positions, theta=c.rope_theta, layout=c.rope_layout, name=p + "rope")
+            q4, k4, cnt = ops.rope(q4, k4, positions, theta=c.rope_theta, layout=c.rope_layout, name=p + "rope",
+                                   angles=angles)
             counts.append(cnt)
             cache.k[i][:, :, past:past + s] = k4
             cache.v[i][:, :, past:past + s] = ops.split_heads(v, b, s, g, dh)

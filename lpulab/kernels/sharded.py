@@ -39,9 +39,9 @@ Bytes moved between chips (``Transfer`` records, summed over all links):
   and from the last layer's to the head's when they differ (with tied embeddings held
   by the last stage, that is a hop from the last stage back to the first);
 * all_reduce (ring) of M bytes over t chips: ``2 * (t - 1) * M``; used after the
-  row-parallel o_proj and down_proj (M = N*h*a in float32; with int8 weights the integer
-  accumulators, int32 for 8-bit activations and int64 for 16-bit, M = N*h*4 or N*h*8,
-  plus the per-row activation maximum, M = N*4) and after a
+  row-parallel o_proj and down_proj (M = N*h*a in float32; with quantised weights the
+  exact integer accumulators, int32 for int8 weights with 8-bit activations and int64
+  otherwise, M = N*h*4 or N*h*8, plus the per-row activation maximum, M = N*4) and after a
   vocabulary-split embedding (M = N*h*a);
 * gather of the vocabulary-split logits to the stage's first chip: the other chips'
   slices, ``sum R * (stop - start) * a``.
@@ -57,9 +57,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import ops
+from . import ops, tiled
 from .model import Decoder, DecoderConfig, Generation, _check_tokens, greedy_generate
-from .ops import Int8Weight, OpCount
+from .ops import OpCount, _Quantised
 
 __all__ = [
     "LPU_SRAM_BYTES",
@@ -80,7 +80,7 @@ __all__ = [
     "ShardedDecoder",
 ]
 
-# Groq LPU: ~230 MB of on-chip SRAM per chip (decimal MB; see reference/facts.md). Take
+# Groq LPU: ~230 MB of on-chip SRAM per chip (decimal MB; data/devices/groq-lpu-v1.toml). Take
 # the value from lpulab.catalog when building plans for a catalogued device.
 LPU_SRAM_BYTES = 230_000_000
 
@@ -438,7 +438,7 @@ class ShardedStep:
     """One sharded forward step.
 
     ``exactness`` is ``"bit-exact"`` when the arithmetic makes the result identical to the
-    unsharded run (int8 weights with integer accumulation, or no tensor-parallel split),
+    unsharded run (quantised weights with exact integer accumulation, or no tensor-parallel split),
     else ``"tolerance"`` and ``tolerance`` says how close it is guaranteed to be.
     """
 
@@ -565,7 +565,11 @@ class ShardedDecoder:
             for s in shards:
                 if s.axis >= len(shape) or s.stop > shape[s.axis]:
                     raise PlanError(f"plan: {name} {s} is outside the tensor's shape {shape}")
-                self.chips[s.chip].hold(name, s, _slice(W[name], s.axis, s.start, s.stop))
+                try:
+                    view = _slice(W[name], s.axis, s.start, s.stop)
+                except ValueError as e:
+                    raise PlanError(f"plan: {name} {s} cannot be cut from its {type(W[name]).__name__}: {e}") from None
+                self.chips[s.chip].hold(name, s, view)
         self._check_budget()
 
         es, hs = plan.embedding_stage, plan.final_stage
@@ -585,8 +589,8 @@ class ShardedDecoder:
             self._ffn_work.append(self._row_work(p + "gate_proj", group, c.ffn, f"stage {st}"))
 
         tp_split = any(len(w) > 1 for w in self._attn_work + self._ffn_work + [self._embed_work, self._head_work])
-        int8 = all(isinstance(W[k], Int8Weight) for k in shapes if len(shapes[k]) == 2)
-        if int8 or not tp_split:
+        exact = all(isinstance(W[k], _Quantised) for k in shapes if len(shapes[k]) == 2)
+        if exact or not tp_split:
             self.exactness, self.tolerance = "bit-exact", None
         else:
             self.exactness, self.tolerance = "tolerance", Tolerance(*FP32_TP_TOLERANCE)
@@ -657,7 +661,10 @@ class ShardedDecoder:
         for ci, x_c, w_c in parts:
             counts[ci].append(OpCount(name, flops=2 * n * x_c.shape[1] * o, weight=ops.weight_payload_bytes(w_c),
                                       act_read=x_c.nbytes, act_write=n * o * 4))
-        if all(isinstance(w, Int8Weight) for _, _, w in parts):
+        ws = [w for _, _, w in parts]
+        if all(isinstance(w, _Quantised) for w in ws) and len({(type(w), w.act_bits) for w in ws}) == 1:
+            # every chip quantises its slice of the row with the all-reduced row maximum, so
+            # the integer partial sums add up to exactly the whole model's accumulators
             maxes = [np.max(np.abs(x_c), axis=1) for _, x_c, _ in parts]
             absmax = maxes[0]
             for m in maxes[1:]:
@@ -665,13 +672,13 @@ class ShardedDecoder:
             acc = None
             scale = None
             for _, x_c, w_c in parts:
-                xq, scale = ops.quantize_rows(x_c, absmax, bits=w_c.act_bits)
-                part = ops.int_matmul_t(xq, w_c.q)
+                xq, scale = ops._qrows(x_c, absmax, w_c.act_bits)
+                part = w_c.int_acc(xq)
                 acc = part if acc is None else acc + part
             if t > 1:
                 transfers.append(Transfer(name + ".absmax", "all_reduce", chips, 2 * (t - 1) * n * 4))
-                transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * acc.nbytes))
-            return ops.dequantize_acc(acc, scale, parts[0][2].scale)
+                transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * acc.size * ws[0].acc_itemsize))
+            return ops.dequantize_acc(acc, scale, ws[0].scale)
         y = None
         for _, x_c, w_c in parts:
             part = ops.matmul_t(x_c, w_c)
@@ -681,7 +688,7 @@ class ShardedDecoder:
         return y
 
     def forward(self, tokens, cache: ShardedKVCache) -> ShardedStep:
-        c, plan, num = self.config, self.plan, self.decoder.numerics
+        c = self.config
         t = _check_tokens(tokens, c.vocab, "ShardedDecoder.forward")
         b, s = t.shape
         if cache.batch != b:
@@ -689,6 +696,12 @@ class ShardedDecoder:
         past = cache.length
         if past + s > cache.capacity:
             raise ValueError(f"ShardedDecoder.forward: {past} cached + {s} new positions exceed the cache capacity {cache.capacity}")
+        with tiled.blas_single():
+            return self._forward(t, cache, past)
+
+    def _forward(self, t: np.ndarray, cache: ShardedKVCache, past: int) -> ShardedStep:
+        c, plan, num = self.config, self.plan, self.decoder.numerics
+        b, s = t.shape
         n, h, dh, r = b * s, c.hidden, c.head_dim, c.group
         chips = self.chips
         transfers: list[Transfer] = []
@@ -707,6 +720,7 @@ class ShardedDecoder:
                                       2 * (len(self._embed_work) - 1) * x.nbytes))
 
         positions = np.arange(past, past + s)
+        angles = ops.rope_angles(positions, c.head_dim, c.rope_theta)
         stage = plan.embedding_stage
         for layer in range(c.n_layers):
             p = f"layers.{layer}."
@@ -721,14 +735,14 @@ class ShardedDecoder:
                 ch = chips[ci]
                 hn, cnt = ops.rmsnorm(x, ch.get(p + "attn_norm"), c.norm_eps, name=p + "attn_norm")
                 kc, vc = cache.k[layer][ci], cache.v[layer][ci]
-                q, cq = ops.linear(hn, ch.get(p + "q_proj", 0, g0 * r * dh, g1 * r * dh), name=p + "q_proj")
-                k, ck = ops.linear(hn, ch.get(p + "k_proj", 0, g0 * dh, g1 * dh), name=p + "k_proj",
-                                   write="kv", write_itemsize=kc.itemsize)
-                v, cv = ops.linear(hn, ch.get(p + "v_proj", 0, g0 * dh, g1 * dh), name=p + "v_proj",
-                                   write="kv", write_itemsize=kc.itemsize)
+                (q, k, v), (cq, ck, cv) = ops.linears(hn, [
+                    (ch.get(p + "q_proj", 0, g0 * r * dh, g1 * r * dh), p + "q_proj", "act", None),
+                    (ch.get(p + "k_proj", 0, g0 * dh, g1 * dh), p + "k_proj", "kv", kc.itemsize),
+                    (ch.get(p + "v_proj", 0, g0 * dh, g1 * dh), p + "v_proj", "kv", kc.itemsize)])
                 q4 = ops.split_heads(q, b, s, (g1 - g0) * r, dh)
                 k4 = ops.split_heads(k, b, s, g1 - g0, dh)
-                q4, k4, cr = ops.rope(q4, k4, positions, theta=c.rope_theta, layout=c.rope_layout, name=p + "rope")
+                q4, k4, cr = ops.rope(q4, k4, positions, theta=c.rope_theta, layout=c.rope_layout, name=p + "rope",
+                                      angles=angles)
                 kc[:, :, past:past + s] = k4
                 vc[:, :, past:past + s] = ops.split_heads(v, b, s, g1 - g0, dh)
                 att, ca = ops.attention(q4, kc, vc, past, prefix=p, round_inputs=num.round_attn_inputs)
@@ -741,8 +755,8 @@ class ShardedDecoder:
             for ci, a0, a1 in self._ffn_work[layer]:
                 ch = chips[ci]
                 hn, cnt = ops.rmsnorm(x, ch.get(p + "ffn_norm"), c.norm_eps, name=p + "ffn_norm")
-                g, cg = ops.linear(hn, ch.get(p + "gate_proj", 0, a0, a1), name=p + "gate_proj")
-                u, cu = ops.linear(hn, ch.get(p + "up_proj", 0, a0, a1), name=p + "up_proj")
+                (g, u), (cg, cu) = ops.linears(hn, [(ch.get(p + "gate_proj", 0, a0, a1), p + "gate_proj", "act", None),
+                                                    (ch.get(p + "up_proj", 0, a0, a1), p + "up_proj", "act", None)])
                 m, cm = ops.silu_mul(g, u, name=p + "silu_mul")
                 counts[ci] += [cnt, cg, cu, cm]
                 parts.append((ci, m, ch.get(p + "down_proj", 1, a0, a1)))

@@ -54,8 +54,17 @@ table{border-collapse:collapse;width:100%;margin:1em 0}td,th{border:1px solid #c
 th{background:#f3f4f6}.holds{color:#166534;font-weight:bold}.fails{color:#991b1b;font-weight:bold}.depends{color:#92400e;font-weight:bold}
 .failed{color:#991b1b}.draft{background:#fde68a;padding:0 4px}small{color:#555}.none{color:#555;font-style:italic}
 details{margin:0.3em 0}summary{cursor:pointer}
+figure.headline{margin:1em 0}figure.headline img{max-width:100%;height:auto}figcaption{color:#333;font-size:0.95em}
+ul.where li{margin:0.4em 0}
 </style></head><body>
 <h1>lpulab: is Groq's LPU 20x, 10x and 38x what people say?</h1>
+<section class="answer" id="answer">
+{% if front %}<figure class="headline"><a href="{{ front.report_url }}"><img src="{{ front.chart }}" alt="{{ front.alt }}" width="1000"></a>
+<figcaption>{{ front.caption }} From <a href="{{ front.report_url }}">{{ front.report }}</a>{% if front.draft %} <span class="draft">DRAFT</span>{% endif %}.</figcaption></figure>
+{% else %}<p class="none">No frontier chart yet: run notebook {{ front_notebook }} (<code>make reproduce</code>).</p>{% endif %}
+<ul class="where">{% for s in sentences %}<li id="where-{{ s.id }}"><b>{{ s.id }}</b> {% if s.sentence %}{{ s.sentence }} <small>(<a href="{{ s.report_url }}">{{ s.report }}</a>{% if s.draft %} <span class="draft">DRAFT</span>{% endif %})</small>{% else %}<span class="none">no sentence yet: run notebook {{ s.notebook }}</span>{% endif %}</li>
+{% endfor %}</ul>
+</section>
 <p>Each claim below is recomputed from its own assumptions ("as stated") and from the best
 estimate lpulab can make, with an uncertainty band. Numbers come from the linked reports.
 A claim holds when the estimate and both ends of its band meet the claimed value within the tolerance,
@@ -236,5 +245,108 @@ def build(reports: Path | None = None) -> Path:
     in_sweeps = {r["report_id"] for s in sw for r in s.get("runs", [])}
     singles = [r for r in rs if r["id"] not in in_sweeps]
     atomic_write_text(reports / "claims.json", json.dumps(led, indent=2, ensure_ascii=False))
-    atomic_write_text(reports / "index.html", INDEX.render(ledger=led, reports=singles, sweeps=sw))
+    front = headline_chart(reports, singles)
+    sentences = claim_sentences(reports, singles)
+    atomic_write_text(reports / "index.html", INDEX.render(ledger=led, reports=singles, sweeps=sw, front=front,
+                                                          sentences=sentences, front_notebook=FRONT_NOTEBOOK))
     return reports / "index.html"
+
+
+# --------------------------------------------------------------------------- the front page's answer
+
+#: The notebook whose report draws the front page's headline chart.
+FRONT_NOTEBOOK = "06_crossover"
+
+
+def _by_relevance(reports_list: list[dict]) -> list[dict]:
+    """Finished single runs, most relevant first: a run with the notebook's defaults, then
+    the newest (the ledger's rule)."""
+    ok = [r for r in reports_list if r.get("status") == "ok" and not r.get("sweep")]
+    return sorted(ok, key=lambda r: (r.get("label") == "default", r.get("utc_time") or ""), reverse=True)
+
+
+def _results(reports: Path, rid: str) -> dict | None:
+    try:
+        d = json.loads((Path(reports) / rid / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    res = d.get("results") if isinstance(d, dict) else None
+    return res if isinstance(res, dict) else None
+
+
+def claim_sentences(reports: Path, reports_list: list[dict]) -> list[dict]:
+    """One sentence per claim saying where it holds and where it does not: the
+    ``claim_sentences`` a report recorded (notebook 01 for C1, notebook 06 for C2-C4), from
+    the most relevant report that has one, with its link; empty where none has yet."""
+    claims_ = catalog.load_claims()
+    found: dict[str, dict] = {}
+    for r in _by_relevance(reports_list):
+        if len(found) == len(claims_):
+            break
+        res = _results(reports, r["id"])
+        sents = res.get("claim_sentences") if res else None
+        if not isinstance(sents, dict):
+            continue
+        for cid, text in sents.items():
+            if cid in claims_ and cid not in found and isinstance(text, str) and text.strip():
+                found[cid] = {"sentence": text.strip(), "report": r["id"], "report_url": f"{r['id']}/report.html",
+                              "draft": r.get("draft", False)}
+    notebooks = {"C1": "01_bandwidth"}
+    return [{"id": cid, "notebook": notebooks.get(cid, FRONT_NOTEBOOK), "sentence": "", "report": None,
+             "report_url": None, "draft": False, **found.get(cid, {})} for cid in claims_]
+
+
+def headline_chart(reports: Path, reports_list: list[dict]) -> dict | None:
+    """The front page's chart: the frontier of the most relevant finished run of
+    :data:`FRONT_NOTEBOOK`, drawn from its results.json into ``reports/frontier-<id>.png``
+    (drawn once per report; older charts removed). None when there is no such report or
+    its results cannot be drawn."""
+    runs = [r for r in _by_relevance(reports_list) if r.get("notebook") == FRONT_NOTEBOOK]
+    for r in runs:
+        res = _results(reports, r["id"])
+        if not res or not isinstance(res.get("frontier"), list) or not res["frontier"]:
+            continue
+        name = f"frontier-{r['id']}.png"
+        target = Path(reports) / name
+        try:
+            if not target.is_file():
+                _draw_headline(res, target)
+            for old in Path(reports).glob("frontier-*.png"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        plats = [p.get("platform") for p in res.get("platforms", []) if isinstance(p, dict)]
+        x = res.get("crossover") if isinstance(res.get("crossover"), dict) else {}
+        where = (f"the SRAM side becomes cheaper per token above {num(x.get('value'))} tok/s per user"
+                 if isinstance(x.get("value"), (int, float)) else
+                 "the SRAM side is cheaper per token at every speed of the range" if x.get("status") ==
+                 "sram cheaper throughout" else "no crossover within the speed range")
+        model = res.get("model", "")
+        return {"chart": name, "report": r["id"], "report_url": f"{r['id']}/report.html", "draft": r.get("draft", False),
+                "alt": (f"Cost per million output tokens (left) and energy per token (right) of each platform's cheapest "
+                        f"configuration against the per-user speed target, log axes, for {model}: "
+                        f"{', '.join(p for p in plats if p)}; {where}."),
+                "caption": (f"When does an SRAM-only deployment win? {model}: each platform's cheapest configuration "
+                            f"per per-user speed target (dashed: SRAM side; stars: published runs); {where}.")}
+    return None
+
+
+def _draw_headline(res: dict, target: Path) -> None:
+    """Draw the frontier of a notebook 06 result into ``target`` (written whole, then renamed)."""
+    import matplotlib.pyplot as plt
+
+    import os
+
+    from .. import plots
+
+    fig = plots.frontier_costs(res["frontier"], res.get("measured") or None, res.get("crossover"),
+                               res.get("energy_crossover"), title=f"{res.get('model', '')}: each platform's cheapest "
+                               "configuration per speed target")
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.part.png")
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        tmp.replace(target)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)

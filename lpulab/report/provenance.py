@@ -65,7 +65,7 @@ def data_files() -> dict[str, str]:
     out = {}
     for f in sorted(paths.DATA.rglob("*")):
         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(paths.DATA).parts):
-            out[str(f.relative_to(paths.ROOT))] = sha256_file(f)
+            out[str(Path("data") / f.relative_to(paths.DATA))] = sha256_file(f)
     for i, d in enumerate(user_data_dirs()):
         for kind in USER_DATA_KINDS:
             for f in sorted((d / kind).glob("*")) if (d / kind).is_dir() else []:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lpulab.kernels import Decoder, DecoderConfig, Int8Weight, init_weights
+from lpulab.kernels import Decoder, DecoderConfig, init_weights
 
 CFG = DecoderConfig(n_layers=2, hidden=24, n_heads=6, n_kv_heads=2, head_dim=4, ffn=40, vocab=50)
 
@@ -11,7 +11,7 @@ CFG = DecoderConfig(n_layers=2, hidden=24, n_heads=6, n_kv_heads=2, head_dim=4, 
 def reference_logits(cfg, w, tokens):
     """Float64, one sequence, token by token with explicit loops over heads: the Llama
     equations written out (HF rotate_half rotary), all positions' logits."""
-    w = {k: (v.dequantize() if isinstance(v, Int8Weight) else v).astype(np.float64) for k, v in w.items()}
+    w = {k: (v if isinstance(v, np.ndarray) else v.dequantize()).astype(np.float64) for k, v in w.items()}
     hq, g, dh = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
 
     def norm(x, gain):
@@ -66,8 +66,10 @@ def test_prefill_and_decode_match_the_reference(cfg):
         np.testing.assert_allclose(step.logits[0], ref[i], rtol=1e-4, atol=1e-4)
 
 
-def test_int8_model_matches_the_reference_of_its_dequantised_weights():
-    m = Decoder.random(CFG, seed=4, precision="int8")
+@pytest.mark.parametrize("precision", ["int8", "fp8", "int4"])
+def test_quantised_model_matches_the_reference_of_its_dequantised_weights(precision):
+    m = Decoder.random(CFG, seed=4, precision=precision)
+    assert m.precision == precision
     tokens = [3, 4, 5, 6]
     ref = reference_logits(CFG, m.weights, tokens)
     step, _ = m.prefill(np.array([tokens]))
@@ -75,14 +77,17 @@ def test_int8_model_matches_the_reference_of_its_dequantised_weights():
     np.testing.assert_allclose(step.logits[0], ref[-1], rtol=1e-3, atol=1e-3)
 
 
-def test_int8_is_close_to_fp32():
+@pytest.mark.parametrize("precision,shrink,close", [("int8", 3, 0.05), ("fp8", 3, 0.1), ("int4", 5, 0.3)])
+def test_quantised_is_close_to_fp32(precision, shrink, close):
     f = Decoder.random(CFG, seed=5)
-    q = f.quantized()
-    assert q.precision == "int8" and f.precision == "fp32"
-    assert q.nbytes < f.nbytes / 3
+    q = f.quantized(precision=precision)
+    assert q.precision == precision and f.precision == "fp32"
+    assert q.nbytes < f.nbytes / shrink
     t = np.array([[1, 2, 3, 4, 5]])
     lf, lq = f.prefill(t)[0].logits, q.prefill(t)[0].logits
-    assert np.max(np.abs(lf - lq)) < 0.05 * np.max(np.abs(lf))
+    assert np.max(np.abs(lf - lq)) < close * np.max(np.abs(lf))
+    with pytest.raises(ValueError, match="quantise from fp32 weights"):
+        q.quantized()
 
 
 def test_batch_rows_are_independent():

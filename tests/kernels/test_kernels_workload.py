@@ -30,7 +30,8 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-@pytest.mark.parametrize("precision,kv", [("fp32", "float32"), ("int8", "float32"), ("int8", "float16")])
+@pytest.mark.parametrize("precision,kv", [("fp32", "float32"), ("int8", "float32"), ("int8", "float16"),
+                                          ("fp8", "float32"), ("int4", "float16")])
 @pytest.mark.parametrize("batch,prompt", [(1, 1), (1, 5), (3, 4)])
 def test_counts_equal_the_workload_op_by_op(shape, precision, kv, batch, prompt):
     cfg = SHAPES[shape]

@@ -33,8 +33,10 @@ def test_every_parameter_file_is_valid():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    r = run_notebook(NB, param_file=paths.PARAMS / "05_kernels" / "smoke.yaml", reports=tmp_path_factory.mktemp("r"),
-                     progress=False, build_index=False)
+    with pytest.MonkeyPatch.context() as mp:  # a fresh cache: this run measures everything itself
+        mp.setenv("LPULAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        r = run_notebook(NB, param_file=paths.PARAMS / "05_kernels" / "smoke.yaml",
+                         reports=tmp_path_factory.mktemp("r"), progress=False, build_index=False)
     assert r.ok, r.error
     return json.loads((r.path / "results.json").read_text())["results"]
 
@@ -74,6 +76,8 @@ def test_host_roofline_and_decode_speed(smoke):
     assert dev.category == "cpu" and set(host["bandwidth"]) == set(dev.memory)
     assert all(s.confidence in catalog.CONFIDENCES for s in dev.sources.values())
     assert host["quick"] is True and host["peak_fp32"] > 0
+    assert host["cache"]["reused"] is False and host["cache"]["measured_utc"] and len(host["cache"]["key"]) == 64
+    assert host["cache"]["load"] >= 0
     ops = {(p["op"], p["phase"]) for p in smoke["op_points"]}
     assert {("q_proj", "decode"), ("lm_head", "prefill"), ("attention", "decode")} <= ops
     assert all(p["seconds"] > 0 and p["fraction"] > 0 for p in smoke["op_points"])
@@ -87,3 +91,4 @@ def test_fits_and_reference_off(smoke):
     fits = {r["weights"]: r for r in smoke["fits"]}
     assert fits["int8"]["chips_needed"] == 1 and fits["int8"]["decoder_fits_one_chip"] is True
     assert smoke["reference"] == {"ran": False, "why_not": "the reference check is switched off (reference = False)"}
+    assert smoke["reference_cache"] is None

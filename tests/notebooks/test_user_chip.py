@@ -106,7 +106,7 @@ def _without_as_stated(results: dict) -> str:
     arithmetic and without the serving model's validation table (measured rows of every
     device, the claim's chip among them)."""
     skip = ("as_stated", "like_for_like", "as_stated_ratio", "calibration", "validation", "knobs",
-            "skipped_rows_by_reason")
+            "skipped_rows_by_reason", "verdict")   # a verdict's note states the claim's own arithmetic
     r = {k: v for k, v in results["results"].items() if k not in skip}
     return json.dumps(r)
 

@@ -77,6 +77,25 @@ def sweep_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def crossover_run(tmp_path_factory):
+    """reports/ after notebook 06_crossover's smoke set and notebook 01's smoke set ran
+    through the real runner, with the index built: (06 result, reports dir)."""
+    from lpulab import paths
+    from lpulab.report.index import build
+    from lpulab.report.runner import run_notebook
+
+    reports = tmp_path_factory.mktemp("crossover") / "reports"
+    r = run_notebook("06_crossover", param_file=paths.PARAMS / "06_crossover" / "smoke.yaml", reports=reports,
+                     progress=False, build_index=False, timeout=600)
+    assert r.ok, r.error
+    b = run_notebook("01_bandwidth", param_file=paths.PARAMS / "01_bandwidth" / "smoke.yaml", reports=reports,
+                     progress=False, build_index=False, timeout=600)
+    assert b.ok, b.error
+    build(reports)
+    return r, reports
+
+
+@pytest.fixture(scope="session")
 def markup_run(tmp_path_factory):
     """The fixture notebook run through the real runner with markup in its free-text parameter."""
     from lpulab.report.runner import run_notebook
@@ -167,7 +186,7 @@ class Page:
         h = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=min(int(h), max_height),
                   deviceScaleFactor=1, mobile=False)
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]  # at most max_height
         path.write_bytes(base64.b64decode(data))
         return path
 

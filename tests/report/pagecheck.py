@@ -90,7 +90,8 @@ _E = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][+-]?\d+(?![\w.])")
 _NUM = re.compile(r"(?<![\w.,])(\$?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\d,]|\.\d)")
 #: ids and hashes a reader may see: report ids, hex digests, dates and times
 _IDS = [re.compile(p) for p in (r"\b\d\d_[a-z0-9_]+-[\w.-]*?-[0-9a-f]{10}\b", r"\b[0-9a-f]{7,}\b",
-                                r"\b\d{4}-\d\d-\d\d(?:T\d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z)?)?\b")]
+                                r"\b\d{4}-\d\d-\d\d(?:T\d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z)?)?\b",
+                                r"\barXiv:\d{4}\.\d{4,5}(?:v\d+)?\b")]  # a paper's arXiv identifier
 
 
 def _significant(digits: str, fraction: str) -> int:
@@ -146,9 +147,10 @@ def _poison_toml(path: Path, kind: str) -> list[str]:
         if n:
             tags.append(tag)
     if kind == "claims":
-        text, n = re.subn(r'(?m)^source_url\s*=\s*"[^"]*"',
-                          'source_url = "' + _toml_string("javascript:window.__pwned=(window.__pwned||[]).concat('claims-url')") + '"',
-                          text)
+        # a javascript: URL is refused by the catalog; an http(s) URL that tries to close the
+        # attribute it lands in and open a tag of its own is not
+        url = "https://example.org/?\"><svg/onload=window.__pwned=(window.__pwned||[]).concat('claims-url')>"
+        text, n = re.subn(r'(?m)^source_url\s*=\s*"[^"]*"', lambda m: 'source_url = "' + _toml_string(url) + '"', text)
         tags += ["claims-url"] if n else []
     path.write_text(text)
     return tags

@@ -80,6 +80,35 @@ def test_index_and_report_in_chromium(browser, sweep_run, tmp_path):
     assert back == [index.as_uri()]
 
 
+def test_the_front_page_opens_with_the_frontier_and_a_sentence_per_claim(browser, crossover_run, tmp_path):
+    r, reports = crossover_run
+    index = reports / "index.html"
+    browser.open(index.as_uri(), settle=1.0)
+    print(f"\nscreenshot: {browser.screenshot(tmp_path / 'front.png')}")
+    assert browser.problems() == []
+    # the headline chart comes first, drawn, with alt text, and links to the report it is from
+    first = browser.evaluate("""(() => { const f = document.querySelector('section.answer figure img');
+      const t = document.querySelector('table.ledger');
+      return f && {alt: f.alt, w: f.naturalWidth, h: f.naturalHeight, complete: f.complete,
+        shown: f.getBoundingClientRect().width, before: !!(f.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING),
+        href: f.closest('a').href}; })()""")
+    assert first and first["complete"] and first["w"] > 400 and first["h"] > 200 and first["shown"] > 0, first
+    assert first["before"], "the frontier chart must come before the ledger"
+    assert "per-user speed" in first["alt"] and "llama-2-70b" in first["alt"]
+    assert first["href"] == (r.path / "report.html").as_uri()
+    for im in browser.evaluate(IMAGES):
+        assert im["complete"] and im["w"] > 0 and im["h"] > 0, im
+    # one sentence per claim, each linked to the report it comes from
+    items = browser.evaluate("[...document.querySelectorAll('ul.where li')].map(li => ({id: li.id, text: li.innerText,"
+                             " links: [...li.querySelectorAll('a')].map(a => a.href)}))")
+    assert [i["id"] for i in items] == ["where-C1", "where-C2", "where-C3", "where-C4"]
+    for i in items:
+        assert "no sentence yet" not in i["text"] and len(i["links"]) == 1, i
+    assert "_bandwidth" in items[0]["links"][0] and all("06_crossover" in i["links"][0] for i in items[1:])
+    assert "tok/s per user" in items[1]["text"] and "holds" in items[2]["text"]
+    assert check_links(browser, index) == []
+
+
 def test_markup_shows_as_text_in_chromium(browser, markup_run, markup, tmp_path):
     r, _ = markup_run
     browser.open((r.path / "report.html").as_uri())
@@ -109,17 +138,18 @@ def test_page_errors_are_caught(browser, tmp_path):
 
 
 NOTEBOOKS = ("01_bandwidth", "02_placement", "03_speed", "04_cost", "05_kernels")
-#: a run label holding markup (it names the report's folder and shows on the index)
+#: a run label holding markup: refused before anything runs (it would name the report's folder)
 LABEL = "<img src=x onerror=window.__pwned=1>"
 
 
 @pytest.fixture(scope="module")
 def poisoned(tmp_path_factory):
     """Every notebook run (its smoke parameters) into one reports folder, and the index,
-    from a copy of data/ with a script payload in every kind of free text; one more run
-    with markup in its label. (reports dir, run results, payload tags written)."""
+    from a copy of data/ with a script payload in every kind of free text; a run with markup
+    in its label is refused. (reports dir, run results, payload tags written)."""
     from lpulab import paths
     from lpulab.report import index, run_notebook
+    from lpulab.report.params import ParameterError
 
     base = tmp_path_factory.mktemp("poisoned")
     data = base / "data"
@@ -137,9 +167,11 @@ def poisoned(tmp_path_factory):
         for nb in NOTEBOOKS:
             results.append(run_notebook(nb, param_file=paths.PARAMS / nb / "smoke.yaml", reports=reports,
                                         progress=False, build_index=False, timeout=600))
-        labelled = run_notebook("01_bandwidth", param_file=paths.PARAMS / "01_bandwidth" / "smoke.yaml",
-                                label=LABEL, reports=reports, progress=False, build_index=False, timeout=600)
-        results.append(labelled)
+        before = sorted(p.name for p in reports.iterdir())
+        with pytest.raises(ParameterError, match="use letters, digits"):
+            run_notebook("01_bandwidth", param_file=paths.PARAMS / "01_bandwidth" / "smoke.yaml",
+                         label=LABEL, reports=reports, progress=False, build_index=False, timeout=600)
+        assert sorted(p.name for p in reports.iterdir()) == before  # nothing written for it
         index.build(reports)
     failed = [f"{r.notebook}: {r.error}" for r in results if not r.ok]
     assert not failed, failed
@@ -156,7 +188,7 @@ def _open_at_1280(browser, page: Path):
 
 
 def test_no_payload_runs_in_any_report_or_the_index(browser, poisoned, tmp_path):
-    """Script payloads in every kind of catalog text, and markup in a run label: on every
+    """Script payloads in every kind of catalog text: on every
     report and the index, none runs, none leaves a handler, a script or a javascript: link,
     and the payloads are there to read, as text."""
     reports, _, tags = poisoned
@@ -179,7 +211,6 @@ def test_no_payload_runs_in_any_report_or_the_index(browser, poisoned, tmp_path)
         assert t in shown, (t, sorted(shown))
     index_text = (reports / "index.html").read_text()
     assert 'href="javascript' not in index_text.lower()
-    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in index_text  # the label, as text
 
 
 def test_every_report_fits_1280_px_and_every_image_loads(browser, poisoned, tmp_path):

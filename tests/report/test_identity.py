@@ -166,3 +166,13 @@ def test_reproduce_runs_notebooks_in_parallel(tmp_path, monkeypatch, capsys, rep
     out = capsys.readouterr().out
     assert "2 at a time" in out and out.count("[ok]") == 2
     assert len([d for d in reports_dir.iterdir() if (d / "report.html").is_file()]) == 2
+
+
+def test_reproduce_runs_the_numbered_notebooks_only_never_the_explorer(reports_dir, monkeypatch, capsys, fake_kernel):
+    calls, _ = fake_kernel
+    monkeypatch.setattr(provenance, "git_state", _git(False))
+    assert (paths.NOTEBOOKS / "explore.ipynb").is_file()
+    rc = cli.main(["reproduce", "--params", "smoke", "-q"])
+    capsys.readouterr()
+    numbered = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9]*.ipynb"))
+    assert rc == 0 and sorted(calls) == numbered and "06_crossover" in calls and "explore" not in calls

@@ -147,3 +147,89 @@ def test_jupyterlab_lists_and_runs_a_notebook(lab):
         assert code == 204
     _, kernels = lab.api("GET", "/api/kernels")
     assert kid not in {k["id"] for k in kernels}
+
+
+def _send(ws, msg_type: str, content: dict, channel: str = "shell") -> str:
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({"header": {"msg_id": msg_id, "msg_type": msg_type, "username": "test", "session": "test",
+                                   "version": "5.3"},
+                        "parent_header": {}, "metadata": {}, "channel": channel, "buffers": [], "content": content}))
+    return msg_id
+
+
+def _replies(ws, msg_id: str, timeout: float = 120) -> list[dict]:
+    """Every iopub message a request caused, until the kernel is idle again."""
+    got, deadline = [], time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no idle after {msg_id} in {timeout} s")
+        try:
+            msg = json.loads(ws.recv())
+        except (UnicodeDecodeError, ValueError):  # a binary frame (widget buffers): not ours
+            continue
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return got
+        got.append(msg)
+
+
+def _run(ws, code: str) -> list[dict]:
+    out = _replies(ws, _send(ws, "execute_request", {"code": code, "silent": False, "store_history": True,
+                                                      "user_expressions": {}, "allow_stdin": False,
+                                                      "stop_on_error": True}))
+    errors = [m["content"] for m in out if m["header"]["msg_type"] == "error"]
+    assert not errors, (code[:80], errors)
+    return out
+
+
+def _pngs(msgs) -> list[str]:
+    return [m["content"]["data"]["image/png"] for m in msgs
+            if m["header"]["msg_type"] == "display_data" and "image/png" in m["content"].get("data", {})]
+
+
+def test_the_explorer_redraws_when_a_control_moves(lab):
+    """notebooks/explore.ipynb in a real JupyterLab: its cell builds the widgets and draws;
+    then a slider is moved the way the browser moves it (a comm message to the widget's
+    model) and the figure and the summary are redrawn with other numbers."""
+    import websocket
+
+    path = "notebooks/explore.ipynb"
+    _, model = lab.api("GET", f"/api/contents/{path}")
+    cells = [c for c in model["content"]["cells"] if c["cell_type"] == "code"]
+    assert len(cells) == 1 and "Explorer(" in cells[0]["source"]
+    code, session = lab.api("POST", "/api/sessions", {"path": path, "type": "notebook", "name": "explore.ipynb",
+                                                      "kernel": {"name": "python3"}})
+    assert code == 201
+    kid = session["kernel"]["id"]
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{lab.base.rsplit(':', 1)[1]}/api/kernels/{kid}/channels?token={lab.token}",
+        timeout=180, suppress_origin=True)
+    try:
+        first = _run(ws, cells[0]["source"])
+        opened = [m for m in first if m["header"]["msg_type"] == "comm_open"]
+        assert opened and all(m["content"]["target_name"] == "jupyter.widget" for m in opened)
+        shown = [m for m in first if m["header"]["msg_type"] in ("display_data", "execute_result")
+                 and "application/vnd.jupyter.widget-view+json" in m["content"].get("data", {})]
+        assert shown, "the cell shows the widgets"
+        before_png = _pngs(first)
+        assert before_png, "the first drawing is displayed into the figure's Output widget"
+        ids = _run(ws, "import json; print(json.dumps({'slider': ui.controls['utilisation'].model_id, "
+                       "'summary': ui.summary.model_id, 'value': ui.summary.value, 'redraws': ui.redraws}))")
+        info = json.loads("".join(m["content"]["text"] for m in ids if m["header"]["msg_type"] == "stream"))
+        # move the utilisation slider as the browser does: an update of the widget model's state
+        msgs = _replies(ws, _send(ws, "comm_msg", {"comm_id": info["slider"],
+                                                   "data": {"method": "update", "state": {"value": 0.3},
+                                                            "buffer_paths": []}}))
+        after_png = _pngs(msgs)
+        assert after_png and after_png[-1] != before_png[-1], "the figure was redrawn with other numbers"
+        updates = [m["content"]["data"]["state"] for m in msgs if m["header"]["msg_type"] == "comm_msg"
+                   and m["content"]["comm_id"] == info["summary"] and "value" in m["content"]["data"].get("state", {})]
+        assert updates and updates[-1]["value"] != info["value"], "the summary shows other numbers"
+        check = _run(ws, "print(ui.controls['utilisation'].value, ui.redraws, round(ui.last_redraw_s, 3))")
+        val, redraws, _ = "".join(m["content"]["text"] for m in check if m["header"]["msg_type"] == "stream").split()
+        assert float(val) == 0.3 and int(redraws) == info["redraws"] + 1
+    finally:
+        ws.close()
+        code, _ = lab.api("DELETE", f"/api/sessions/{session['id']}")
+        assert code == 204

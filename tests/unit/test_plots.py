@@ -53,7 +53,31 @@ def _bands():
                         index=["capex_ratio", "opex_ratio"])
 
 
+def _frontier_rows():
+    t = np.geomspace(10, 400, 12)
+    rows = []
+    for plat, dev, side, base, top in (("groq-lpu-v1 int8", "groq-lpu-v1", "sram", 1.2, 250),
+                                       ("nvidia-h100-sxm fp8", "nvidia-h100-sxm", "hbm", 0.5, 180)):
+        for obj, scale in (("usd_per_mtok", 1.0), ("joules_per_token", 2.0)):
+            for x in t:
+                rows.append({"objective": obj, "platform": plat, "device": dev, "side": side, "target_tok_s": x,
+                             "feasible": bool(x <= top), obj: scale * base * (1 + x / top) if x <= top else None})
+    return pd.DataFrame(rows)
+
+
+def _odds_rows():
+    t = np.geomspace(10, 400, 8)
+    return pd.DataFrame([{"target_tok_s": x, "axis_value": v, "p_sram_cheaper": min(1.0, x / 400 * v / 0.2)}
+                         for x in t for v in (0.05, 0.1, 0.2)])
+
+
 CASES = {
+    "frontier_costs": lambda: plots.frontier_costs(
+        _frontier_rows(), pd.DataFrame([{"device": "nvidia-h100-sxm", "per_user": 7.0, "usd_per_mtok": 0.2,
+                                         "joules_per_token": 0.5}]),
+        {"value": 150.0, "low": 90.0, "high": 240.0, "draws": 100, "speed_range": [10, 400]},
+        {"value": 120.0, "low": None, "high": None, "draws": 100, "speed_range": [10, 400]}),
+    "odds_map": lambda: plots.odds_map(_odds_rows(), axis_label="electricity (USD/kWh)", crossover={"value": 150.0}),
     "ratio_bars": lambda: plots.ratio_bars(pd.DataFrame({
         "gpu": ["nvidia-h100-sxm", "nvidia-h100-sxm", "nvidia-b200"], "tier": ["hbm", "l2", "hbm"],
         "bandwidth_ratio": [23.9, 2.4, 10.0]}), threshold=20, title="t", xlabel="bandwidth ratio (x, log scale)"),
