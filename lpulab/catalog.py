@@ -496,7 +496,9 @@ class DeploymentRules:
     unit; ``tensor_split``: the tensor-parallel widths a stage may use (``any`` whole
     number, ``power-of-two``, or ``kv-heads``: powers of two dividing the model's key/value
     heads), up to ``scale_up_chips``; ``scale_up_link``/``scale_out_link``: the
-    interconnect inside and between scale-up domains."""
+    interconnect inside and between scale-up domains; ``weights_tier``: the memory tier
+    that holds the weights and the KV cache, when the file names it (else
+    :attr:`Device.main_tier`'s default rule)."""
 
     unit: str
     units: Mapping[str, Value]
@@ -506,6 +508,7 @@ class DeploymentRules:
     scale_out_link: str | None
     prices: str | None
     path: str = ""
+    weights_tier: str | None = None
 
     def chips_per(self, unit: str | None = None) -> int:
         name = unit or self.unit
@@ -569,8 +572,12 @@ class Device:
 
     @property
     def main_tier(self) -> str:
-        """The tier that holds a model's weights: on-die SRAM for an LPU, else the largest
-        off-chip memory (HBM, GDDR, DRAM)."""
+        """The tier that holds a model's weights: the file's ``deployment.weights_tier`` when
+        it names one (a machine with SRAM used as a scratchpad beside HBM, e.g. SambaNova's
+        SN40L), else on-die SRAM when the device has it, else the largest off-chip memory
+        (HBM, GDDR, DRAM)."""
+        if self.deployment_rules is not None and self.deployment_rules.weights_tier is not None:
+            return self.deployment_rules.weights_tier
         if "sram" in self.memory:
             return "sram"
         off = [t for t in self.memory.values() if t.placement == "off-chip" and t.capacity]
@@ -609,10 +616,11 @@ _DEVICE_TOP = {"id", "name", "vendor", "category", "released", "notes", "sources
                "compute", "clock", "interconnect", "power", "price", "deployment"}
 
 
-def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, "Link"]) -> DeploymentRules:
+def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, "Link"],
+                memory: Mapping[str, MemoryTier]) -> DeploymentRules:
     where = "deployment"
     _check_keys(ctx, where, raw, {"prices", "unit", "units", "tensor_split", "scale_up", "scale_up_link",
-                                  "scale_out_link"}, ("unit", "units", "tensor_split", "scale_up"))
+                                  "scale_out_link", "weights_tier"}, ("unit", "units", "tensor_split", "scale_up"))
     units_raw = raw["units"]
     if not isinstance(units_raw, Mapping) or not units_raw:
         ctx.fail(where + ".units", "give at least one unit, e.g. [deployment.units.node] chips = {value = 8, ...}")
@@ -647,10 +655,17 @@ def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect
     prices = raw.get("prices")
     if prices is not None:
         _string(ctx, where + ".prices", prices)
+    weights_tier = raw.get("weights_tier")
+    if weights_tier is not None:
+        _string(ctx, where + ".weights_tier", weights_tier)
+        held = [t for t, m in memory.items() if m.capacity is not None]
+        if weights_tier not in held:
+            ctx.fail(where + ".weights_tier", f"{weights_tier!r} is not a [memory] tier of this device with a capacity "
+                                              f"(tiers: {', '.join(held) or 'none'})")
     return DeploymentRules(unit=unit, units=units_, tensor_split=split, scale_up_chips=up,
                            scale_up_link=links["scale_up_link"],
                            scale_out_link=links["scale_out_link"] or links["scale_up_link"],
-                           prices=prices or None, path=ctx.rel)
+                           prices=prices or None, path=ctx.rel, weights_tier=weights_tier)
 
 
 def parse_device(raw: Mapping, path: Path) -> Device:
@@ -714,7 +729,7 @@ def parse_device(raw: Mapping, path: Path) -> Device:
         released=str(raw["released"]), memory=memory, compute=compute, compute_sparse=sparse,
         interconnect=links, power=power, price=price, clock=clock, sources=sources,
         notes=str(raw.get("notes", "")), path=ctx.rel,
-        deployment_rules=_deployment(ctx, raw["deployment"], sources, links) if "deployment" in raw else None,
+        deployment_rules=_deployment(ctx, raw["deployment"], sources, links, memory) if "deployment" in raw else None,
     )
 
 
@@ -778,6 +793,10 @@ def devices(folder: Path | None = None) -> dict[str, Device]:
 
 @dataclass(frozen=True)
 class Model:
+    """A model's architecture as its file gives it (``[architecture]``), with the published
+    parameter counts. The 2025-26 fields default to "not used" (a dense GQA decoder), so a
+    model written before them reads unchanged; see docs/architecture.md for each."""
+
     id: str
     name: str
     family: str
@@ -799,14 +818,68 @@ class Model:
     values: Mapping[str, Value] = field(default_factory=dict)
     sources: Mapping[str, Source] = field(default_factory=dict)
     path: str = ""
+    attention: str = "gqa"            # gqa (grouped-query, MHA and MQA included) | mla (multi-head latent)
+    q_lora_rank: int = 0              # MLA: rank of the query compression (0: none, q_proj is full)
+    kv_lora_rank: int = 0             # MLA: rank of the compressed key/value latent
+    qk_nope_head_dim: int = 0         # MLA: per-head query/key width without rotary embedding
+    qk_rope_head_dim: int = 0         # MLA: per-head query/key width with rotary embedding (the key's is shared)
+    v_head_dim: int = 0               # MLA: per-head value width
+    moe_ffn_size: int = 0             # intermediate size of one routed (and shared) expert; 0: ffn_size
+    shared_experts: int = 0           # experts every token of an MoE layer passes through
+    first_dense_layers: int = 0       # the first k layers have a dense FFN, the rest are MoE
+    sliding_window: int = 0           # window length of the windowed layers (0: every layer attends to all)
+    sliding_window_layers: str = ""   # "" | all | alternate (layers 0, 2, 4, ...)
+    attention_sinks: bool = False     # a learned sink logit per head in the softmax
+    attention_bias: bool = False      # biases on q, k, v and o
+    router_bias: bool = False         # one bias per routed expert on the router's scores
+    expert_bias: bool = False         # biases on every expert projection (routed and shared)
+    mtp_layers: int = 0               # multi-token-prediction modules, outside the published total
+    active_includes_embedding: bool = True  # whether the published active count includes the input embedding
 
     @property
     def is_moe(self) -> bool:
         return self.experts > 1
 
+    @property
+    def is_mla(self) -> bool:
+        return self.attention == "mla"
+
+    @property
+    def expert_ffn_size(self) -> int:
+        """Intermediate size of one routed or shared expert."""
+        return self.moe_ffn_size or self.ffn_size
+
+    def layer_is_moe(self, layer: int) -> bool:
+        """Whether layer ``layer`` has a mixture-of-experts FFN (after the first dense layers)."""
+        return self.is_moe and layer >= self.first_dense_layers
+
+    def layer_window(self, layer: int) -> int:
+        """The attention window of layer ``layer``: 0 for full attention."""
+        if not self.sliding_window:
+            return 0
+        if self.sliding_window_layers == "all" or (self.sliding_window_layers == "alternate" and layer % 2 == 0):
+            return self.sliding_window
+        return 0
+
+    @property
+    def kv_values_per_token(self) -> int:
+        """Values one layer caches per token: keys and values of every KV head (``2 G d_h``),
+        or MLA's compressed latent plus its shared rotary key (``kv_lora_rank + qk_rope_head_dim``)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.kv_heads * self.head_dim
+
 
 _MODEL_INTS = ("layers", "hidden_size", "attention_heads", "kv_heads", "head_dim", "ffn_size",
                "vocab_size", "max_context", "experts", "active_experts")
+#: Optional whole-number fields (absent: the feature is not used) and the least value each takes.
+_MODEL_OPTIONAL_INTS = {"q_lora_rank": 0, "kv_lora_rank": 1, "qk_nope_head_dim": 1, "qk_rope_head_dim": 1,
+                        "v_head_dim": 1, "moe_ffn_size": 1, "shared_experts": 0, "first_dense_layers": 0,
+                        "sliding_window": 1, "mtp_layers": 0}
+_MODEL_OPTIONAL_BOOLS = ("attention_sinks", "attention_bias", "router_bias", "expert_bias")
+_MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+ATTENTIONS = ("gqa", "mla")
+WINDOW_LAYERS = ("all", "alternate")
 
 
 def parse_model(raw: Mapping, path: Path) -> Model:
@@ -817,31 +890,94 @@ def parse_model(raw: Mapping, path: Path) -> Model:
         ctx.fail("id", f"{raw['id']!r} must equal the file name {Path(path).stem!r}")
     sources = _sources(ctx, raw["sources"])
     arch = raw["architecture"]
-    _check_keys(ctx, "architecture", arch, set(_MODEL_INTS) | {"ffn_gated", "tied_embeddings", "norm"},
+    _check_keys(ctx, "architecture", arch,
+                set(_MODEL_INTS) | set(_MODEL_OPTIONAL_INTS) | set(_MODEL_OPTIONAL_BOOLS)
+                | {"ffn_gated", "tied_embeddings", "norm", "attention", "sliding_window_layers"},
                 _MODEL_INTS + ("ffn_gated", "tied_embeddings", "norm"))
-    vals, ints = {}, {}
+    vals, ints, extra = {}, {}, {}
     for k in _MODEL_INTS:
         vals[k] = _value(ctx, f"architecture.{k}", arch[k], "count", sources)
         if vals[k].si != int(vals[k].si) or vals[k].si < 1:
             ctx.fail(f"architecture.{k}.value", f"expected a positive whole number, got {vals[k].value}")
         ints[k] = int(vals[k].si)
-    for k in ("ffn_gated", "tied_embeddings"):
-        if not isinstance(arch[k], bool):
+    for k, least in _MODEL_OPTIONAL_INTS.items():
+        if k in arch:
+            vals[k] = _value(ctx, f"architecture.{k}", arch[k], "count", sources)
+            if vals[k].si != int(vals[k].si) or vals[k].si < least:
+                ctx.fail(f"architecture.{k}.value", f"expected a whole number >= {least}, got {vals[k].value}")
+            extra[k] = int(vals[k].si)
+    for k in ("ffn_gated", "tied_embeddings") + _MODEL_OPTIONAL_BOOLS:
+        if k in arch and not isinstance(arch[k], bool):
             ctx.fail(f"architecture.{k}", f"expected true or false, got {arch[k]!r}")
+        if k in _MODEL_OPTIONAL_BOOLS and k in arch:
+            extra[k] = arch[k]
     _choice(ctx, "architecture.norm", arch["norm"], ("rmsnorm", "layernorm"))
+    if "attention" in arch:
+        extra["attention"] = _choice(ctx, "architecture.attention", arch["attention"], ATTENTIONS)
+    if "sliding_window_layers" in arch:
+        extra["sliding_window_layers"] = _choice(ctx, "architecture.sliding_window_layers", arch["sliding_window_layers"],
+                                                 WINDOW_LAYERS)
     if ints["active_experts"] > ints["experts"]:
         ctx.fail("architecture.active_experts", "cannot exceed experts")
     if ints["attention_heads"] % ints["kv_heads"]:
         ctx.fail("architecture.kv_heads", "attention_heads must be a multiple of kv_heads")
-    _check_keys(ctx, "parameters", raw["parameters"], {"published", "published_active"}, ("published",))
+    _check_model_consistency(ctx, ints, extra)
+    _check_keys(ctx, "parameters", raw["parameters"], {"published", "published_active", "active_includes_embedding"},
+                ("published",))
     pub = _value(ctx, "parameters.published", raw["parameters"]["published"], "count", sources)
     if "published_active" in raw["parameters"]:
         vals["published_active"] = _value(ctx, "parameters.published_active", raw["parameters"]["published_active"], "count", sources)
+    if "active_includes_embedding" in raw["parameters"]:
+        v = raw["parameters"]["active_includes_embedding"]
+        if not isinstance(v, bool):
+            ctx.fail("parameters.active_includes_embedding", f"expected true or false, got {v!r}")
+        if "published_active" not in raw["parameters"]:
+            ctx.fail("parameters.active_includes_embedding", "says how published_active counts; give published_active")
+        extra["active_includes_embedding"] = v
     return Model(
         id=raw["id"], name=raw["name"], family=raw["family"], released=str(raw["released"]),
         ffn_gated=arch["ffn_gated"], tied_embeddings=arch["tied_embeddings"], norm=arch["norm"],
-        published_parameters=pub, values=vals, sources=sources, path=ctx.rel, **ints,
+        published_parameters=pub, values=vals, sources=sources, path=ctx.rel, **ints, **extra,
     )
+
+
+def _check_model_consistency(ctx: _Ctx, ints: Mapping[str, int], extra: Mapping) -> None:
+    """The 2025-26 fields against each other and the dense fields: each problem names its field."""
+    mla = extra.get("attention") == "mla"
+    if mla:
+        missing = [k for k in _MLA_FIELDS if k not in extra]
+        if missing:
+            ctx.fail("architecture", f'attention = "mla" needs {", ".join(missing)}')
+        if ints["head_dim"] != extra["qk_nope_head_dim"] + extra["qk_rope_head_dim"]:
+            ctx.fail("architecture.head_dim", f"with MLA, head_dim is the query/key width qk_nope_head_dim + "
+                                              f"qk_rope_head_dim = {extra['qk_nope_head_dim'] + extra['qk_rope_head_dim']}"
+                                              f", got {ints['head_dim']}")
+        if ints["kv_heads"] != ints["attention_heads"]:
+            ctx.fail("architecture.kv_heads", f"with MLA every head has its own key and value (up-projected from the "
+                                              f"latent): kv_heads must equal attention_heads = {ints['attention_heads']}"
+                                              f", got {ints['kv_heads']}")
+    else:
+        given = [k for k in _MLA_FIELDS if k in extra]
+        if given:
+            ctx.fail("architecture", f'{", ".join(given)} describe multi-head latent attention: set attention = "mla" '
+                                     "or remove them")
+    moe = ints["experts"] > 1
+    for k in ("moe_ffn_size", "shared_experts", "first_dense_layers", "router_bias", "expert_bias"):
+        if k in extra and extra[k] and not moe:
+            ctx.fail(f"architecture.{k}", f"only a mixture of experts (experts > 1) has it; {ctx.rel} has "
+                                          f"experts = {ints['experts']}")
+    if extra.get("first_dense_layers", 0) >= ints["layers"]:
+        ctx.fail("architecture.first_dense_layers.value", f"must be less than layers = {ints['layers']} (a model with "
+                                                          "no MoE layer is dense: set experts = 1)")
+    if ("sliding_window" in extra) != ("sliding_window_layers" in extra):
+        ctx.fail("architecture", "give sliding_window and sliding_window_layers together (all | alternate), or neither")
+    if extra.get("sliding_window", 0) > ints["max_context"]:
+        ctx.fail("architecture.sliding_window.value", f"a window of {extra['sliding_window']} tokens exceeds "
+                                                      f"max_context = {ints['max_context']}")
+    if extra.get("attention_sinks") and mla:
+        ctx.fail("architecture.attention_sinks", "sinks are modelled for grouped-query attention only")
+    if extra.get("attention_bias") and mla:
+        ctx.fail("architecture.attention_bias", "biases are modelled for grouped-query attention only")
 
 
 def load_model(id_or_path: str | Path, folder: Path | None = None) -> Model:

@@ -275,14 +275,14 @@ def cmd_predict(ns) -> int:
 
     model, device = catalog.load_model(ns.model), catalog.load_device(ns.device)
     prec = workload.Precision.of(ns.precision)
-    if ns.tensor is None and ns.pipeline is None:
+    if ns.tensor is None and ns.pipeline is None and ns.expert in (None, 1):
         if ns.replicas not in (None, 1):
             raise ParameterError("--replicas needs --tensor and/or --pipeline (the layout of one copy)")
         conc0 = 1 if ns.concurrency == "max" else int(ns.concurrency)
         layout = speed.sram_layout(model, device, prec, conc0, ns.prompt + ns.output)
         layout_note = "layout: the fewest chips that hold the model (no --tensor/--pipeline given)"
     else:
-        layout = Layout(ns.replicas or 1, ns.tensor or 1, ns.pipeline or 1)
+        layout = Layout(ns.replicas or 1, ns.tensor or 1, ns.pipeline or 1, ns.expert or 1)
         layout_note = ""
     dep = perf.Deployment(device, layout, prec)
     if ns.concurrency == "max":
@@ -471,7 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--tensor", type=int, help="tensor-parallel width of one copy")
     pr.add_argument("--pipeline", type=int, help="pipeline stages of one copy")
     pr.add_argument("--replicas", type=int, help="copies of the model")
-    pr.add_argument("--precision", default="fp8", help="weights, activations and KV cache (default fp8), e.g. int8, bf16, nvfp4")
+    pr.add_argument("--expert", type=int, help="expert-parallel groups per pipeline stage (a mixture of experts: its "
+                    "routed experts spread over them, attention data-parallel across them)")
+    pr.add_argument("--precision", default="fp8", help="weights, activations and KV cache (default fp8), e.g. int8, bf16, "
+                    "nvfp4, or weights/activations/kv such as int4/bf16/fp8")
     pr.add_argument("--concurrency", default="1", help="streams in flight over the whole deployment, or 'max' (default 1)")
     pr.add_argument("--prompt", type=int, default=512, help="prompt tokens (default 512)")
     pr.add_argument("--output", type=int, default=128, help="generated tokens (default 128)")

@@ -611,7 +611,12 @@ BAND_METRICS = ("capex_ratio", "opex_ratio", "tco_ratio", "cost_per_token_ratio"
 
 
 def _side(side, model, device, layout, precision, concurrency, prompt, output, sheet, cal, measured, override):
-    from . import speed
+    from . import speed, workload
+
+    try:   # a precision the device does not run is refused, even when the tokens/s are given
+        workload.compute_format(device, precision)
+    except workload.WorkloadError as exc:
+        raise CostError(f"{side}: {exc}") from None
 
     chips = layout.chips
     unit = device.deployment.unit_chips

@@ -14,8 +14,8 @@ stage actually holds (:func:`lpulab.placement.stage_split`: whole layers, the em
 with the first, the head with the last)::
 
     t_op     = max(F_op / (n e_c P),  B_op / (n e_m W))         each operator on its roofline
-    t_layer  = sum_op t_op + 2 [tensor > 1] allreduce(M) + o     per layer
-    t_stage  = [embedding] t_emb + layers * t_layer + [head] t_head
+    t_layer  = sum_op t_op + 2 [tensor > 1] allreduce(M) + o     per layer of each kind
+    t_stage  = [embedding] t_emb + sum_kinds layers_k * t_layer_k + [head] t_head
     allreduce(M) = alpha_coll + 2 (t-1)/t * M / (e_l W_link)
 
 with ``n = tensor`` chips sharing every operator, ``P`` the peak at the compute format,
@@ -25,6 +25,28 @@ latency (catalog), ``o`` the per-layer overhead (kernel launches, scheduling; a 
 knob). Attention is counted fused by default (scores never leave the chip); the
 materialised variant counts the score matrix's reads and writes. Stages hand activations
 over one hop each (``hop latency + M / (e_l W_link)``).
+
+Layers are not all alike (:func:`lpulab.architecture.layer_kinds`): a stage is timed with
+the operators of its own layers, kind by kind (dense and MoE FFNs, full and windowed
+attention, MLA). A mixture-of-experts layer reads the weights of the distinct experts its
+tokens touch (:func:`lpulab.workload.expected_experts`), so weight reads grow with the
+batch; a step that also prefills a prompt (a fraction ``r`` of the steps, on average)
+reads the experts of the decode tokens plus, in that fraction, those the prompt adds.
+
+Expert parallelism (``Layout.expert = e > 1``): a stage is ``e`` groups of ``tensor``
+chips. Attention and the dense and shared parts run data parallel over the groups, each on
+its share of the streams (``ceil(b / e)``); the routed experts are spread over the groups
+(the fullest holds ``m = ceil(E / e)``), so each group does ``m / E`` of the routed work of
+all the step's tokens and reads the weights of ``m / E`` of the distinct experts touched.
+Every MoE layer adds an all-to-all, dispatch and combine, over the link joining the stage's
+chips (the scale-up link when the stage fits the scale-up domain, else the scale-out
+link)::
+
+    a2a = 2 (alpha + n_tok g (e-1)/e h a / (t e_l W_link))
+
+with ``n_tok`` the group's tokens, ``g`` the expected distinct groups a token's ``k``
+experts fall in (:func:`lpulab.workload.expected_expert_groups`) and ``alpha`` the link's
+small-message collective latency (or one hop when the catalog has none).
 
 With ``m`` micro-batches in flight (sizes as even as whole streams allow), one round in
 which every stream gets one token lasts::
@@ -62,22 +84,14 @@ class PerfError(ValueError):
     """A deployment or an operating point the serving model cannot time; the message says why."""
 
 
-#: Formats of the same width a device may list under either name.
-_SAME_WIDTH = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "int8"), "int8": ("int8", "fp8"),
-               "int4": ("int4", "fp8", "int8"), "fp32": ("fp32", "tf32"), "nvfp4": ("fp4",), "mxfp4": ("fp4",)}
-
-
 def compute_format(device: Device, precision: Precision) -> str:
-    """The format the matrix units run in: the wider of the weights' and the activations'
-    (narrower weights are widened on the way in), or a format of the same width the device
+    """The format the matrix units run in (:func:`lpulab.workload.compute_format`): the
+    wider of the weights' and the activations', or a format of the same width the device
     lists. A device with no such peak is a clear error."""
-    p = precision
-    name = p.activations if PRECISION_BYTES[p.activations] >= PRECISION_BYTES[p.weights] else p.weights
-    for cand in _SAME_WIDTH.get(name, (name,)):
-        if cand in device.compute:
-            return cand
-    raise PerfError(f"{device.id} has no {name} peak (it runs: {', '.join(device.compute) or 'none'}); "
-                    f"choose a precision it runs (weights {p.weights}, activations {p.activations})")
+    try:
+        return workload.compute_format(device, precision)
+    except workload.WorkloadError as exc:
+        raise PerfError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -117,8 +131,6 @@ class Deployment:
                 raise PerfError(f"{name} must be a finite number of seconds >= 0, got {v!r}")
         if not (0.0 <= self.reserve < 1.0):
             raise PerfError(f"reserve must be a fraction in [0, 1), got {self.reserve!r}")
-        if self.layout.expert != 1:
-            raise PerfError(f"expert parallelism (expert={self.layout.expert}) is not timed by this model yet")
         if self.layout.stage_chips > 1 or self.layout.pipeline > 1:
             rules = self.device.deployment
             if self.layout.tensor > rules.max_tensor:
@@ -136,6 +148,27 @@ class Deployment:
             raise PerfError(f"{self.device.id}: deployment.scale_up_link is not set, so chips cannot talk; "
                             "name the [interconnect] that joins them")
         return self.device.interconnect[name]
+
+    @property
+    def expert_link(self) -> Link:
+        """The link the routed tokens' all-to-all crosses: the scale-up link when a stage's
+        ``tensor x expert`` chips fit the scale-up domain, else the scale-out link."""
+        rules = self.device.deployment
+        name = rules.scale_up_link if self.layout.stage_chips <= rules.max_tensor else rules.scale_out_link
+        if name is None:
+            raise PerfError(f"{self.device.id}: no interconnect joins a stage's {self.layout.stage_chips} chips "
+                            "(deployment.scale_up_link / scale_out_link)")
+        return self.device.interconnect[name]
+
+    def a2a_latency_s(self) -> float:
+        """Fixed time of one dispatch or combine: the expert link's small-message collective
+        latency, else one hop."""
+        ln = self.expert_link
+        v = ln.collective_latency or ln.latency
+        if v is None:
+            raise PerfError(f"{self.device.id}: interconnect {ln.name!r} has neither collective_latency nor latency; "
+                            f"add one to its hardware file to time expert parallelism")
+        return v.si
 
     @property
     def link_bandwidth(self) -> float:
@@ -195,19 +228,25 @@ class Deployment:
 
 
 def _op_list(model, dep: Deployment, phase, batch, context, tokens):
-    """Operators of one step (embedding, one layer, head) with the attention fused or not."""
+    """Operators of one step (embedding, one layer of each kind, head) with the attention
+    fused or not."""
     ops = workload.op_counts(model, phase, batch, context, tokens, dep.precision)
     if dep.attention == "materialised":
         return ops
-    att = {o.name: o for o in ops if o.kind == "attention"}
-    s, v, sm = att["attn_scores"].counts, att["attn_values"].counts, att["softmax"].counts
-    fused = workload.Counts(s.flops + sm.flops + v.flops, 0.0, s.act_read, v.act_write, s.kv_read + v.kv_read, 0.0)
-    out, done = [], False
+    att: dict = {}
     for o in ops:
         if o.kind == "attention":
-            if not done:
-                out.append(workload.Op("attention", "layer", "attention", fused))
-                done = True
+            att.setdefault(o.part, {})[o.name] = o.counts
+    out, done = [], set()
+    for o in ops:
+        if o.kind == "attention":
+            if o.part not in done:
+                a = att[o.part]
+                s, v, sm = a["attn_scores"], a["attn_values"], a["softmax"]
+                fused = workload.Counts(s.flops + sm.flops + v.flops, s.weight + sm.weight + v.weight, s.act_read,
+                                        v.act_write, s.kv_read + v.kv_read, 0.0)
+                out.append(workload.Op("attention", "layer", "attention", fused, o.part))
+                done.add(o.part)
             continue
         out.append(o)
     return out
@@ -244,14 +283,15 @@ class Knobs:
 @dataclass(frozen=True)
 class StepProfile:
     """One step of one micro-batch, before the knobs: every operator's compute time and
-    memory time at the vendor's peaks (arrays ``(ops, ...)`` per group), the all-reduce and
-    hand-over times split into a fixed latency and a part that scales with the link's
-    achieved bandwidth, and what each stage holds."""
+    memory time at the vendor's peaks (arrays ``(..., ops)`` per part: the embedding, one
+    layer of each kind, the head), the all-reduce, all-to-all and hand-over times split
+    into a fixed latency and a part that scales with the link's achieved bandwidth, and
+    what each stage holds."""
 
-    tc: dict                     # group -> (..., ops) decode compute times at the peak
-    tp: dict                     # group -> (..., ops) prefill compute times at the peak
-    inv_rows: dict               # group -> (..., ops) 1 / rows of a matrix product (0 for other operators)
-    tm: dict                     # group -> (..., ops) memory times at the peak bandwidth
+    tc: dict                     # part -> (..., ops) decode compute times at the peak
+    tp: dict                     # part -> (..., ops) prefill compute times at the peak
+    inv_rows: dict               # part -> (..., ops) 1 / rows of a matrix product (0 for other operators)
+    tm: dict                     # part -> (..., ops) memory times at the peak bandwidth
     comm_latency: float          # per layer: 2 all-reduces' fixed latency
     comm_bytes_time: np.ndarray  # per layer: 2 all-reduces' bandwidth term at full link bandwidth
     hop_latency: float           # all hand-overs of one micro-batch: fixed part
@@ -259,6 +299,10 @@ class StepProfile:
     emb: np.ndarray              # (stages,) 1 where a stage holds the embedding
     lay: np.ndarray              # (stages,) layers per stage
     head: np.ndarray             # (stages,) 1 where a stage holds the head
+    parts: dict = field(default_factory=dict)  # part -> (stages,) how many of it each stage holds
+    a2a_latency: float = 0.0     # per MoE layer with expert parallelism: dispatch + combine, fixed part
+    a2a_bytes_time: object = None  # ... and their bandwidth term (None: no expert parallelism)
+    moe: object = None           # (stages,) MoE layers per stage
 
 
 def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests=0.0, prompt=1,
@@ -266,38 +310,78 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     """The knob-free work of one step of one micro-batch: ``decode_batch`` streams each
     decoding one token over ``context`` cached tokens, with ``prefill_requests`` prompts of
     ``prompt`` tokens fused in (fractional: the average number starting per step). A
-    ``decode_batch`` of 0 is a prefill-only step."""
+    ``decode_batch`` of 0 is a prefill-only step. Each stage is timed with its own layers."""
+    from . import architecture
+
     b = np.asarray(decode_batch, float)
     r = np.asarray(prefill_requests, float)
+    e = dep.layout.expert
+    if e > 1:
+        try:
+            groups = workload.expert_groups(model, e)
+        except workload.WorkloadError as exc:
+            raise PerfError(f"{dep.label()}: {exc}") from None
     if stages is None:
         stages = _stages(model, dep, int(np.max(context)) if np.size(context) else 0)
-    dec = _op_list(model, dep, "decode", np.maximum(b, 1.0), np.asarray(context, float), None)
+    # the streams and prompts of the fullest expert group (all of them without expert parallelism)
+    bg = np.ceil(b / e) if e > 1 else b
+    rg = np.maximum(r / e, np.minimum(r, 1.0)) if e > 1 else r
+    dec = _op_list(model, dep, "decode", np.maximum(bg, 1.0), np.asarray(context, float), None)
+    dec_all = _op_list(model, dep, "decode", np.maximum(b, 1.0), np.asarray(context, float), None) if e > 1 else dec
     pre = _op_list(model, dep, "prefill", 1, 0, int(prompt))
     live = (b > 0).astype(float)
     n = dep.layout.tensor
     P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n
-    tc: dict = {"embedding": [], "layer": [], "head": []}
-    tp: dict = {"embedding": [], "layer": [], "head": []}
-    tm: dict = {"embedding": [], "layer": [], "head": []}
-    inv: dict = {"embedding": [], "layer": [], "head": []}
+    kinds = architecture.layer_kinds(model)
+    names = ["embedding"] + [k.name for k in kinds] + ["head"]
+    tc: dict = {g: [] for g in names}
+    tp: dict = {g: [] for g in names}
+    tm: dict = {g: [] for g in names}
+    inv: dict = {g: [] for g in names}
     shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
-    tokens_in_step = np.maximum(b, 0.0) + r * int(prompt)
+    # rows of each matrix product (a product of few rows leaves the matrix units part idle): the
+    # group's tokens, the LM head's rows, or a routed expert's share of all the step's tokens
+    tokens_all = np.maximum(b, 0.0) + r * int(prompt)
+    tokens_in_step = np.maximum(bg, 0.0) + rg * int(prompt)
     share = model.active_experts / model.experts if model.is_moe else 1.0
-    for od, op in zip(dec, pre):
+    if model.is_moe:
+        f = max(groups) / model.experts if e > 1 else 1.0     # the fullest group's share of the routed work
+        d_step = workload.expected_experts(model, np.maximum(b, 1.0))
+        d_dec = workload.expected_experts(model, b)
+        d_pre = workload.expected_experts(model, b + np.maximum(r, 1.0) * int(prompt))
+        d_mix = d_dec + np.minimum(r, 1.0) * (d_pre - d_dec)  # experts read per step, in expectation
+    for od, oa, op in zip(dec, dec_all, pre):
         if od.kind == "matmul":
-            rows = np.where(od.name == "lm_head", np.maximum(b, 0.0) + r, tokens_in_step)
-            rows = rows * (share if od.name.startswith("experts.") else 1.0)
-            inv[od.group].append(np.broadcast_to(np.where(rows > 0, 1.0 / np.maximum(rows, 1e-12), 0.0), shape))
+            if od.routed:
+                rows = tokens_all * share
+            else:
+                rows = np.where(od.name == "lm_head", np.maximum(bg, 0.0) + rg, tokens_in_step)
+            inv[od.part].append(np.broadcast_to(np.where(rows > 0, 1.0 / np.maximum(rows, 1e-12), 0.0), shape))
         else:
-            inv[od.group].append(np.zeros(shape))
+            inv[od.part].append(np.zeros(shape))
+        if od.routed:
+            # all the step's tokens, the fullest group's share; weights: the distinct experts
+            # the decode tokens touch, plus those a prompt adds in the steps that prefill one
+            c = oa.counts
+            base = workload.Counts(*(np.asarray(getattr(c, k), float) * live * f for k in workload.COLUMNS))
+            w = np.asarray(c.weight, float) / d_step * d_mix * f
+            m = workload.Counts(base.flops + r * f * np.asarray(op.counts.flops, float), w,
+                                base.act_read + r * f * np.asarray(op.counts.act_read, float),
+                                base.act_write + r * f * np.asarray(op.counts.act_write, float),
+                                base.kv_read + r * f * np.asarray(op.counts.kv_read, float),
+                                base.kv_write + r * f * np.asarray(op.counts.kv_write, float))
+            tc[od.part].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
+            tp[od.part].append(np.broadcast_to(r * f * np.asarray(op.counts.flops, float) / P, shape))
+            tm[od.part].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
+            continue
         base = workload.Counts(*(np.asarray(getattr(od.counts, c), float) * live for c in workload.COLUMNS))
-        m = _merge(base, op.counts, r)
-        tc[od.group].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
-        tp[od.group].append(np.broadcast_to(r * np.asarray(op.counts.flops, float) / P, shape))
-        tm[od.group].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
+        m = _merge(base, op.counts, rg)
+        tc[od.part].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
+        tp[od.part].append(np.broadcast_to(rg * np.asarray(op.counts.flops, float) / P, shape))
+        tm[od.part].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
     tc, tp, tm, inv = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()}
                        for d in (tc, tp, tm, inv))
-    message = (b + r * int(prompt)) * model.hidden_size * dep.precision.a
+    message = (bg + rg * int(prompt)) * model.hidden_size * dep.precision.a
     t = dep.layout.tensor
     link_bw = None
     if t > 1 or dep.layout.pipeline > 1:
@@ -312,8 +396,22 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     emb = np.array([s_.embedding for s_ in stages], float)
     lay = np.array([len(s_.layers) for s_ in stages], float)
     head = np.array([s_.head for s_ in stages], float)
+    counts = {"embedding": emb}
+    for k in kinds:
+        counts[k.name] = np.array([sum(1 for i in s_.layers if i in set(k.layers)) for s_ in stages], float)
+    counts["head"] = head
+    a2a_lat, a2a_bw, moe = 0.0, None, None
+    if e > 1:
+        ln = dep.expert_link
+        if ln.bandwidth is None:
+            raise PerfError(f"{dep.device.id}: interconnect {ln.name!r} has no bandwidth")
+        remote = workload.expected_expert_groups(model, e) * (e - 1) / e
+        sent = (bg + rg * int(prompt)) * remote * model.hidden_size * dep.precision.a / t
+        a2a_lat = 2.0 * dep.a2a_latency_s()
+        a2a_bw = np.broadcast_to(2.0 * sent / ln.bandwidth.si, shape)
+        moe = np.array([sum(1 for i in s_.layers if model.layer_is_moe(i)) for s_ in stages], float)
     return StepProfile(tc, tp, inv, tm, comm_lat, np.broadcast_to(comm_bw, shape), hop_lat, np.broadcast_to(hop_bw, shape),
-                       emb, lay, head)
+                       emb, lay, head, counts, a2a_lat, a2a_bw, moe)
 
 
 @dataclass(frozen=True)
@@ -335,36 +433,58 @@ class StepTimes:
 
 def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     """A step's times with the knobs applied: each operator on its roofline, summed per
-    group, assembled per stage with the all-reduces and the per-layer overhead."""
+    part, assembled per stage (each stage with its own layers) with the all-reduces, the
+    experts' all-to-alls and the per-layer overhead."""
     ec, em, el, o = (np.asarray(x, float) for x in (knobs.compute, knobs.memory, knobs.link, knobs.layer_overhead_s))
     ep = ec if knobs.prefill_compute is None else np.asarray(knobs.prefill_compute, float)
     hf = np.asarray(knobs.half_tokens, float)
     g = {}
-    for grp in ("embedding", "layer", "head"):
+    for grp in prof.tc:
         c = (prof.tc[grp] / ec[..., None] + prof.tp[grp] / ep[..., None]) * (1.0 + hf[..., None] * prof.inv_rows[grp])
         m = prof.tm[grp] / em[..., None]
         t = np.maximum(c, m)
         g[grp] = (t.sum(axis=-1), np.where(c >= m, t, 0.0).sum(axis=-1), np.where(c >= m, 0.0, t).sum(axis=-1))
     comm = prof.comm_latency + prof.comm_bytes_time / el
     hops = prof.hop_latency + prof.hop_bytes_time / el
-    nd = max(np.ndim(g["layer"][0]), np.ndim(comm), np.ndim(o))
+    layer_parts = [k for k in prof.tc if k not in ("embedding", "head")]
+    nd = max(np.ndim(g[layer_parts[0]][0]), np.ndim(comm), np.ndim(o))
     sh = (-1,) + (1,) * nd
-    emb, lay, head = prof.emb.reshape(sh), prof.lay.reshape(sh), prof.head.reshape(sh)
+    counts = prof.parts or {"embedding": prof.emb, layer_parts[0]: prof.lay, "head": prof.head}
+    cnt = {k: np.asarray(v, float).reshape(sh) for k, v in counts.items()}
+    lay = prof.lay.reshape(sh)
 
     def per_stage(i):
-        return emb * g["embedding"][i] + lay * g["layer"][i] + head * g["head"][i]
+        acc = cnt["embedding"] * g["embedding"][i]
+        for k in layer_parts:
+            acc = acc + cnt[k] * g[k][i]
+        return acc + cnt["head"] * g["head"][i]
 
     stage = per_stage(0) + lay * (comm + o)
+    communication = lay * comm
+    if prof.a2a_bytes_time is not None:
+        a2a = prof.moe.reshape(sh) * (prof.a2a_latency + prof.a2a_bytes_time / el)
+        stage = stage + a2a
+        communication = communication + a2a
     zero = 0.0 * stage
-    return StepTimes(stage, per_stage(1) + zero, per_stage(2) + zero, lay * comm + zero, lay * o + zero,
+    return StepTimes(stage, per_stage(1) + zero, per_stage(2) + zero, communication + zero, lay * o + zero,
                      np.asarray(hops, float))
+
+
+def _check_experts(model, dep: Deployment) -> None:
+    if dep.layout.expert > 1:
+        try:
+            workload.expert_groups(model, dep.layout.expert)
+        except workload.WorkloadError as exc:
+            raise PerfError(f"{dep.label()}: {exc}") from None
 
 
 def _stages(model, dep: Deployment, context: int):
     from . import placement
 
+    _check_experts(model, dep)
+
     return placement.stage_split(model, dep.device, dep.layout.tensor, dep.layout.pipeline, batch=1,
-                                 context=max(int(context), 1), precision=dep.precision)
+                                 context=max(int(context), 1), precision=dep.precision, expert=dep.layout.expert)
 
 
 # --------------------------------------------------------------------------- serving
@@ -482,6 +602,7 @@ class ServingProfile:
     alone: StepProfile           # one prompt's prefill on an idle deployment
     busy: StepProfile            # one prompt's prefill fused into a running decode step
     fits: np.ndarray
+    model_notes: tuple[str, ...] = ()   # what the model of this architecture approximates
 
     def evaluate(self, knobs: Knobs | None = None) -> Prediction:
         k = knobs or Knobs.of(self.deployment)
@@ -499,6 +620,7 @@ class ServingProfile:
         if dep.layout.tensor > 1 and dep.collective_latency is None and dep.link.collective_latency is None:
             notes = (f"no measured collective latency for {dep.device.id}'s {dep.link.name}: all-reduce latency "
                      f"taken as 2 ceil(log2 {dep.layout.tensor}) hops",)
+        notes = notes + tuple(self.model_notes)
         return Prediction(self.model, dep.label(), dep.layout.to_dict(), self.prompt, self.output, c, ttft, tpot,
                           rnd_hi, agg / c, agg, _bound(t_hi), self.fits, s_hi, dep.chips, notes)
 
@@ -523,8 +645,10 @@ def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: in
     lo = replace(lo, streams=s_lo)
     alone = step_profile(model, dep, 0.0, 0.0, 1.0, prompt, stages)
     busy = step_profile(model, dep, np.maximum(s_hi - 1.0, 1.0), ctx, 1.0, prompt, stages)
+    from . import architecture
+
     return ServingProfile(model.id, dep, prompt, output, c, hi, lo, n_hi, n_lo, alone, busy,
-                          _fits(model, dep, s_hi, prompt + output))
+                          _fits(model, dep, s_hi, prompt + output), architecture.approximations(model))
 
 
 def predict(model, dep: Deployment, concurrency, prompt: int, output: int, knobs: Knobs | None = None) -> Prediction:
@@ -540,7 +664,7 @@ def _fits(model, dep: Deployment, streams_per_replica, context) -> np.ndarray:
 
     n = placement.need(model, dep.device, np.asarray(streams_per_replica, float), int(context),
                        precision=dep.precision, reserve=dep.reserve, tensor_choices=(dep.layout.tensor,),
-                       pipeline=dep.layout.pipeline, unit=1)
+                       pipeline=dep.layout.pipeline, unit=1, expert=dep.layout.expert)
     return np.isfinite(np.asarray(n.chips, float))
 
 
@@ -550,7 +674,7 @@ def max_concurrency(model, dep: Deployment, context: int) -> int:
     from . import placement
 
     b = placement.max_batch(model, dep.device, int(context), tensor=dep.layout.tensor, pipeline=dep.layout.pipeline,
-                            precision=dep.precision, reserve=dep.reserve)
+                            precision=dep.precision, reserve=dep.reserve, expert=dep.layout.expert)
     return int(b) * dep.layout.replicas
 
 

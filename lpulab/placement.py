@@ -78,7 +78,8 @@ def _b(x: float) -> str:
 
 @dataclass(frozen=True)
 class Tensor:
-    """One tensor to place. ``axis`` is the axis it is split along over a stage's chips."""
+    """One tensor to place. ``axis`` is the axis it is split along over a stage's chips;
+    ``expert`` the routed expert it belongs to (None: every expert group holds it)."""
 
     name: str
     kind: str                 # weight | kv | activation
@@ -87,6 +88,7 @@ class Tensor:
     shape: tuple[int, ...]
     axis: int
     width: float              # bytes per element
+    expert: int | None = None
 
     @property
     def nbytes(self) -> float:
@@ -94,20 +96,23 @@ class Tensor:
 
     def bounds(self, tensor: int) -> np.ndarray:
         """Slice boundaries along ``axis`` for ``tensor`` chips (array_split sizes)."""
-        n = self.shape[self.axis]
-        q, r = divmod(n, tensor)
-        sizes = np.full(tensor, q, dtype=np.int64)
-        sizes[:r] += 1
-        return np.concatenate([[0], np.cumsum(sizes)])
+        return _bounds(self.shape[self.axis], tensor)
 
     def max_slice_bytes(self, tensor: int) -> float:
         other = math.prod(self.shape) // self.shape[self.axis] if self.shape[self.axis] else 0
         return float(-(-self.shape[self.axis] // tensor) * other) * self.width
 
 
-def _tensor(spec, p: Precision, layer: int | None, name: str) -> Tensor:
+def _bounds(n: int, tensor: int) -> np.ndarray:
+    q, r = divmod(int(n), int(tensor))
+    sizes = np.full(int(tensor), q, dtype=np.int64)
+    sizes[:r] += 1
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def _tensor(spec, p: Precision, layer: int | None, name: str, expert: int | None = None) -> Tensor:
     width = p.w if spec.width == "weight" else p.a
-    return Tensor(name, "weight", spec.group, layer, spec.shape, spec.split_axis, width)
+    return Tensor(name, "weight", spec.group, layer, spec.shape, spec.split_axis, width, expert)
 
 
 def layer_weight_tensors(model: Model, i: int, precision=None) -> list[Tensor]:
@@ -118,15 +123,29 @@ def layer_weight_tensors(model: Model, i: int, precision=None) -> list[Tensor]:
     from . import architecture
 
     p = Precision.of(precision)
-    return [_tensor(t, p, i, n) for t in architecture.layer_tensors(model, i) for n in t.names(i)]
+    out = []
+    for t in architecture.layer_tensors(model, i):
+        for e, n in enumerate(t.names(i)):
+            out.append(_tensor(t, p, i, n, e if t.is_expert else None))
+    return out
 
 
-def kv_tensor(model: Model, i: int, batch: int, context: int, precision=None) -> Tensor:
-    """Layer ``i``'s KV cache: keys and values of ``batch`` sequences of ``context`` tokens,
-    split over the stage's chips along the kv-heads x head-dim axis."""
+def _kv_shape(model: Model, i: int, batch: int, context: int) -> tuple[int, ...]:
+    """Layer ``i``'s cache: ``(2, batch, tokens, kv_heads*head_dim)`` (keys and values), or
+    with MLA ``(1, batch, tokens, kv_lora_rank + qk_rope_head_dim)``; a windowed layer
+    holds at most its window of tokens."""
+    win = model.layer_window(i)
+    tokens = min(int(context), win) if win else int(context)
+    if model.is_mla:
+        return (1, int(batch), tokens, model.kv_values_per_token)
+    return (2, int(batch), tokens, model.kv_heads * model.head_dim)
+
+
+def kv_tensor(model: Model, i: int, batch: int, context: int, precision=None, name: str | None = None) -> Tensor:
+    """Layer ``i``'s KV cache of ``batch`` sequences of ``context`` tokens, split over the
+    stage's chips along its last axis (kv-heads x head-dim, or MLA's latent)."""
     p = Precision.of(precision)
-    return Tensor(f"layers.{i}.kv_cache", "kv", "layer", i,
-                  (2, int(batch), int(context), model.kv_heads * model.head_dim), 3, p.c)
+    return Tensor(name or f"layers.{i}.kv_cache", "kv", "layer", i, _kv_shape(model, i, batch, context), 3, p.c)
 
 
 def _activation_elems(model: Model, batch, context, tokens, precision: Precision):
@@ -137,13 +156,41 @@ def _activation_elems(model: Model, batch, context, tokens, precision: Precision
     return np.round(np.asarray(act, float) / precision.a)
 
 
+def _expert_groups(model: Model, expert: int) -> list[int]:
+    try:
+        return workload.expert_groups(model, expert)
+    except workload.WorkloadError as exc:
+        raise PlacementError(f"expert={expert}: {exc}") from None
+
+
+def _group_batch(batch, expert: int):
+    """Streams of the fullest expert group: the streams split over the groups' attention
+    as evenly as whole streams allow (the first groups get one more)."""
+    return np.ceil(np.asarray(batch, float) / expert) if expert > 1 else batch
+
+
+def _check_precision(device: Device, p: Precision) -> str | None:
+    """The device's compute format for ``p``, or a PlacementError when it lists peaks but
+    none that runs ``p``. A device with no ``[compute]`` table at all (a simulated chip of
+    the numpy kernels) says nothing about what it runs: it is placed by bytes alone."""
+    if not device.compute:
+        return None
+    try:
+        return workload.compute_format(device, p)
+    except workload.WorkloadError as exc:
+        raise PlacementError(str(exc), what="precision") from None
+
+
 # --------------------------------------------------------------------------- per-chip sizes
 
 
 @dataclass(frozen=True)
 class ChipSizes:
-    """Bytes on the fullest chip (rank 0) of a stage at tensor-parallel width ``tensor``, per
-    item; ``layer_kv`` and ``act`` are arrays over batch and context."""
+    """Bytes on the fullest chip (rank 0 of expert group 0) of a stage at tensor-parallel
+    width ``tensor``, per item: the embedding, one layer of each kind (``kind_weight``,
+    ``kind_kv``; arrays over batch and context), the head and the activations.
+    ``layer_weight`` and ``layer_kv`` are those of the largest kind (the only one when
+    all layers are alike); ``kinds`` gives the kind of every layer, in order."""
 
     tensor: int
     embedding: float
@@ -151,50 +198,136 @@ class ChipSizes:
     layer_kv: object
     head: float
     act: object
+    kind_weight: Mapping[str, float] = field(default_factory=dict)
+    kind_kv: Mapping[str, object] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ()
+    expert: int = 1
 
     @property
     def layer(self):
         return self.layer_weight + self.layer_kv
 
+    def layer_size(self, i: int):
+        """Weights + KV cache of layer ``i`` on the fullest chip."""
+        k = self.kinds[i]
+        return self.kind_weight[k] + self.kind_kv[k]
+
+
+_TABLES: dict[int, tuple] = {}
+
+
+def _table(model: Model):
+    """The model's layer kinds and, per part (embedding, each kind, head), its tensors as
+    arrays: split-axis length, values per slice unit, stored at the weights' width, copies,
+    routed expert. Cached per model object (need() evaluates thousands of widths)."""
+    import weakref
+
+    from . import architecture
+
+    hit = _TABLES.get(id(model))
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    kinds = architecture.layer_kinds(model)
+    parts = {"embedding": architecture.embedding_tensors(model)}
+    for k in kinds:
+        parts[k.name] = architecture.layer_tensors(model, k.layers[0])
+    parts["head"] = architecture.head_tensors(model)
+    table = {}
+    for name, specs in parts.items():
+        n = np.array([t.shape[t.split_axis] for t in specs], dtype=np.int64)
+        other = np.array([math.prod(t.shape) // t.shape[t.split_axis] if t.shape[t.split_axis] else 0 for t in specs],
+                         dtype=np.int64)
+        table[name] = (n, other, np.array([t.width == "weight" for t in specs], bool),
+                       np.array([t.copies for t in specs], dtype=np.int64), np.array([t.is_expert for t in specs], bool))
+    order = [""] * model.layers
+    for k in kinds:
+        for i in k.layers:
+            order[i] = k.name
+    out = (kinds, table, tuple(order))
+    try:
+        _TABLES[id(model)] = (weakref.ref(model), out)
+    except TypeError:
+        pass
+    return out
+
+
+def _part_bytes(arrays, ts: np.ndarray, p: Precision, per_group: int) -> np.ndarray:
+    """Bytes of one part on the fullest chip, for each tensor-parallel width in ``ts``."""
+    n, other, isw, copies, isexp = arrays
+    if n.size == 0:
+        return np.zeros(len(ts))
+    ceil = -(-n[None, :] // ts[:, None])                      # the largest slice, array_split sizes
+    vals = (ceil * other[None, :]).astype(float) * np.where(isw, p.w, p.a)[None, :]
+    return (vals * np.where(isexp, per_group, copies)[None, :]).sum(axis=1)
+
+
+def _sizes(model: Model, ts: np.ndarray, batch, context, tokens, p: Precision, expert: int, elems=None) -> dict:
+    """Per-chip bytes of every item for the widths ``ts`` (leading axis) over the broadcast
+    batch x context (trailing axes): embedding, head (W,), each kind's weights (W,) and KV
+    cache (W, ...), activations (W, ...)."""
+    kinds, table, order = _table(model)
+    per_group = max(_expert_groups(model, expert)) if expert > 1 else model.experts
+    Bg = np.asarray(_group_batch(batch, expert), float)
+    T = np.asarray(context, float)
+    nd = max(Bg.ndim, T.ndim, np.ndim(elems) if elems is not None else 0)
+    col = ts.reshape((-1,) + (1,) * nd)
+    out = {"embedding": _part_bytes(table["embedding"], ts, p, per_group),
+           "head": _part_bytes(table["head"], ts, p, per_group), "weight": {}, "kv": {}, "kinds": order}
+    width = model.kv_values_per_token if model.is_mla else model.kv_heads * model.head_dim
+    ceil_kv = (-(-width // col)).astype(float)
+    for k in kinds:
+        out["weight"][k.name] = _part_bytes(table[k.name], ts, p, per_group)
+        Tk = np.minimum(T, k.window) if k.window else T
+        if model.is_mla:
+            out["kv"][k.name] = Bg * Tk * ceil_kv * p.c
+        else:
+            out["kv"][k.name] = 2.0 * Bg * Tk * ceil_kv * p.c
+    n = _activation_elems(model, Bg if expert > 1 else batch, context, tokens, p) if elems is None else elems
+    out["act"] = np.ceil(np.asarray(n, float) / col) * p.a
+    return out
+
 
 def chip_sizes(model: Model, tensor: int, batch=1, context=None, tokens=1, precision=None,
-               _act_elems=None) -> ChipSizes:
-    """Bytes on the fullest chip of a stage at tensor-parallel width ``tensor``, per item."""
+               _act_elems=None, expert: int = 1) -> ChipSizes:
+    """Bytes on the fullest chip of a stage at tensor-parallel width ``tensor``, per item;
+    with ``expert`` groups per stage, the chip holds the attention and dense tensors' slices,
+    the slices of the experts of the fullest group and the cache of that group's streams."""
     p = Precision.of(precision)
     context = model.max_context if context is None else context
     if int(tensor) != tensor or tensor < 1:
         raise PlacementError(f"tensor-parallel width must be a whole number >= 1, got {tensor!r}")
-    tensor = int(tensor)
-    ws = weight_tensors_template(model, p)
-    emb = sum(t.max_slice_bytes(tensor) for t in ws["embedding"])
-    lay = sum(t.max_slice_bytes(tensor) for t in ws["layer"])
-    head = sum(t.max_slice_bytes(tensor) for t in ws["head"])
-    B, T = np.asarray(batch, float), np.asarray(context, float)
-    kvd = model.kv_heads * model.head_dim
-    kv = 2.0 * B * T * float(-(-kvd // tensor)) * p.c
-    n = _activation_elems(model, batch, context, tokens, p) if _act_elems is None else _act_elems
-    act = np.ceil(n / tensor) * p.a
-    return ChipSizes(tensor, emb, lay, kv, head, act)
+    s = _sizes(model, np.array([int(tensor)], dtype=np.int64), batch, context, tokens, p, int(expert), _act_elems)
+    kw = {k: float(v[0]) for k, v in s["weight"].items()}
+    kk = {k: v[0] for k, v in s["kv"].items()}
+    kk = {k: float(v) if np.ndim(v) == 0 else v for k, v in kk.items()}
+    big = max(kw, key=lambda k: (kw[k], float(np.max(kk[k]))))
+    act = s["act"][0]
+    return ChipSizes(int(tensor), float(s["embedding"][0]), kw[big], kk[big], float(s["head"][0]),
+                     float(act) if np.ndim(act) == 0 else act, kw, kk, s["kinds"], int(expert))
 
 
 def weight_tensors_template(model: Model, precision: Precision) -> dict[str, list[Tensor]]:
-    """Weight tensors of the embedding, of layer 0 (all layers alike) and of the head."""
+    """Weight tensors of the embedding, of the first layer of each kind (keyed by kind:
+    ``layer`` when all layers are alike) and of the head."""
     from . import architecture
 
     p = Precision.of(precision)
-    t = architecture.template(model)
-    return {"embedding": [_tensor(x, p, None, x.name) for x in t["embedding"]],
-            "layer": layer_weight_tensors(model, 0, p),
-            "head": [_tensor(x, p, None, x.name) for x in t["head"]]}
+    out = {"embedding": [_tensor(x, p, None, x.name) for x in architecture.embedding_tensors(model)]}
+    for k in architecture.layer_kinds(model):
+        out[k.name] = layer_weight_tensors(model, k.layers[0], p)
+    out["head"] = [_tensor(x, p, None, x.name) for x in architecture.head_tensors(model)]
+    return out
 
 
 def weight_tensors(model: Model, precision=None) -> list[Tensor]:
     """Every weight tensor of the model, in pipeline order (embedding, layers, head)."""
-    t = weight_tensors_template(model, Precision.of(precision))
-    out = list(t["embedding"])
+    from . import architecture
+
+    p = Precision.of(precision)
+    out = [_tensor(x, p, None, x.name) for x in architecture.embedding_tensors(model)]
     for i in range(model.layers):
-        out += layer_weight_tensors(model, i, precision)
-    return out + t["head"]
+        out += layer_weight_tensors(model, i, p)
+    return out + [_tensor(x, p, None, x.name) for x in architecture.head_tensors(model)]
 
 
 # --------------------------------------------------------------------------- stage counts
@@ -217,6 +350,45 @@ def _greedy_stages(room, e, x, hd, L: int):
     last = np.where(r > 0, (r - (s - 1) * m) * xs, e + k0 * xs)
     extra = (last + hd > room).astype(float)
     return np.where(ok, 1.0 + s + extra, np.inf)
+
+
+def _runs(kinds: Sequence[str]) -> list[tuple[str, int]]:
+    """Consecutive layers of one kind: [(kind, count), ...] in layer order."""
+    out: list[tuple[str, int]] = []
+    for k in kinds:
+        if out and out[-1][0] == k:
+            out[-1] = (k, out[-1][1] + 1)
+        else:
+            out.append((k, 1))
+    return out
+
+
+def _greedy_runs(room, e, runs: Sequence[tuple[object, int]], hd):
+    """Fewest contiguous stages for [e, run_1 (n_1 items of x_1), run_2, ..., hd] (greedy
+    next-fit, run by run in closed form: a model whose layers are not all alike);
+    inf where an item alone does not fit. With one run it is :func:`_greedy_stages`."""
+    room = np.asarray(room, float)
+    e, hd = np.asarray(e, float), np.asarray(hd, float)
+    ok = (e <= room) & (hd <= room)
+    stages = np.ones(np.broadcast_shapes(room.shape, e.shape, hd.shape, *(np.shape(x) for x, _ in runs)))
+    load = e + 0.0 * stages
+    for x, n in runs:
+        x = np.asarray(x, float)
+        ok = ok & (x <= room) & (x > 0)
+        xs = np.where(x > 0, x, 1.0)
+        good = ok
+        k0 = np.floor(np.where(good, (room - load) / xs, 0.0))
+        k0 = np.where(k0 * xs > room - load, k0 - 1, k0)
+        k0 = np.clip(k0, 0, n)
+        m = np.floor(np.where(good, room / xs, 1.0))
+        m = np.where(m * xs > room, m - 1, m)
+        m = np.maximum(m, 1.0)
+        r = n - k0
+        s = np.where(r > 0, np.ceil(r / m), 0.0)
+        load = np.where(r > 0, (r - (s - 1) * m) * xs, load + k0 * xs)
+        stages = stages + s
+    stages = stages + (load + hd > room)
+    return np.where(ok, stages, np.inf)
 
 
 TENSOR_SPLITS = ("any", "power-of-two", "kv-heads")
@@ -286,20 +458,34 @@ class Need:
     deployed: np.ndarray
     fluid: np.ndarray
     unit: int
+    expert: int = 1
 
 
 def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, precision=None, reserve: float = 0.0,
          tensor_choices: Sequence[int] | None = None, unit: int | None = None, tiers: Mapping[str, str] | None = None,
-         pipeline: int | None = None) -> Need:
+         pipeline: int | None = None, expert: int = 1, check_precision: bool = True) -> Need:
     """The fewest chips that hold the model at each (batch, context), vectorised.
 
-    Minimises ``tensor * stages(tensor)`` over ``tensor_choices`` (default: the device's
-    allowed widths, :func:`allowed_tensors`; ties: the wider tensor, fewer stages).
+    Minimises ``tensor * expert * stages(tensor)`` over ``tensor_choices`` (default: the
+    device's allowed widths, :func:`allowed_tensors`; ties: the wider tensor, fewer stages).
     ``pipeline`` fixes the number of stages (then the narrowest tensor that fits is taken).
-    ``unit`` (default: the device's deployment unit) rounds ``deployed`` up to whole units.
+    ``expert`` spreads each MoE layer's routed experts over that many groups of ``tensor``
+    chips per stage (the rest of the layer is repeated in every group, and the streams are
+    split over the groups). ``unit`` (default: the device's deployment unit) rounds
+    ``deployed`` up to whole units. Every layer is placed with its own size: one closed form
+    when all layers are alike, run by run of alike layers otherwise. A precision the device
+    does not run is refused (``check_precision=False`` asks about bytes alone: the numpy
+    kernels place their float32 decoder on simulated chips).
     """
     unit = _unit(device, unit)
     p = Precision.of(precision)
+    if check_precision:
+        _check_precision(device, p)
+    if isinstance(expert, bool) or int(expert) != expert or expert < 1:
+        raise PlacementError(f"expert must be a whole number >= 1, got {expert!r}")
+    expert = int(expert)
+    if expert > 1:
+        _expert_groups(model, expert)
     context = model.max_context if context is None else context
     tr = _tiers(device, tiers)
     cap, res, U = _usable(device, tr["weight"], reserve)
@@ -315,42 +501,57 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
     best = np.full(shape, np.inf)
     best_tensor = np.zeros(shape)
     best_pipeline = np.zeros(shape)
-    elems = _activation_elems(model, batch, context, tokens, p)
+    elems = _activation_elems(model, _group_batch(batch, expert), context, tokens, p)
+    kinds = _table(model)[0]
+    runs = _runs(_table(model)[2])
 
-    def chips_at(tensor):
-        s = chip_sizes(model, tensor, batch, context, tokens, p, _act_elems=elems)
-        act = 0.0 if act_sep else s.act
-        stages = _greedy_stages(U - act, s.embedding, s.layer, s.head, model.layers)
+    def chips_at(ts):
+        """Stages and chips at each width of ``ts`` (leading axis) over the grid."""
+        s = _sizes(model, ts, batch, context, tokens, p, expert, elems)
+        col = ts.reshape((-1,) + (1,) * len(shape))
+        act = 0.0 if act_sep else s["act"]
+        emb, head = s["embedding"].reshape(col.shape), s["head"].reshape(col.shape)
+        if len(kinds) == 1:
+            k = kinds[0].name
+            stages = _greedy_stages(U - act, emb, s["weight"][k].reshape(col.shape) + s["kv"][k], head, model.layers)
+        else:
+            stages = _greedy_runs(U - act, emb, [(s["weight"][k].reshape(col.shape) + s["kv"][k], n) for k, n in runs],
+                                  head)
         if act_sep:
-            stages = np.where(s.act <= aU, stages, np.inf)
+            stages = np.where(s["act"] <= aU, stages, np.inf)
         if pipeline is not None:
             stages = np.where(stages <= pipeline, float(pipeline), np.inf)
-        return stages, np.broadcast_to(stages * tensor, shape)
+        stages = np.broadcast_to(stages, (len(ts),) + shape)
+        return stages, stages * (col * expert)
 
-    widths = sorted(set(int(t) for t in choices), reverse=True)
+    widths = np.array(sorted(set(int(t) for t in choices), reverse=True), dtype=np.int64)
     # a layout of width t uses at least t chips, so once every point has a layout of at most
     # B chips no wider width can win: seed B with the narrowest width that holds the weights
     # in one or two stages, then skip every width above it (a machine whose scale-up domain
     # spans thousands of chips would otherwise try them all)
     total_w = workload.weight_bytes(model, p) + workload.kv_bytes(model, batch, context, p.kv)
-    seed = min((t for t in widths if t >= float(np.max(np.ceil(np.asarray(total_w, float) / U)))), default=None)
+    seed = min((int(t) for t in widths if t * expert >= float(np.max(np.ceil(np.asarray(total_w, float) / U)))),
+               default=None)
     bound = np.inf
     if seed is not None:
-        st, ch = chips_at(seed)
+        st, ch = chips_at(np.array([seed], dtype=np.int64))
         if np.all(np.isfinite(ch)):
             bound = float(np.max(ch))
-    for tensor in widths:
-        if tensor > bound:
-            continue
-        stages, chips = chips_at(tensor)
-        better = chips < best
-        best = np.where(better, chips, best)
-        best_tensor = np.where(better, tensor, best_tensor)
-        best_pipeline = np.where(better, np.broadcast_to(stages, shape), best_pipeline)
+    widths = widths[widths * expert <= bound]
+    step = max(1, 2_000_000 // max(int(np.prod(shape)), 1))   # widths per batch of array work
+    for i in range(0, len(widths), step):
+        ts = widths[i:i + step]
+        stages, chips = chips_at(ts)
+        j = np.argmin(chips, axis=0)                         # the first minimum: the widest of equals
+        cmin = np.take_along_axis(chips, j[None], axis=0)[0]
+        better = cmin < best
+        best = np.where(better, cmin, best)
+        best_tensor = np.where(better, ts[j], best_tensor)
+        best_pipeline = np.where(better, np.take_along_axis(stages, j[None], axis=0)[0], best_pipeline)
     total = workload.weight_bytes(model, p) + workload.kv_bytes(model, batch, context, p.kv)
     fluid = np.broadcast_to(np.ceil(np.asarray(total, float) / U), shape)
     deployed = np.where(np.isfinite(best), np.ceil(best / unit) * unit, np.inf)
-    return Need(best, best_tensor.astype(int), best_pipeline.astype(int), deployed, fluid, int(unit))
+    return Need(best, best_tensor.astype(int), best_pipeline.astype(int), deployed, fluid, int(unit), expert)
 
 
 def chips_needed(model: Model, device: Device, batch=1, context=None, **kw) -> np.ndarray:
@@ -387,7 +588,8 @@ def _largest(ok, limit: int) -> int:
 
 
 def max_batch(model: Model, device: Device, context=None, *, tensor: int, pipeline: int, limit: int = 1 << 22, **kw) -> int:
-    """The largest batch that a (tensor, pipeline) deployment holds at ``context`` (0 if none)."""
+    """The largest batch that a (tensor, pipeline) deployment holds at ``context`` (0 if
+    none); ``expert=`` (keyword) for expert-parallel stages."""
     def fits(b):
         return bool(np.isfinite(need(model, device, b, context, tensor_choices=(tensor,), pipeline=pipeline, **kw).chips))
     if not fits(1):
@@ -413,12 +615,19 @@ class Stage:
 
 @dataclass(frozen=True)
 class Placement:
-    """A model placed on ``chips = tensor * pipeline`` chips of one device.
+    """A model placed on ``chips = pipeline * tensor * expert`` chips of one device.
 
-    ``shards``: one row per (tensor, chip) slice: tensor, kind, group, layer, stage, chip,
-    rank, tier, axis, start, stop, bytes. ``residency``: one row per (chip, tier, kind):
-    chip, stage, rank, tier, kind, bytes, capacity, headroom (capacity less everything on
-    that chip's tier, reserve included).
+    A stage is ``expert`` groups of ``tensor`` chips: chip ``stage * tensor * expert +
+    group * tensor + rank``. The attention and dense tensors are cut over a group's ranks and
+    repeated in every group; each routed expert lives in one group (the experts of a layer
+    in contiguous blocks, :func:`lpulab.workload.expert_groups`), cut over its ranks; each
+    group holds the KV cache and activations of its share of the streams.
+
+    ``residency``: one row per (chip, tier, kind): chip, stage, group, rank, tier, kind,
+    bytes, capacity, headroom (capacity less everything on that chip's tier, reserve
+    included). ``shards`` (built on first use: one row per tensor slice, so millions for a
+    large MoE model cut over hundreds of chips): tensor, kind, group, layer, stage, chip,
+    rank, tier, axis, start, stop, bytes.
     """
 
     model: Model
@@ -434,33 +643,54 @@ class Placement:
     tiers: Mapping[str, str]
     stages: tuple[Stage, ...]
     tensors: tuple[Tensor, ...]
-    shards: pd.DataFrame = field(repr=False)
     residency: pd.DataFrame = field(repr=False)
+    expert: int = 1
+    _entries: tuple = field(default=(), repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def stage_size(self) -> int:
+        """Chips per pipeline stage: ``tensor * expert``."""
+        return self.tensor * self.expert
 
     @property
     def chips(self) -> int:
-        return self.tensor * self.pipeline
+        return self.stage_size * self.pipeline
 
     @property
     def layout(self) -> Layout:
         """One replica's :class:`~lpulab.parallel.Layout`."""
-        return Layout(1, self.tensor, self.pipeline)
+        return Layout(1, self.tensor, self.pipeline, self.expert)
 
     @property
     def chips_deployed(self) -> int:
         """Chips rounded up to whole ``unit``s (nodes or racks); the extra chips hold nothing."""
         return -(-self.chips // self.unit) * self.unit
 
+    @property
+    def shards(self) -> pd.DataFrame:
+        if "shards" not in self._cache:
+            self._cache["shards"] = _shards(self)
+        return self._cache["shards"]
+
     def layer_stage(self) -> dict[int, int]:
         """Layer index -> pipeline stage."""
         return {i: s.index for s in self.stages for i in s.layers}
 
     def stage_chips(self, stage: int) -> list[int]:
-        return list(range(stage * self.tensor, (stage + 1) * self.tensor))
+        return list(range(stage * self.stage_size, (stage + 1) * self.stage_size))
+
+    def expert_chips(self, layer: int, expert: int) -> list[int]:
+        """The chips holding routed expert ``expert`` of layer ``layer`` (its group's ranks)."""
+        if not self.model.layer_is_moe(layer):
+            raise PlacementError(f"layer {layer} of {self.model.id} has no routed experts")
+        g = _group_of(self.model, self.expert, expert)
+        base = self.layer_stage()[layer] * self.stage_size + g * self.tensor
+        return list(range(base, base + self.tensor))
 
     def chip_bytes(self, tier: str | None = None) -> pd.DataFrame:
         """Bytes per chip by kind on ``tier`` (default: the weights' tier): one row per chip,
-        columns weight, kv, activation, reserve, used, capacity, headroom, stage, rank."""
+        columns weight, kv, activation, reserve, used, capacity, headroom, stage, group, rank."""
         tier = tier or self.tiers["weight"]
         r = self.residency[self.residency.tier == tier]
         wide = r.pivot_table(index="chip", columns="kind", values="bytes", aggfunc="sum").reindex(columns=list(KINDS))
@@ -470,6 +700,7 @@ class Placement:
         wide["capacity"] = first["capacity"]
         wide["headroom"] = first["headroom"]
         wide["stage"] = first["stage"]
+        wide["group"] = first["group"]
         wide["rank"] = first["rank"]
         wide.columns.name = None
         return wide.reset_index()
@@ -481,7 +712,8 @@ class Placement:
         for st in self.stages:
             c = cb[cb.stage == st.index]
             rows.append({
-                "stage": st.index, "first_chip": st.index * self.tensor, "last_chip": (st.index + 1) * self.tensor - 1,
+                "stage": st.index, "first_chip": st.index * self.stage_size,
+                "last_chip": (st.index + 1) * self.stage_size - 1,
                 "embedding": st.embedding, "layers": len(st.layers),
                 "first_layer": st.layers[0] if st.layers else None, "last_layer": st.layers[-1] if st.layers else None,
                 "head": st.head, "weight": float(c.weight.max()), "kv": float(c.kv.max()),
@@ -492,7 +724,8 @@ class Placement:
 
     def totals(self) -> dict[str, float]:
         """Bytes placed, by kind (reserve excluded), over all chips."""
-        return self.shards.groupby("kind")["bytes"].sum().reindex(["weight", "kv", "activation"], fill_value=0.0).to_dict()
+        r = self.residency[self.residency.kind != "reserve"]
+        return r.groupby("kind")["bytes"].sum().reindex(["weight", "kv", "activation"], fill_value=0.0).to_dict()
 
     def plan(self, kinds: Sequence[str] = ("weight",)) -> dict[str, list[tuple[int, int, int, int]]]:
         """The sharding plan for :mod:`lpulab.kernels`: tensor name -> [(chip, axis, start,
@@ -502,7 +735,7 @@ class Placement:
     def summary(self) -> dict:
         cb = self.chip_bytes()
         t = self.totals()
-        return {
+        out = {
             "device": self.device.id, "model": self.model.id, "precision": self.precision.label(),
             "batch": self.batch, "context": self.context, "tokens": self.tokens, "reserve": self.reserve,
             "tensor": self.tensor, "pipeline": self.pipeline, "chips": self.chips, "unit": self.unit, "chips_deployed": self.chips_deployed,
@@ -510,6 +743,9 @@ class Placement:
             "max_chip_fill": float((cb.used / cb.capacity).max()),
             "min_headroom_bytes": float(cb.headroom.min()),
         }
+        if self.expert > 1:
+            out["expert"] = self.expert
+        return out
 
 
 def export_plan(placement: Placement, kinds: Sequence[str] = ("weight",)):
@@ -526,7 +762,8 @@ def _stage_items(model: Model, sizes: ChipSizes, act: float) -> tuple[list[str],
     names = (["embedding"] if model.tied_embeddings is False else []) + [f"layers.{i}" for i in range(model.layers)] + ["head"]
     vals = []
     for n in names:
-        vals.append(sizes.embedding if n == "embedding" else sizes.head if n == "head" else float(sizes.layer))
+        vals.append(sizes.embedding if n == "embedding" else sizes.head if n == "head"
+                    else float(sizes.layer_size(int(n.split(".")[1]))))
     return names, vals
 
 
@@ -570,17 +807,20 @@ def _chips(n) -> str:
     return f"{n} chip" + ("" if n == 1 else "s")
 
 
-def _fixes(model, device, batch, context, tokens, p, reserve, tensor_choices, unit, tiers, tensor=None, pipeline=None) -> list[str]:
+def _fixes(model, device, batch, context, tokens, p, reserve, tensor_choices, unit, tiers, tensor=None, pipeline=None,
+           expert: int = 1) -> list[str]:
     """What would make it fit: other deployments, precisions, batch, context, devices."""
     out = []
-    kw = dict(tokens=tokens, reserve=reserve, unit=unit, tiers=tiers)
+    kw = dict(tokens=tokens, reserve=reserve, unit=unit, tiers=tiers, expert=expert)
+    ep = f" x expert={expert}" if expert > 1 else ""
     if tensor is not None:
         n = need(model, device, batch, context, precision=p, tensor_choices=(tensor,), **kw)
         if np.isfinite(n.chips):
-            out.append(f"pipeline >= {int(n.pipeline)} stages at tensor={tensor} ({_chips(n.chips)})")
+            out.append(f"pipeline >= {int(n.pipeline)} stages at tensor={tensor}{ep} ({_chips(n.chips)})")
     n = need(model, device, batch, context, precision=p, tensor_choices=tensor_choices, **kw)
     if np.isfinite(n.chips):
-        out.append(f"the smallest deployment that fits: tensor={int(n.tensor)} x pipeline={int(n.pipeline)} = {_chips(n.chips)}")
+        out.append(f"the smallest deployment that fits: tensor={int(n.tensor)} x pipeline={int(n.pipeline)}{ep} = "
+                   f"{_chips(n.chips)}")
     else:
         def fits(t):
             return bool(np.isfinite(need(model, device, batch, context, precision=p, tensor_choices=(t,), **kw).chips))
@@ -591,22 +831,26 @@ def _fixes(model, device, batch, context, tokens, p, reserve, tensor_choices, un
                 lo, hi = (lo, mid) if fits(mid) else (mid, hi)
             wider = need(model, device, batch, context, precision=p, tensor_choices=range(hi, 1025), **kw)
             out.append(f"allow tensor-parallel widths of {hi} or more (tensor_choices; the fewest chips would be "
-                       f"tensor={int(wider.tensor)} x pipeline={int(wider.pipeline)} = {_chips(wider.chips)})")
+                       f"tensor={int(wider.tensor)} x pipeline={int(wider.pipeline)}{ep} = {_chips(wider.chips)})")
     if tensor is not None and pipeline is not None:
-        mb = max_batch(model, device, context, tensor=tensor, pipeline=pipeline, precision=p, tokens=tokens, reserve=reserve, tiers=tiers)
+        mb = max_batch(model, device, context, tensor=tensor, pipeline=pipeline, precision=p, tokens=tokens, reserve=reserve,
+                       tiers=tiers, expert=expert)
         if mb >= 1 and mb < batch:
-            out.append(f"batch <= {mb} at context {context} on this tensor={tensor} x pipeline={pipeline} deployment")
+            out.append(f"batch <= {mb} at context {context} on this tensor={tensor} x pipeline={pipeline}{ep} deployment")
     order = list(workload.PRECISIONS)
     for what in ("kv", "weights"):
         cur = getattr(p, what)
         for lower in ("int8", "int4"):
             if order.index(lower) > order.index(cur):
                 q = Precision(**{**p.__dict__, what: lower})
-                m = need(model, device, batch, context, precision=q, tensor_choices=tensor_choices if tensor is None else (tensor,),
-                         pipeline=pipeline, **kw)
+                try:
+                    m = need(model, device, batch, context, precision=q,
+                             tensor_choices=tensor_choices if tensor is None else (tensor,), pipeline=pipeline, **kw)
+                except PlacementError:      # a precision the device does not run
+                    continue
                 if np.isfinite(m.chips):
                     out.append(f"{'KV cache' if what == 'kv' else 'weights'} at {lower} "
-                               f"(tensor={int(m.tensor)} x pipeline={int(m.pipeline)} = {_chips(m.chips)})")
+                               f"(tensor={int(m.tensor)} x pipeline={int(m.pipeline)}{ep} = {_chips(m.chips)})")
                     break
     return out
 
@@ -617,10 +861,16 @@ def _unit(device: Device, unit: int | None) -> int:
     return device.deployment.unit_chips if device.deployment_rules is not None else 1
 
 
+def _whole(name: str, v) -> int:
+    if isinstance(v, bool) or int(v) != v or v < 1:
+        raise PlacementError(f"{name} must be a whole number >= 1, got {v!r}")
+    return int(v)
+
+
 def place(model: Model, device: Device, *, batch: int = 1, context: int | None = None, tokens: int = 1,
           precision=None, tensor: int | None = None, pipeline: int | None = None, layout: Layout | None = None,
           reserve: float = 0.0, tensor_choices: Sequence[int] | None = None, unit: int | None = None,
-          tiers: Mapping[str, str] | None = None) -> Placement:
+          tiers: Mapping[str, str] | None = None, expert: int = 1, check_precision: bool = True) -> Placement:
     """Place every tensor of ``model`` (weights, the KV cache of ``batch`` sequences of
     ``context`` tokens, one activation working set per stage) on ``device`` chips: one
     replica.
@@ -629,11 +879,15 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     the device's ``deployment.tensor_split`` rule up to its scale-up domain, or
     ``tensor_choices``); ``tensor=4``: the fewest stages at 4 chips per stage;
     ``pipeline=2``: the narrowest stage at 2 stages; both (or a :class:`~lpulab.parallel.Layout`
-    as ``layout``): exactly that. ``unit`` (default: the device's deployment unit) rounds the
-    chip count to whole units. Raises :class:`PlacementError` saying what does not fit, by
-    how much, where, and what would.
+    as ``layout``): exactly that. ``expert`` (or ``layout.expert``) spreads each MoE layer's
+    routed experts over that many groups of ``tensor`` chips per stage. ``unit`` (default:
+    the device's deployment unit) rounds the chip count to whole units. Raises
+    :class:`PlacementError` saying what does not fit, by how much, where, and what would;
+    and for a precision the device does not run (unless ``check_precision=False``: bytes alone).
     """
     p = Precision.of(precision)
+    if check_precision:
+        _check_precision(device, p)
     context = model.max_context if context is None else int(context)
     for name, v, lo in (("batch", batch, 1), ("context", context, 0), ("tokens", tokens, 1)):
         if np.ndim(v) != 0 or int(v) != v or v < lo:
@@ -645,13 +899,13 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
     if layout is not None:
         if tensor is not None or pipeline is not None:
             raise PlacementError("give a layout or tensor/pipeline, not both")
-        if layout.expert != 1:
-            raise PlacementError(f"expert-parallel placement (expert={layout.expert}) is not modelled by place(); "
-                                 "use expert=1")
-        tensor, pipeline = layout.tensor, layout.pipeline
+        tensor, pipeline, expert = layout.tensor, layout.pipeline, layout.expert
     for name, v in (("tensor", tensor), ("pipeline", pipeline)):
-        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
-            raise PlacementError(f"{name} must be a whole number >= 1, got {v!r}")
+        if v is not None:
+            _whole(name, v)
+    expert = _whole("expert", expert)
+    if expert > 1:
+        _expert_groups(model, expert)
     unit = _unit(device, unit)
     tr = _tiers(device, tiers)
     cap, res, U = _usable(device, tr["weight"], reserve)
@@ -660,14 +914,15 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
 
     if tensor is None or pipeline is None:
         n = need(model, device, batch, context, tokens=tokens, precision=p, reserve=reserve,
-                 tensor_choices=choices if tensor is None else (int(tensor),), unit=unit, tiers=tr, pipeline=pipeline)
+                 tensor_choices=choices if tensor is None else (int(tensor),), unit=unit, tiers=tr, pipeline=pipeline,
+                 expert=expert, check_precision=check_precision)
         if not np.isfinite(n.chips):
-            _raise_unfit(*args, tensor=tensor, pipeline=pipeline)
+            _raise_unfit(*args, tensor=tensor, pipeline=pipeline, expert=expert)
         tensor, pipeline = int(n.tensor), int(n.pipeline)
     else:
         tensor, pipeline = int(tensor), int(pipeline)
 
-    sizes = chip_sizes(model, tensor, batch, context, tokens, p)
+    sizes = chip_sizes(model, tensor, batch, context, tokens, p, expert=expert)
     act_sep = tr["activation"] != tr["weight"]
     act = 0.0 if act_sep else float(sizes.act)
     names, vals = _stage_items(model, sizes, act)
@@ -682,8 +937,8 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         b = bins[worst]
         items = [names[i] for i in b]
         what = f"stage {worst} ({items[0]}" + (f" .. {items[-1]}" if len(items) > 1 else "") + ")"
-        fixes = _fixes(*args, tensor=tensor, pipeline=pipeline)
-        chip = worst * tensor
+        fixes = _fixes(*args, tensor=tensor, pipeline=pipeline, expert=expert)
+        chip = worst * tensor * expert
         parts = _load_parts(model, sizes, items, act)
         raise PlacementError(
             f"{model.id} on {device.id} ({p.label()}, batch {batch}, context {context}): {what} needs "
@@ -705,17 +960,18 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         items = [names[i] for i in b]
         stages.append(Stage(s, "embedding" in items, tuple(int(n.split(".")[1]) for n in items if n.startswith("layers.")),
                             "head" in items))
-    return _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, tuple(stages))
+    return _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, tuple(stages), expert)
 
 
 def stage_split(model: Model, device: Device, tensor: int, pipeline: int, *, batch: int = 1,
-                context: int | None = None, precision=None) -> tuple[Stage, ...]:
-    """The stages :func:`place` would build for ``tensor x pipeline`` chips (the same
-    balanced split of whole items: the embedding, each layer, the head), without checking
-    capacity or building the per-tensor table; what the serving model times stage by stage."""
+                context: int | None = None, precision=None, expert: int = 1) -> tuple[Stage, ...]:
+    """The stages :func:`place` would build for ``pipeline`` stages of ``tensor x expert``
+    chips (the same balanced split of whole items: the embedding, each layer with its own
+    size, the head), without checking capacity or building the per-tensor table; what the
+    serving model times stage by stage."""
     p = Precision.of(precision)
     context = model.max_context if context is None else int(context)
-    sizes = chip_sizes(model, int(tensor), int(batch), context, 1, p)
+    sizes = chip_sizes(model, int(tensor), int(batch), context, 1, p, expert=int(expert))
     names, vals = _stage_items(model, sizes, 0.0)
     if int(pipeline) > len(vals):
         raise PlacementError(f"{pipeline} pipeline stages but {model.id} has only {len(vals)} items to place "
@@ -729,22 +985,26 @@ def stage_split(model: Model, device: Device, tensor: int, pipeline: int, *, bat
 
 
 def _load_parts(model, sizes: ChipSizes, items, act) -> str:
-    nl = sum(1 for i in items if i.startswith("layers."))
-    w = nl * sizes.layer_weight + (sizes.embedding if "embedding" in items else 0) + (sizes.head if "head" in items else 0)
-    kv = nl * float(sizes.layer_kv)
+    layers = [int(i.split(".")[1]) for i in items if i.startswith("layers.")]
+    w = sum(sizes.kind_weight[sizes.kinds[i]] for i in layers) + (sizes.embedding if "embedding" in items else 0) + (
+        sizes.head if "head" in items else 0)
+    kv = sum(float(sizes.kind_kv[sizes.kinds[i]]) for i in layers)
     return f"weights {_b(w)}, KV cache {_b(kv)}, activations {_b(act)}"
 
 
-def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=None, pipeline=None):
+def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=None, pipeline=None,
+                 expert: int = 1):
     cap, res, U = _usable(device, tr["weight"], reserve)
     widths = (tensor,) if tensor is not None else choices
     t = max(widths)
-    s = chip_sizes(model, t, batch, context, tokens, p)
+    s = chip_sizes(model, t, batch, context, tokens, p, expert=expert)
     act = 0.0 if tr["activation"] != tr["weight"] else float(s.act)
     items = {"the embedding": s.embedding, "one layer (weights + KV cache)": float(s.layer), "the head": s.head}
     what, nbytes = max(items.items(), key=lambda kv: kv[1])
-    fixes = _fixes(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=tensor, pipeline=pipeline)
-    where = f"at tensor={t}" + (f" with pipeline={pipeline}" if pipeline is not None else "")
+    fixes = _fixes(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=tensor, pipeline=pipeline,
+                   expert=expert)
+    where = f"at tensor={t}" + (f" with pipeline={pipeline}" if pipeline is not None else "") + (
+        f" x expert={expert}" if expert > 1 else "")
     raise PlacementError(
         f"{model.id} does not fit on {device.id} ({p.label()}, batch {batch}, context {context}) with tensor-parallel "
         f"widths {_widths(widths)}{'' if pipeline is None else f' and {pipeline} stages'}: {where}, {what} needs {_b(nbytes + act)} "
@@ -759,56 +1019,114 @@ def _widths(w) -> str:
     return f"{w[0]}..{w[-1]}" if len(w) > 4 and w == list(range(w[0], w[-1] + 1)) else ", ".join(map(str, w))
 
 
-def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, stages) -> Placement:
+def _group_of(model: Model, expert: int, e: int) -> int:
+    """The expert group holding routed expert ``e`` (contiguous blocks of array_split sizes)."""
+    if not 0 <= int(e) < model.experts:
+        raise PlacementError(f"expert {e!r} is not in 0..{model.experts - 1} for {model.id}")
+    if expert <= 1:
+        return 0
+    start = 0
+    for g, n in enumerate(workload.expert_groups(model, expert)):
+        if e < start + n:
+            return g
+        start += n
+    raise AssertionError("unreachable")
+
+
+def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, unit, tr, stages, expert=1) -> Placement:
+    """The tensors of every stage, each with the expert group that holds it (None: every
+    group), and every chip's bytes by tier and kind, from each tensor's slice sizes."""
     tensors: list[Tensor] = []
-    cols = {k: [] for k in ("tensor", "kind", "group", "layer", "stage", "chip", "rank", "tier", "axis", "start",
-                            "stop", "bytes")}
-    acts = _activation_elems(model, batch, context, tokens, p)
+    entries: list[tuple[Tensor, int, int | None]] = []   # (tensor, stage, group or None)
+    e = int(expert)
+    groups_b = [len(x) for x in np.array_split(np.arange(batch), e)]   # streams of each group
+    if e == 1:
+        acts = {None: _activation_elems(model, batch, context, tokens, p)}
+    else:
+        acts = {g: _activation_elems(model, b, context, tokens, p) for g, b in enumerate(groups_b) if b}
+    gof = {}
+    if e > 1:
+        start = 0
+        for g, n in enumerate(workload.expert_groups(model, e)):
+            for x in range(start, start + n):
+                gof[x] = g
+            start += n
     templ = weight_tensors(model, p)
     emb = [t for t in templ if t.group == "embedding"]
     head = [t for t in templ if t.group == "head"]
     for st in stages:
-        ts = list(emb) if st.embedding else []
+        ts: list[tuple[Tensor, int | None]] = [(t, None) for t in emb] if st.embedding else []
         for i in st.layers:
-            ts += layer_weight_tensors(model, i, p)
-            ts.append(kv_tensor(model, i, batch, context, p))
+            ts += [(t, gof.get(t.expert) if t.expert is not None and e > 1 else None)
+                   for t in layer_weight_tensors(model, i, p)]
+            if e == 1:
+                ts.append((kv_tensor(model, i, batch, context, p), None))
+            else:
+                ts += [(kv_tensor(model, i, b, context, p, name=f"layers.{i}.kv_cache.{g}"), g)
+                       for g, b in enumerate(groups_b) if b]
         if st.head:
-            ts += head
-        ts.append(Tensor(f"stages.{st.index}.activations", "activation", "stage", None, (int(acts),), 0, p.a))
-        for t in ts:
+            ts += [(t, None) for t in head]
+        for g, n in acts.items():
+            name = f"stages.{st.index}.activations" + ("" if g is None else f".{g}")
+            ts.append((Tensor(name, "activation", "stage", None, (int(n),), 0, p.a), g))
+        for t, g in ts:
             tensors.append(t)
+            entries.append((t, st.index, g))
+    chips = tensor * pipeline * e
+    kinds3 = ("weight", "kv", "activation")
+    used_tiers = sorted(set(tr.values()))
+    acc = {(tier, k): np.zeros(chips) for tier in used_tiers for k in kinds3}
+    memo: dict = {}                                      # slice bytes per rank, by shape (experts repeat)
+    for t, s, g in entries:
+        key = (t.shape, t.axis, t.width)
+        per_rank = memo.get(key)
+        if per_rank is None:
             bnd = t.bounds(tensor)
             other = float(math.prod(t.shape) // t.shape[t.axis]) * t.width if t.shape[t.axis] else 0.0
-            for r in range(tensor):
+            per_rank = memo[key] = np.diff(bnd).astype(float) * other
+        base = s * tensor * e
+        for gg in (range(e) if g is None else (g,)):
+            acc[(tr[t.kind], t.kind)][base + gg * tensor: base + (gg + 1) * tensor] += per_rank
+    rows = []
+    for tier in used_tiers:
+        cap, res, _ = _usable(device, tier, reserve)
+        for c in range(chips):
+            kinds = {k: float(acc[(tier, k)][c]) for k in kinds3}
+            kinds["reserve"] = res
+            headroom = cap - sum(kinds.values())
+            for k in KINDS:
+                rows.append((c, c // (tensor * e), (c // tensor) % e, c % tensor, tier, k, kinds[k], cap, headroom))
+    residency = pd.DataFrame(rows, columns=["chip", "stage", "group", "rank", "tier", "kind", "bytes", "capacity",
+                                            "headroom"])
+    return Placement(model, device, p, batch, context, tokens, reserve, tensor, pipeline, int(unit), dict(tr),
+                     tuple(stages), tuple(tensors), residency, e, tuple(entries))
+
+
+def _shards(pl: Placement) -> pd.DataFrame:
+    """One row per (tensor, chip) slice of a placement, in stage, tensor and rank order."""
+    cols = {k: [] for k in ("tensor", "kind", "group", "layer", "stage", "chip", "rank", "tier", "axis", "start",
+                            "stop", "bytes")}
+    t_, e = pl.tensor, pl.expert
+    for t, s, g in pl._entries:
+        bnd = t.bounds(t_)
+        other = float(math.prod(t.shape) // t.shape[t.axis]) * t.width if t.shape[t.axis] else 0.0
+        for gg in (range(e) if g is None else (g,)):
+            for r in range(t_):
                 cols["tensor"].append(t.name)
                 cols["kind"].append(t.kind)
                 cols["group"].append(t.group)
                 cols["layer"].append(t.layer)
-                cols["stage"].append(st.index)
-                cols["chip"].append(st.index * tensor + r)
+                cols["stage"].append(s)
+                cols["chip"].append(s * t_ * e + gg * t_ + r)
                 cols["rank"].append(r)
-                cols["tier"].append(tr[t.kind])
+                cols["tier"].append(pl.tiers[t.kind])
                 cols["axis"].append(t.axis)
                 cols["start"].append(int(bnd[r]))
                 cols["stop"].append(int(bnd[r + 1]))
                 cols["bytes"].append(float(bnd[r + 1] - bnd[r]) * other)
     shards = pd.DataFrame(cols)
     shards["layer"] = shards["layer"].astype("Int64")
-    chips = tensor * pipeline
-    used_tiers = sorted(set(tr.values()))
-    rows = []
-    by = shards.groupby(["chip", "tier", "kind"])["bytes"].sum()
-    for tier in used_tiers:
-        cap, res, _ = _usable(device, tier, reserve)
-        for c in range(chips):
-            kinds = {k: float(by.get((c, tier, k), 0.0)) for k in ("weight", "kv", "activation")}
-            kinds["reserve"] = res
-            head = cap - sum(kinds.values())
-            for k in KINDS:
-                rows.append((c, c // tensor, c % tensor, tier, k, kinds[k], cap, head))
-    residency = pd.DataFrame(rows, columns=["chip", "stage", "rank", "tier", "kind", "bytes", "capacity", "headroom"])
-    return Placement(model, device, p, batch, context, tokens, reserve, tensor, pipeline, int(unit), dict(tr), tuple(stages),
-                     tuple(tensors), shards, residency)
+    return shards
 
 
 # --------------------------------------------------------------------------- the 305 -> N chain
@@ -991,6 +1309,8 @@ class Result:
     sweep: pd.DataFrame = field(default=None, repr=False)
     sweep_summary: pd.DataFrame = field(default=None, repr=False)
     deployment_bandwidth: Mapping = field(default_factory=dict)
+    approximations: tuple[str, ...] = ()         # what lpulab models of this architecture only approximately
+    not_run: Mapping[str, str] = field(default_factory=dict)  # devices left out: they do not run the precision
 
     def to_dict(self) -> dict:
         t = self.table.set_index("device")
@@ -1008,12 +1328,15 @@ class Result:
             "sweep_chips_max": self.sweep_summary.largest.to_dict() if self.sweep_summary is not None else {},
             "sweep_unfit_points": self.sweep_summary.unfit.to_dict() if self.sweep_summary is not None else {},
             "deployment_bandwidth": dict(self.deployment_bandwidth),
+            "approximations": list(self.approximations), "devices_not_run": dict(self.not_run),
         }
 
 
 def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
     """Parameters, weight bytes, KV cache per token and per sequence, one decode step's
     activation working set and FLOPs: the sizes a placement starts from."""
+    from . import architecture
+
     p = Precision.of(precision)
     n = workload.parameter_count(model)
     step = workload.totals(model, "decode", batch, max(context - 1, 0), precision=p)
@@ -1025,13 +1348,17 @@ def model_sizes(model: Model, precision, batch: int, context: int) -> dict:
             "kv_bytes": float(workload.kv_bytes(model, batch, context, p.kv)),
             "activation_bytes": float(workload.activation_bytes(model, "decode", batch, max(context - 1, 0), precision=p)),
             "decode_flops_per_token": float(step.flops) / batch,
-            "decode_flops_per_token_over_2_params": float(step.flops) / batch / (2 * n)}
+            "decode_flops_per_token_over_2_params": float(step.flops) / batch / (2 * n),
+            "attention": model.attention, "layer_kinds": {k.name: k.count for k in architecture.layer_kinds(model)},
+            "mtp_parameters": workload.parameter_count(model, mtp=True) - n}
 
 
 def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision=None, batch: int = 1,
             context: int | None = None, reserve: float = 0.0, sweep_contexts=(512, 4096), sweep_batches=(1, 64)) -> Result:
     """Notebook 02's analysis: ``model`` placed on every device in ``devices`` (each by its
     own deployment rules), the chip under test ``lpu`` and the reference ``gpu`` in detail.
+    A device that does not run ``precision`` is left out and listed with why (``lpu`` or
+    ``gpu`` not running it is an error).
     The chain from the back-of-envelope count starts at the claim's own arithmetic
     (``data/claims.toml`` ``[C3.as_stated]``) when ``lpu`` and ``model`` are the claim's."""
     from . import bandwidth, catalog, units
@@ -1047,6 +1374,15 @@ def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision
     M = catalog.load_model(model)
     D = {d: catalog.load_device(d) for d in devices}
     p = Precision.of(precision)
+    not_run = {}
+    for d in list(D):
+        try:
+            _check_precision(D[d], p)
+        except PlacementError as exc:
+            if d in (lpu, gpu):
+                raise
+            not_run[d] = str(exc)
+            del D[d]
     context = M.max_context if context is None else int(context)
     common = dict(batch=batch, context=context, precision=p, reserve=reserve)
     table = compare_devices(M, list(D.values()), **common)
@@ -1066,5 +1402,7 @@ def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision
             checks[f"{t} x {gpu} at {w}"] = a.ok
     sw = sweep(M, list(D.values()), sweep_contexts, sweep_batches, precision=p, reserve=reserve)
     dep = bandwidth.deployment_bandwidth(M, D[lpu], D[gpu], batch=batch, context=context, precision=p, reserve=reserve)
+    from . import architecture
+
     return Result(model, p.label(), int(batch), int(context), model_sizes(M, p, batch, context), table, pl_lpu, pl_gpu,
-                  chain, streams, checks, sw, sweep_summary(sw), dep)
+                  chain, streams, checks, sw, sweep_summary(sw), dep, architecture.approximations(M), not_run)

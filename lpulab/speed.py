@@ -103,7 +103,7 @@ def _run_key(r) -> tuple:
             r.input_tokens if r.input_tokens == r.input_tokens else None,
             r.concurrency if r.concurrency == r.concurrency else None, r.tensor if r.tensor == r.tensor else None,
             r.pipeline if r.pipeline == r.pipeline else None, r.replicas if r.replicas == r.replicas else None,
-            r.precision)
+            r.precision, getattr(r, "expert", None) if getattr(r, "expert", None) == getattr(r, "expert", None) else None)
 
 
 def measured_table(names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -189,8 +189,9 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
                 continue
         # layout
         lay = (r0.tensor, r0.pipeline, r0.replicas)
+        ep = getattr(r0, "expert", float("nan"))
         if all(x == x for x in lay):
-            layout, lay_note = Layout(int(lay[2]), int(lay[0]), int(lay[1])), ""
+            layout, lay_note = Layout(int(lay[2]), int(lay[0]), int(lay[1]), int(ep) if ep == ep else 1), ""
         elif device.sram_only:
             batch = int(max(round(conc or 1), 1))
             try:

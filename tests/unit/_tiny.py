@@ -19,6 +19,10 @@ def tiny_device(capacity_bytes, id="tinychip", category="lpu", tier="sram"):
         "memory": {tier: {"placement": "on-chip" if tier == "sram" else "off-chip",
                           "capacity": {"value": capacity_bytes, "unit": "B", "source": "s", "kind": "estimate"},
                           "bandwidth": {"value": 1, "unit": "TB/s", "source": "s", "kind": "estimate"}}},
+        # a test chip that runs every format lpulab models, at 1 TFLOP/s (placement refuses a
+        # precision a device lists no peak for)
+        "compute": {f: {"peak": {"value": 1, "unit": "TFLOP/s", "source": "s", "kind": "estimate", "sparsity": "dense"}}
+                    for f in ("fp32", "bf16", "fp16", "fp8", "int8", "fp4")},
         "interconnect": {"link": {"bandwidth": {"value": 100, "unit": "GB/s", "source": "s", "kind": "estimate"}}},
         "deployment": {  # an SRAM chip splits any way up to a rack of 72; others by KV heads up to 8
             "unit": "chip", "tensor_split": "any" if category == "lpu" else "kv-heads", "scale_up_link": "link",

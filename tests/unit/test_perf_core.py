@@ -160,7 +160,9 @@ def test_more_bandwidth_or_less_overhead_is_never_slower(scale, conc, overhead):
 @pytest.mark.parametrize("build,match", [
     (lambda h: perf.Deployment(h, Layout(1, 16, 1), "fp8"), "exceeds nvidia-h100-sxm's scale-up domain of 8"),
     (lambda h: perf.Deployment(h, Layout(1, 1, 1), "fp8", attention="sparse"), "attention 'sparse'"),
-    (lambda h: perf.Deployment(h, Layout(1, 1, 1, 2), "fp8"), "expert parallelism"),
+    # expert parallelism is timed now; a dense model has no experts to spread
+    (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 1, 1, 2), "fp8"), 1, 10, 10),
+     "no experts to spread"),
     (lambda h: perf.Deployment(h, Layout(), workload.Precision("nvfp4", "nvfp4", "fp8")), "has no nvfp4 peak"),
     (lambda h: perf.Deployment(h, Layout(), "fp8", layer_overhead_s=float("nan")), "layer_overhead_s"),
     (lambda h: perf.predict(catalog.load_model("llama-2-70b"), perf.Deployment(h, Layout(1, 2, 1), "fp8"), 0, 10, 10),
@@ -195,3 +197,121 @@ def test_whole_step_work_for_the_kernels_still_counts_transfers():
     merged = w.merge(pre)                                       # the weights are read once
     assert float(merged.weight) == pytest.approx(max(float(w.weight), float(pre.weight)))
     assert float(merged.bytes) == pytest.approx(float(w.bytes + pre.bytes) - min(float(w.weight), float(pre.weight)))
+
+
+# --------------------------------------------------------------------------- layers that are not alike, experts
+
+
+def _mixed():
+    from .test_placement import mixed_tiny
+
+    return mixed_tiny()
+
+
+def _part_time(model, dep, part, batch, context):
+    """Memory time of one part of a decode step (infinite compute), from the operator counts."""
+    ops = workload.op_counts(model, "decode", batch, context, None, dep.precision)
+    return sum(float(o.counts.bytes) for o in ops if o.part == part) / dep.device.bandwidth()
+
+
+def test_a_dense_then_moe_model_is_timed_stage_by_stage():
+    """The dense-then-MoE tiny model on two stages (embedding, layers 0-1 | layer 2, head):
+    each stage costs its own layers' operators, a dense layer and an MoE layer differently,
+    not ``layers x one layer``."""
+    m = _mixed()
+    d = device(flops="inf")
+    dep = perf.Deployment(d, Layout(1, 1, 2), P16, attention="materialised", hop_latency=0.0)
+    stages = placement.stage_split(m, d, 1, 2, context=4096, precision=P16)
+    assert [s.layers for s in stages] == [(0, 1), (2,)]
+    prof = perf.step_profile(m, dep, 4, 100, 0.0, 1, stages)
+    t = perf.step_times(prof, perf.Knobs())
+    emb, dense, moe, head = (_part_time(m, dep, p, 4, 100) for p in ("embedding", "dense", "moe", "head"))
+    assert dense != moe
+    assert float(t.stage[0]) == pytest.approx(emb + dense + moe, rel=1e-12)
+    assert float(t.stage[1]) == pytest.approx(moe + head, rel=1e-12)
+    # the whole step is the model's totals: embedding + dense + 2 x MoE + head
+    tot = workload.totals(m, "decode", 4, 100, precision=P16)
+    assert float(t.stage.sum()) == pytest.approx(tot.bytes / d.bandwidth(), rel=1e-12)
+
+
+def test_a_fused_prefill_reads_the_experts_it_adds_only_in_its_share_of_steps():
+    """Decode of b streams with r < 1 prompts of P tokens per step: the routed experts read
+    per step are D(b) + r (D(b + P) - D(b)) in expectation, not D(P) every step."""
+    m = tiny_model(L=1, h=8, H=2, G=1, dh=4, F=16, V=32, E=8, k=2, ctx=4096)
+    d = device(flops="inf")
+    dep = perf.Deployment(d, Layout(), P16, attention="materialised")
+    b, r, P = 3, 0.25, 50
+    prof = perf.step_profile(m, dep, b, 100, r, P)
+    ops = [o for o in workload.op_counts(m, "decode", b, 100, None, P16) if o.part == "layer"]
+    routed = [i for i, o in enumerate(ops) if o.routed]
+    per_expert = sum(float(ops[i].counts.weight) for i in routed) / workload.expected_experts(m, b)
+    D = workload.expected_experts
+    want = per_expert * (D(m, b) + r * (D(m, b + P) - D(m, b)))
+    pre = [o for o in workload.op_counts(m, "prefill", 1, 0, P, P16) if o.part == "layer"]
+    other = sum(float(ops[i].counts.bytes - ops[i].counts.weight) + r * float(pre[i].counts.bytes - pre[i].counts.weight)
+                for i in routed)
+    got = float(prof.tm["layer"][..., routed].sum()) * d.bandwidth()
+    assert got == pytest.approx(want + other, rel=1e-12)
+    # a whole prompt touches all 8 experts; a step reads 4.6 + 0.25 x 3.4 = 5.5 of them on average
+    assert D(m, P) > 7.9 and want == pytest.approx(per_expert * 5.46875, rel=1e-4)
+
+
+def _ep_device(latency=2e-6):
+    from dataclasses import replace
+
+    from lpulab.catalog import Value
+    d = device(flops="inf")
+    ln = d.interconnect["link"]
+    lat = Value(latency, latency, "s", ln.bandwidth.source, "estimate")
+    return replace(d, interconnect={"link": replace(ln, latency=lat)})
+
+
+def test_expert_parallel_step_by_hand():
+    """4 experts (k=2) over 2 groups of 1 chip, 5 streams: the fullest group runs attention and
+    the dense parts for ceil(5/2) = 3 streams, half the routed work of all 5 tokens (its 2 of
+    4 experts) and reads half the distinct experts they touch; each MoE layer adds a dispatch
+    and a combine of its 3 tokens to the other group's experts."""
+    m = tiny_model(L=2, h=8, H=2, G=1, dh=4, F=16, V=32, E=4, k=2, ctx=4096)
+    d = _ep_device()
+    dep = perf.Deployment(d, Layout(1, 1, 1, 2), P16, attention="materialised")
+    prof = perf.step_profile(m, dep, 5, 100, 0.0, 1)
+    t = perf.step_times(prof, perf.Knobs())
+    W = d.bandwidth()
+    own = [o for o in workload.op_counts(m, "decode", 3, 100, None, P16)]
+    every = [o for o in workload.op_counts(m, "decode", 5, 100, None, P16)]
+    by_hand = sum(float(o.counts.bytes) * (0.5 if o.routed else 1.0) * (m.layers if o.group == "layer" else 1)
+                  for o in (e if e.routed else w for w, e in zip(own, every))) / W
+    g = workload.expected_expert_groups(m, 2)                   # groups one token's 2 experts fall in
+    assert g == pytest.approx(2 * (1 - 1 / 6))                  # 1 - C(2,2)/C(4,2) per group
+    sent = 3 * g * (1 / 2) * m.hidden_size * 2.0                # 3 tokens, remote share, fp16 activations
+    a2a = 2 * (2e-6 + sent / d.interconnect["link"].bandwidth.si)
+    assert float(t.stage.sum()) == pytest.approx(by_hand + m.layers * a2a, rel=1e-12)
+    assert float(t.communication.sum()) == pytest.approx(m.layers * a2a, rel=1e-12)
+    # without expert parallelism: no all-to-all, all 5 streams on one chip
+    one = perf.step_times(perf.step_profile(m, perf.Deployment(d, Layout(), P16, attention="materialised"), 5, 100),
+                          perf.Knobs())
+    assert float(one.communication.sum()) == 0.0
+
+
+def test_expert_parallel_predictions_and_what_cannot_be_timed():
+    m = catalog.load_model("deepseek-v3")
+    b200 = catalog.load_device("nvidia-b200")
+    tp = perf.predict(m, perf.Deployment(b200, Layout(1, 8, 1), "fp8"), [1, 64], 1000, 200)
+    ep = perf.predict(m, perf.Deployment(b200, Layout(1, 1, 1, 8), "fp8"), [1, 64], 1000, 200)
+    assert np.all(np.isfinite(ep.per_user_tok_s)) and ep.chips == 8 and ep.layout["expert"] == 8
+    assert np.all(ep.fits) and np.all(tp.fits)
+    # a batch of one reads all attention weights on every expert group: slower per user than TP8
+    assert float(ep.per_user_tok_s[0]) < float(tp.per_user_tok_s[0])
+    assert any("multi-token-prediction" in n for n in ep.notes)
+    mi = catalog.load_device("amd-mi300x")                        # its xgmi link has no latency in the catalog
+    with pytest.raises(perf.PerfError, match="neither collective_latency nor latency"):
+        perf.predict(catalog.load_model("mixtral-8x7b"), perf.Deployment(mi, Layout(1, 1, 1, 2), "fp8"), 4, 100, 10)
+
+
+def test_a_cost_run_at_a_precision_the_device_does_not_run_is_refused():
+    from lpulab import cost
+
+    with pytest.raises((cost.CostError, perf.PerfError, placement.PlacementError), match="has no bf16 peak"):
+        cost.analyse("llama-2-70b", "groq-lpu-3", "nvidia-h100-sxm", gpu_layout=Layout(4, 2, 1),
+                     lpu_layout=Layout(1, 144, 1), lpu_precision="bf16", lpu_tokens_per_s=100.0,
+                     gpu_tokens_per_s=100.0, samples=100)

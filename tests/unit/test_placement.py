@@ -109,8 +109,13 @@ def test_one_h100_cannot_hold_llama_2_70b_in_bf16_two_can_in_int8_or_fp8(h100, l
 
 
 def test_lpu_counts_per_device(llama70):
-    got = {d: placement.need(llama70, catalog.load_device(d), 1, 4096, precision=W8).chips
-           for d in ("groq-lpu-v1", "groq-lpu-3", "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200")}
+    # int8 weights; activations and cache at bf16 where the device runs bf16, else at fp8
+    # (the Groq 3 LPU lists only an fp8 peak, and placement refuses a precision a device does not run)
+    def prec(d):
+        return W8 if "bf16" in d.compute or "fp16" in d.compute else Precision("int8", "fp8", "fp8")
+    got = {d: placement.need(llama70, dev, 1, 4096, precision=prec(dev)).chips
+           for d in ("groq-lpu-v1", "groq-lpu-3", "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200")
+           for dev in [catalog.load_device(d)]}
     assert got["groq-lpu-v1"] >= 300 and got["groq-lpu-3"] >= 139  # 68.98 GB / 500 MB
     assert got["nvidia-h100-sxm"] == got["nvidia-h200"] == got["nvidia-b200"] == 1
 
@@ -206,10 +211,11 @@ def test_fixed_deployment_fits_exactly_when_need_says_so(m, cap, batch, context,
        dev=st.sampled_from(["groq-lpu-v1", "groq-lpu-3", "nvidia-h100-sxm"]))
 def test_chips_needed_never_falls_as_batch_or_context_grow(mid, b, ctx, db, dc, dev):
     m, d = catalog.load_model(mid), catalog.load_device(dev)
-    n = placement.chips_needed(m, d, np.array([b, b + db, b]), np.array([ctx, ctx, ctx + dc]), precision=W8)
+    p = W8 if "bf16" in d.compute or "fp16" in d.compute else Precision("int8", "fp8", "fp8")  # a format it runs
+    n = placement.chips_needed(m, d, np.array([b, b + db, b]), np.array([ctx, ctx, ctx + dc]), precision=p)
     assert n[1] >= n[0] and n[2] >= n[0]
-    f = placement.fluid_chips(m, d, b, ctx, precision=W8)
-    assert placement.need(m, d, b, ctx, precision=W8).chips >= f
+    f = placement.fluid_chips(m, d, b, ctx, precision=p)
+    assert placement.need(m, d, b, ctx, precision=p).chips >= f
 
 
 def test_vectorised_need_matches_one_placement_at_a_time(lpu, llama70):
@@ -311,3 +317,154 @@ def test_bad_arguments_are_refused_clearly(lpu, llama70, h100):
         placement.place(llama70, lpu, batch=np.array([1, 2]))
     with pytest.raises(PlacementError, match="tensor split rule"):
         placement.tensor_widths(llama70, "odd")
+
+
+# --------------------------------------------------------------------------- layers that are not alike
+
+
+def mixed_tiny():
+    """Layer 0 dense (FFN 8), layers 1-2 MoE (4 experts of 2, k=2): h=4, H=2, G=1, dh=2, V=10."""
+    from dataclasses import replace
+
+    return replace(tiny_model(L=3, E=4, k=2), first_dense_layers=1, moe_ffn_size=2)
+
+
+def test_a_dense_then_moe_model_is_placed_layer_by_layer_by_hand():
+    """All widths 1 byte, batch 1, context 3, tensor 1. Attention and norms 56 B per layer;
+    the dense FFN 96 B (layer 0: 152 B), the MoE FFN a 16 B router and 4 experts of 24 B
+    (layers 1-2: 168 B); 12 B of KV cache per layer; embedding 40 B, head 44 B; activations
+    28 B (a residual of 4 B and the dense silu_mul's 16 + 8 B). Items [40, 164, 180, 180, 44]
+    on chips of 412 B (384 B of room): emb + L0 + L1 = 384 fits one chip, L2 + head the next:
+    2 chips. Sizing every layer as the largest would need 3."""
+    m, d = mixed_tiny(), tiny_device(412)
+    s = placement.chip_sizes(m, 1, 1, 3, 1, INT8)
+    assert s.kinds == ("dense", "moe", "moe")
+    assert (s.kind_weight, s.kind_kv) == ({"dense": 152, "moe": 168}, {"dense": 12, "moe": 12})
+    assert (s.embedding, s.head, s.act) == (40, 44, 28)
+    n = placement.need(m, d, 1, 3, precision=INT8, tensor_choices=[1])
+    assert (int(n.chips), int(n.pipeline)) == (2, 2)
+    uniform = placement._greedy_stages(412 - 28, 40, 180, 44, 3)
+    assert uniform == 3
+    pl = placement.place(m, d, batch=1, context=3, precision=INT8, tensor_choices=[1])
+    assert [s_.layers for s_ in pl.stages] == [(0, 1), (2,)] and pl.stages[0].embedding and pl.stages[1].head
+    cb = pl.chip_bytes().set_index("chip")
+    assert (cb.loc[0, "weight"], cb.loc[0, "kv"], cb.loc[0, "activation"], cb.loc[0, "headroom"]) == (360, 24, 28, 0)
+    assert (cb.loc[1, "weight"], cb.loc[1, "kv"]) == (168 + 44, 12)
+    check_invariants(pl, m, 1, 3, INT8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.tuples(st.integers(1, 60), st.integers(1, 5)), min_size=1, max_size=6),
+       e=st.integers(0, 50), hd=st.integers(0, 50), room=st.integers(1, 150))
+def test_run_by_run_stages_equal_greedy_next_fit_item_by_item(sizes, e, hd, room):
+    items = [e] + [x for x, n in sizes for _ in range(n)] + [hd]
+    want = len(placement._greedy_bins(items, room)) if max(items) <= room else float("inf")
+    got = placement._greedy_runs(room, e, [(x, n) for x, n in sizes], hd)
+    if e == 0:   # a zero-size embedding (tied) never needs a stage of its own: same count
+        want = len(placement._greedy_bins(items[1:], room)) if max(items) <= room else float("inf")
+    assert got == want
+    if len(sizes) == 1:
+        assert got == placement._greedy_stages(room, e, sizes[0][0], hd, sizes[0][1])
+
+
+def test_windowed_layers_hold_only_their_window_of_cache():
+    from dataclasses import replace
+
+    m = replace(tiny_model(L=2, ctx=4096), sliding_window=8, sliding_window_layers="alternate")
+    s = placement.chip_sizes(m, 1, 2, 1000, 1, INT8)
+    assert (s.kind_kv["window"], s.kind_kv["full"]) == (2 * 2 * 8 * 2, 2 * 2 * 1000 * 2)
+    pl = placement.place(m, tiny_device(1e6), batch=2, context=1000, precision=INT8)
+    assert pl.totals()["kv"] == workload.kv_bytes(m, 2, 1000, "int8") == 2 * 2 * 2 * (1000 + 8)
+    assert {t.name: t.shape for t in pl.tensors if t.kind == "kv"} == {
+        "layers.0.kv_cache": (2, 2, 8, 2), "layers.1.kv_cache": (2, 2, 1000, 2)}
+
+
+def test_mla_cache_is_the_latent_split_over_the_stage():
+    from .test_architecture import mla_tiny
+
+    m = mla_tiny()
+    pl = placement.place(m, tiny_device(1e6), batch=2, context=5, precision=INT8, tensor=2, pipeline=1)
+    kv = [t for t in pl.tensors if t.kind == "kv"]
+    assert {t.shape for t in kv} == {(1, 2, 5, 4)} and pl.totals()["kv"] == 3 * 2 * 5 * 4
+    check_invariants(pl, m, 2, 5, INT8)
+
+
+def test_expert_parallel_placement_holds_every_expert_once_per_replica():
+    """Mixtral-like tiny MoE, 4 experts over 2 groups of 2 chips, 2 stages: chip = stage*4 +
+    group*2 + rank. Each expert's tensors live in one group only (experts 0-1 in group 0,
+    2-3 in group 1), cut over its 2 ranks; attention, norms, router, embedding and head are
+    in every group; each group caches its own streams."""
+    m = tiny_model(L=2, E=4, k=2)
+    pl = placement.place(m, tiny_device(1e6), batch=3, context=4, precision=INT8, tensor=2, pipeline=2, expert=2)
+    assert pl.chips == 8 and pl.layout.expert == 2 and pl.layout.chips == 8
+    sh = pl.shards
+    experts = sh[sh.tensor.str.contains(r"\.experts\.")]
+    for name, g in experts.groupby("tensor"):
+        e = int(name.split(".")[3])
+        groups = {(c // 2) % 2 for c in g.chip}
+        assert groups == {e // 2}, name                                   # one group only
+        assert sorted(g["rank"]) == [0, 1] and g["bytes"].sum() == pytest.approx(
+            next(t for t in pl.tensors if t.name == name).nbytes)         # cut once over its ranks
+        i = int(name.split(".")[1])
+        assert set(g.chip) == set(pl.expert_chips(i, e))
+    assert experts.tensor.nunique() == 2 * 4 * 3                          # 2 layers x 4 experts x 3 matrices
+    q = sh[sh.tensor == "layers.0.q_proj"]
+    assert sorted(q.chip) == [0, 1, 2, 3] and q["bytes"].sum() == 2 * 16   # repeated in both groups
+    kv = sh[sh.kind == "kv"]
+    assert set(kv.tensor) == {"layers.0.kv_cache.0", "layers.0.kv_cache.1", "layers.1.kv_cache.0", "layers.1.kv_cache.1"}
+    assert kv["bytes"].sum() == workload.kv_bytes(m, 3, 4, "int8")       # 2 + 1 streams, each cached once
+    # the residency agrees with the shards, and the fullest chip is what chip_sizes says
+    by_chip = sh.groupby("chip")["bytes"].sum()
+    cb = pl.chip_bytes().set_index("chip")
+    assert (cb.weight + cb.kv + cb.activation).to_dict() == pytest.approx(by_chip.to_dict())
+    s = placement.chip_sizes(m, 2, 3, 4, 1, INT8, expert=2)
+    stage0 = [t for t in pl.tensors if t.layer == 0 or t.group == "embedding"]
+    assert s.layer_weight == sum(x.max_slice_bytes(2) for x in stage0 if x.layer == 0 and x.kind == "weight" and (
+        x.expert is None or x.expert < 2))
+    n = placement.need(m, tiny_device(1e6), 3, 4, precision=INT8, tensor_choices=[2], expert=2)
+    assert int(n.chips) == 4 and n.expert == 2                            # one stage of 2 x 2 fits
+    with pytest.raises(PlacementError, match="has 4 experts"):
+        placement.place(m, tiny_device(1e6), precision=INT8, tensor=1, pipeline=1, expert=8)
+    with pytest.raises(PlacementError, match="dense"):
+        placement.need(tiny_model(), tiny_device(1e6), precision=INT8, expert=2)
+
+
+def test_a_precision_the_device_does_not_run_is_refused(llama70):
+    wse = catalog.load_device("cerebras-wse-3")            # runs fp16 and bf16 only
+    lpu3 = catalog.load_device("groq-lpu-3")                # runs fp8 only
+    with pytest.raises(PlacementError, match="cerebras-wse-3 has no int8 peak \\(it runs: fp16, bf16\\)"):
+        placement.need(llama70, wse, 1, 4096, precision="int8")
+    with pytest.raises(PlacementError, match="groq-lpu-3 has no bf16 peak"):
+        placement.place(llama70, lpu3, precision="bf16")
+    # weight-only formats run at the activations' width
+    assert np.isfinite(placement.need(llama70, wse, 1, 4096, precision=Precision("int8", "bf16", "bf16")).chips)
+    # notebook 02's analysis leaves such a device out, and says why
+    r = placement.analyse("llama-2-70b", ["groq-lpu-v1", "nvidia-h100-sxm", "cerebras-wse-3"], "groq-lpu-v1",
+                          "nvidia-h100-sxm", precision="int8", sweep_contexts=(512,), sweep_batches=(1,))
+    assert list(r.not_run) == ["cerebras-wse-3"] and "cerebras-wse-3" not in set(r.table.device)
+    with pytest.raises(PlacementError, match="has no int8 peak"):
+        placement.analyse("llama-2-70b", ["cerebras-wse-3", "nvidia-h100-sxm"], "cerebras-wse-3", "nvidia-h100-sxm",
+                          precision="int8")
+
+
+def test_the_new_models_place_on_every_machine_of_the_issue():
+    def prec(d):
+        for p in ("fp8", "int8"):
+            try:
+                workload.compute_format(d, p)
+                return Precision(p, p, p)
+            except workload.WorkloadError:
+                pass
+        return Precision("fp8", "bf16", "bf16")
+    for mid in ("deepseek-v3", "gpt-oss-120b", "kimi-k2"):
+        m = catalog.load_model(mid)
+        for did in ("groq-lpu-v1", "groq-lpu-3", "cerebras-wse-3", "nvidia-h100-sxm", "nvidia-b200", "nvidia-gb200"):
+            d = catalog.load_device(did)
+            n = placement.need(m, d, 1, 4096, precision=prec(d))
+            assert np.isfinite(n.chips), (mid, did)
+            assert n.chips >= n.fluid                           # never below bytes / capacity
+    # DeepSeek-V3 at fp8: 671 GB of weights over 80 GB H100s needs at least 9; the 8-GPU limit of
+    # tensor parallelism (kv-heads, scale-up 8) makes it pipeline stages
+    n = placement.need(catalog.load_model("deepseek-v3"), catalog.load_device("nvidia-h100-sxm"), 1, 4096,
+                       precision="fp8")
+    assert n.chips >= 9 and n.pipeline > 1

@@ -111,3 +111,22 @@ def test_predict_answers_with_intervals_and_marks_an_uncalibrated_device(capsys)
     out = json.loads(capsys.readouterr().out)
     assert not out["calibrated"] and any("uncalibrated" in n for n in out["notes"]) and out["concurrency"] >= 1
     assert cli.main(["predict", "--model", "llama-2-70b", "--device", "nvidia-h100-sxm", "--concurrency", "lots"]) == 2
+
+
+@pytest.mark.slow
+def test_predict_takes_expert_parallelism_and_split_precisions(capsys):
+    assert cli.main(["predict", "--model", "deepseek-v3", "--device", "nvidia-b200", "--expert", "8", "--precision",
+                     "fp8", "--concurrency", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layout"] == {"replicas": 1, "tensor": 1, "pipeline": 1, "expert": 8, "chips": 8} and out["fits"]
+    assert any("absorbed" in n for n in out["notes"])                    # the model's approximations are said
+    cal, _, _ = speed.calibrate()
+    from lpulab import calibration
+    dep = perf.Deployment(catalog.load_device("nvidia-b200"), Layout(1, 1, 1, 8), "fp8")
+    p = perf.predict(catalog.load_model("deepseek-v3"), dep, 64, 512, 128, calibration.knobs_for("hbm", cal.values))
+    assert out["tpot_s"] == pytest.approx(float(p.tpot_s))
+    assert cli.main(["predict", "--model", "gpt-oss-120b", "--device", "nvidia-h100-sxm", "--tensor", "1",
+                     "--precision", "mxfp4/fp8/fp8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "w:mxfp4 a:fp8 kv:fp8"
+    assert cli.main(["predict", "--model", "gpt-oss-120b", "--device", "nvidia-h100-sxm", "--precision", "nvfp4"]) == 2
+    assert "has no nvfp4 peak" in capsys.readouterr().err

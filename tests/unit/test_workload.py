@@ -1,5 +1,7 @@
 """lpulab.workload: counts by hand for a tiny model, closed forms for real ones, laws."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -209,3 +211,125 @@ def test_weight_bytes_scale_with_width(mid, w):
     gains = 2 * m.layers * m.hidden_size + m.hidden_size
     assert wb == (workload.parameter_count(m) - gains) * catalog.PRECISION_BYTES[w] + gains * 2
     assert workload.kv_bytes(m, 3, 100, w) == 300 * workload.kv_bytes_per_token(m, w)
+
+
+# --------------------------------------------------------------------------- layer kinds, MLA, windows, experts
+
+
+def _mla_tiny():
+    from .test_architecture import mla_tiny
+
+    return mla_tiny()
+
+
+def test_mla_cache_and_counts_by_hand():
+    """h=8, H=2, q_lora 4, kv_lora 3, nope 2, rope 1, v 2, 3 layers, every width 1 byte.
+    The cache holds kv_lora + rope = 4 values per layer per token: 12 bytes per token."""
+    from lpulab import architecture
+
+    m = _mla_tiny()
+    assert workload.kv_bytes_per_token(m, "int8") == 3 * (3 + 1) == 12
+    assert workload.kv_bytes(m, 5, 7, "int8") == 5 * 7 * 12
+    # decode, B=1, P=3: N=1, K=4, KVT=4; the up-projections absorbed
+    dec = {o.name: o.counts for o in workload.op_counts(m, "decode", 1, 3, None, INT8) if o.part == "moe"}
+    assert dec["kv_a_proj"].kv_write == 4 and dec["kv_a_proj"].flops == 2 * 8 * 4
+    assert dec["attn_scores"].kv_read == 4 * 4 and dec["attn_values"].kv_read == 0      # the latent read once
+    assert dec["attn_scores"].flops == 2 * (3 + 1) * 2 * 4     # q in latent space (kv_lora + rope) per head and pair
+    assert dec["attn_values"].flops == 2 * 3 * 2 * 4           # attention over the latent
+    assert dec["kv_b_proj"].flops == 2 * 1 * (2 * (2 + 2) * 3) and dec["kv_b_proj"].weight == 24  # per token, not per key
+    assert dec["rope"].flops == 3 * (2 * 1 + 1)
+    # prefill of 5 tokens, P=0: K = 15 pairs, KVT = 5; keys and values decompressed per head
+    pre = {o.name: o.counts for o in workload.op_counts(m, "prefill", 1, 0, 5, INT8) if o.part == "moe"}
+    assert pre["kv_b_proj"].flops == 2 * 5 * 24 and pre["kv_b_proj"].kv_read == 5 * 3
+    assert pre["attn_scores"].flops == 2 * (2 + 1) * 2 * 15 and pre["attn_scores"].kv_read == 5 * 1
+    assert pre["attn_values"].flops == 2 * 2 * 2 * 15
+    # the two forms read the same weights (apart from the routed experts and the embedding rows: 5 tokens
+    # touch more of them)
+    def fixed(phase, *shape):
+        return sum(o.counts.weight
+                   for o in workload.op_counts(m, phase, *shape, precision=INT8) if not o.routed and o.group != "embedding")
+    assert fixed("decode", 1, 3, None) == fixed("prefill", 1, 0, 5)
+    # totals: the embedding, each kind times its layers, the head; equal to the table
+    pt = workload.parts(m, "decode", 1, 3, precision=INT8)
+    assert list(pt) == ["embedding", "dense", "moe", "head"]
+    kinds = {k.name: k.count for k in architecture.layer_kinds(m)}
+    tot = workload.totals(m, "decode", 1, 3, precision=INT8)
+    assert tot.flops == pt["embedding"].flops + pt["dense"].flops * kinds["dense"] + pt["moe"].flops * kinds["moe"] + \
+        pt["head"].flops
+    t = workload.op_table(m, "decode", 1, 3, precision=INT8)
+    assert t.flops.sum() == tot.flops and t.weight.sum() == tot.weight and t.kv_read.sum() == tot.kv_read
+    assert set(t[t.layer == 0].type) >= {"gate_proj", "q_b_proj"} and "router" not in set(t[t.layer == 0].type)
+
+
+def test_the_decompressed_cache_would_be_71_times_deepseeks_latent():
+    m = catalog.load_model("deepseek-v3")
+    per_head = 2 * 128 * (192 + 128) // 2 * 61 * 2     # K (192) and V (128) of 128 heads, 61 layers, BF16
+    assert per_head / workload.kv_bytes_per_token(m, "bf16") == pytest.approx(71.1, abs=0.05)
+
+
+@given(P=st.integers(0, 40), S=st.integers(1, 12), w=st.integers(1, 20), B=st.integers(1, 3))
+def test_windowed_attention_pairs_and_keys_read_by_enumeration(P, S, w, B):
+    m = replace(tiny_model(L=2, ctx=128), sliding_window=w, sliding_window_layers="alternate")
+    pairs = B * sum(min(P + i, w) for i in range(1, S + 1))        # token P+i attends to min(P+i, w) keys
+    keys = B * len({k for i in range(1, S + 1) for k in range(max(0, P + i - w), P + i)})
+    counts = {o.part: o.counts for o in workload.op_counts(m, "prefill", B, P, S, INT8) if o.name == "softmax"}
+    scores = {o.part: o.counts for o in workload.op_counts(m, "prefill", B, P, S, INT8) if o.name == "attn_scores"}
+    H, kvd = m.attention_heads, m.kv_heads * m.head_dim
+    assert counts["window"].flops == workload.SOFTMAX_FLOPS * H * pairs
+    assert scores["window"].kv_read == keys * kvd
+    assert counts["full"].flops == workload.SOFTMAX_FLOPS * H * B * (S * P + S * (S + 1) / 2)
+    # the windowed layer's cache holds at most w tokens
+    assert workload.kv_bytes(m, B, P + S, "int8") == B * (P + S + min(P + S, w)) * 2 * kvd   # K and V, 1 byte
+
+
+def test_sinks_add_one_logit_per_query_and_head():
+    base = tiny_model(L=1)
+    m = replace(base, attention_sinks=True)
+    a = {o.name: o.counts for o in workload.op_counts(base, "decode", 3, 5, None, INT8)}
+    b = {o.name: o.counts for o in workload.op_counts(m, "decode", 3, 5, None, INT8)}
+    assert b["softmax"].flops - a["softmax"].flops == workload.SOFTMAX_FLOPS * base.attention_heads * 3
+    assert b["softmax"].weight == base.attention_heads       # the sink values, one byte each
+
+
+def test_expected_distinct_experts_against_a_seeded_simulation():
+    """Tokens each pick k of E experts uniformly without replacement; the mean number of
+    distinct experts one step touches, over 4000 seeded draws, matches E(1-(1-k/E)^N) within
+    1 % (and one token touches k)."""
+    rng = np.random.default_rng(20260112)
+    for E, k, N in ((8, 2, 3), (256, 8, 16), (128, 4, 64)):
+        m = tiny_model(E=E, k=k)
+        sims = [len({int(x) for _ in range(N) for x in rng.choice(E, size=k, replace=False)}) for _ in range(4000)]
+        # one token leaves a given expert out with probability C(E-1,k)/C(E,k) = 1-k/E, so N independent
+        # tokens touch E(1-(1-k/E)^N) experts in expectation: the simulation checks it by sampling
+        assert np.mean(sims) == pytest.approx(workload.expected_experts(m, N), rel=0.01)
+    assert workload.expected_experts(tiny_model(E=8, k=2), 1) == pytest.approx(2.0)
+
+
+def test_expected_expert_groups_against_a_seeded_simulation():
+    rng = np.random.default_rng(7)
+    for E, k, e in ((256, 8, 8), (8, 2, 3), (128, 4, 128)):
+        m = tiny_model(E=E, k=k)
+        sizes = workload.expert_groups(m, e)
+        group = np.repeat(np.arange(e), sizes)
+        sims = [len(set(group[rng.choice(E, size=k, replace=False)])) for _ in range(4000)]
+        assert np.mean(sims) == pytest.approx(workload.expected_expert_groups(m, e), rel=0.01)
+    assert workload.expert_groups(tiny_model(E=10, k=2), 4) == [3, 3, 2, 2]
+    with pytest.raises(workload.WorkloadError, match="dense"):
+        workload.expert_groups(tiny_model(), 2)
+    with pytest.raises(workload.WorkloadError, match="has 4 experts"):
+        workload.expert_groups(tiny_model(E=4, k=1), 5)
+
+
+def test_a_precision_names_weights_activations_and_cache():
+    assert Precision.of("int4/bf16/fp8") == Precision("int4", "bf16", "fp8")
+    with pytest.raises(workload.WorkloadError, match="weights/activations/kv"):
+        Precision.of("int4/bf16")
+    h100, b200 = catalog.load_device("nvidia-h100-sxm"), catalog.load_device("nvidia-b200")
+    assert workload.compute_format(h100, Precision("int4", "bf16", "fp8")) == "bf16"    # INT4 weights, 16-bit math
+    assert workload.compute_format(h100, Precision("int4", "int8", "int8")) == "int8"
+    assert workload.compute_format(h100, Precision("mxfp4", "fp8", "fp8")) == "fp8"      # weight-only FP4
+    assert workload.compute_format(b200, Precision("nvfp4", "nvfp4", "fp8")) == "fp4"
+    with pytest.raises(workload.PrecisionError, match="nvidia-h100-sxm has no nvfp4 peak"):
+        workload.compute_format(h100, "nvfp4")
+    # the scale overheads are in the storage width: NVFP4 4.5 bits, MXFP4 4.25 bits per value
+    assert Precision("nvfp4").w == 0.5625 and Precision("mxfp4").w == 0.53125
