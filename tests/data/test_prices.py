@@ -165,8 +165,8 @@ def test_every_device_that_names_a_price_sheet_names_a_system_sheet():
 
 
 def test_a_device_without_a_price_sheet_says_what_to_add():
-    with pytest.raises(catalog.CatalogError, match=r"nvidia-a100-sxm-80gb.*cannot be costed: add a price sheet prices/<id>\.toml"):
-        catalog.load_device("nvidia-a100-sxm-80gb").price_sheet_id()
+    with pytest.raises(catalog.CatalogError, match=r"nvidia-h100-pcie.*cannot be costed: add a price sheet prices/<id>\.toml"):
+        catalog.load_device("nvidia-h100-pcie").price_sheet_id()
 
 
 def test_measurement_rows_load_with_their_source():
