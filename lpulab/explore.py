@@ -21,7 +21,7 @@ import numpy as np
 from . import catalog, frontier, speed, units
 
 #: The models the explorer offers (those the serving model times today).
-MODELS = ("llama-3.1-8b", "mixtral-8x7b", "llama-2-70b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b")
+MODELS = ("llama-3.1-8b", "mixtral-8x7b", "llama-2-70b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b", "deepseek-v3")
 
 
 @dataclass(frozen=True)
