@@ -1378,4 +1378,12 @@ def validate_all() -> tuple[list[str], list[str]]:
         ok.append(_rel(paths.CLAIMS))
     except (CatalogError, FileNotFoundError) as exc:
         errors.append(str(exc))
+    if (paths.DATA / "serving.toml").is_file():   # speculative and disaggregated serving's assumptions
+        from . import speculative
+
+        try:
+            _checked(speculative.load_assumptions, where="serving.toml")
+            ok.append(_rel(paths.DATA / "serving.toml"))
+        except (CatalogError, FileNotFoundError) as exc:
+            errors.append(str(exc))
     return ok, [line for e in errors for line in e.splitlines()]

@@ -296,7 +296,12 @@ def cmd_predict(ns) -> int:
             raise ParameterError(f"--concurrency {ns.concurrency!r}: a whole number of streams >= 1, or 'max'") from None
         if conc < 1:
             raise ParameterError(f"--concurrency {conc}: a whole number of streams >= 1, or 'max'")
-    f = speed.forecast(model, dep, conc, ns.prompt, ns.output)
+    spec = _speculation(ns, model)
+    prefill = _prefill(ns, model)
+    link = _kv_link(ns) if prefill is not None else None
+    if prefill is None and (ns.kv_link_bandwidth is not None or ns.kv_link_latency is not None):
+        raise ParameterError("--kv-link-bandwidth/--kv-link-latency need --prefill-on DEVICE (a disaggregated split)")
+    f = speed.forecast(model, dep, conc, ns.prompt, ns.output, speculation=spec, prefill=prefill, link=link)
     p = f.prediction
     out = {"model": model.id, "device": device.id, "layout": layout.to_dict(), "precision": prec.label(),
            "concurrency": conc, "prompt": ns.prompt, "output": ns.output}
@@ -305,6 +310,10 @@ def cmd_predict(ns) -> int:
         out[m], out[f"{m}_low"], out[f"{m}_high"] = (float(np.asarray(x)) for x in (iv.value, iv.low, iv.high))
     out.update(bound=str(np.asarray(p.bound).item()), fits=bool(np.asarray(p.fits).item()), calibrated=f.calibrated,
                side=f.side, notes=[n for n in (layout_note, *f.notes) if n])
+    if p.extra:
+        d = p.to_dict()
+        out.update({k: d[k] for k in p.extra})
+        out["chips"] = int(p.chips)
     if ns.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -318,9 +327,100 @@ def cmd_predict(ns) -> int:
         print(f"  {label:24s} {fmt.number(out[k])} {unit}  [95 % interval {fmt.number(out[k + '_low'])} to "
               f"{fmt.number(out[k + '_high'])}]")
     print(f"  bound by {out['bound']}; fits in memory: {'yes' if out['fits'] else 'no'}")
+    if spec is not None:
+        print(f"  speculative: {out['spec_tokens_per_step']:.3f} tokens per verification step; verify "
+              f"{fmt.number(out['verify_s'])} s + draft {fmt.number(out['draft_s'])} s per round; speed-up over plain "
+              f"decoding {out['speedup_per_user']:.2f}x per user, {out['speedup_aggregate']:.2f}x aggregate; draft on "
+              f"{'the target' if out['draft_colocated'] else str(out['draft_chips']) + ' own'} chips")
+    if prefill is not None:
+        print(f"  disaggregated: prefill {fmt.number(out['prefill_s'])} s on {out['prefill_deployment']} + KV transfer "
+              f"{fmt.number(out['kv_transfer_s'])} s ({fmt.number(out['kv_bytes'] / 1e6)} MB); chips: "
+              f"{out['prefill_chips']} prefill + {out['decode_chips']} decode; prefill load {out['prefill_load']:.2f}")
     for n in out["notes"]:
         print(f"  note: {n}")
     return 0
+
+
+def _speculation(ns, model):
+    """``--draft MODEL`` or ``--mtp`` with ``--spec-k`` / ``--spec-accept`` (defaults:
+    data/serving.toml), or None when speculative decoding is not asked for."""
+    from . import catalog, speculative
+    from .report.params import ParameterError
+
+    if ns.draft is None and not ns.mtp:
+        if ns.spec_k is not None or ns.spec_accept is not None:
+            raise ParameterError("--spec-k/--spec-accept need a drafter: --draft MODEL (a catalog model of the same "
+                                 "vocabulary) or --mtp (the model's own multi-token-prediction heads)")
+        return None
+    if ns.draft is not None and ns.mtp:
+        raise ParameterError("--draft and --mtp: give one drafter, not both")
+    if ns.spec_k is not None and ns.spec_k < 1:
+        raise ParameterError(f"--spec-k {ns.spec_k}: the draft length is a whole number of tokens >= 1 (leave the "
+                             "speculative options out for plain decoding)")
+    if ns.spec_accept is not None and not 0.0 <= ns.spec_accept <= 1.0:
+        raise ParameterError(f"--spec-accept {ns.spec_accept}: the per-token acceptance probability alpha lies in "
+                             "[0, 1]")
+    method = "mtp" if ns.mtp else "draft"
+    if ns.mtp and not model.mtp_layers:
+        raise ParameterError(f"--mtp: {model.id} has no multi-token-prediction heads (mtp_layers is 0 in its model "
+                             "file); use --draft MODEL instead")
+    draft = None
+    if ns.draft is not None:
+        try:
+            draft = catalog.load_model(ns.draft)
+        except KeyError as exc:
+            raise ParameterError(f"--draft {ns.draft}: {exc.args[0] if exc.args else exc}") from None
+    k0, a0 = speculative.default(method)
+    try:
+        spec = speculative.Speculation(ns.spec_k if ns.spec_k is not None else k0,
+                                       ns.spec_accept if ns.spec_accept is not None else a0, draft)
+        spec.check(model)
+    except speculative.SpeculationError as exc:
+        raise ParameterError(f"{'--mtp' if ns.mtp else '--draft ' + ns.draft}: {exc}") from None
+    return spec
+
+
+def _prefill(ns, model):
+    """``--prefill-on DEVICE`` (+ layout and precision): the prefill side's deployment."""
+    from . import catalog, perf, speed, workload
+    from .parallel import Layout
+    from .report.params import ParameterError
+
+    given = [o for o, v in (("--prefill-tensor", ns.prefill_tensor), ("--prefill-pipeline", ns.prefill_pipeline),
+                            ("--prefill-replicas", ns.prefill_replicas), ("--prefill-precision", ns.prefill_precision))
+             if v is not None]
+    if ns.prefill_on is None:
+        if given:
+            raise ParameterError(f"{', '.join(given)} need --prefill-on DEVICE (the device that prefills)")
+        return None
+    try:
+        device = catalog.load_device(ns.prefill_on)
+    except KeyError as exc:
+        raise ParameterError(f"--prefill-on {ns.prefill_on}: {exc.args[0] if exc.args else exc}") from None
+    prec = workload.Precision.of(ns.prefill_precision or ns.precision)
+    try:
+        if ns.prefill_tensor is None and ns.prefill_pipeline is None:
+            layout = speed.sram_layout(model, device, prec, 1, ns.prompt)
+            layout = Layout(ns.prefill_replicas or 1, layout.tensor, layout.pipeline)
+        else:
+            layout = Layout(ns.prefill_replicas or 1, ns.prefill_tensor or 1, ns.prefill_pipeline or 1)
+        return perf.Deployment(device, layout, prec)
+    except (perf.PerfError, speed.SpeedError, ValueError) as exc:
+        raise ParameterError(f"--prefill-on {ns.prefill_on}: {exc}") from None
+
+
+def _kv_link(ns):
+    from . import disaggregated
+    from .report.params import ParameterError
+
+    base = disaggregated.KVLink.default()
+    bw = base.bandwidth if ns.kv_link_bandwidth is None else ns.kv_link_bandwidth * 1e9
+    lat = base.latency if ns.kv_link_latency is None else ns.kv_link_latency * 1e-6
+    try:
+        return disaggregated.KVLink(bw, lat)
+    except disaggregated.DisaggregationError as exc:
+        opt = "--kv-link-bandwidth (GB/s > 0)" if "bandwidth" in str(exc) else "--kv-link-latency (us >= 0)"
+        raise ParameterError(f"{opt}: {exc}") from None
 
 
 def _targets(values) -> object:
@@ -478,6 +578,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--concurrency", default="1", help="streams in flight over the whole deployment, or 'max' (default 1)")
     pr.add_argument("--prompt", type=int, default=512, help="prompt tokens (default 512)")
     pr.add_argument("--output", type=int, default=128, help="generated tokens (default 128)")
+    pr.add_argument("--draft", metavar="MODEL", help="speculative decoding with this catalog model as the draft (same "
+                    "vocabulary as --model)")
+    pr.add_argument("--mtp", action="store_true", help="speculative decoding with the model's own multi-token-"
+                    "prediction heads (models whose file has mtp_layers, e.g. deepseek-v3)")
+    pr.add_argument("--spec-k", type=int, metavar="K", help="drafted tokens per verification step, >= 1 (default from "
+                    "data/serving.toml: 4 for a draft model, 1 for MTP)")
+    pr.add_argument("--spec-accept", type=float, metavar="ALPHA", help="per-token acceptance probability in [0, 1] "
+                    "(default from data/serving.toml: 0.7 for a draft model, 0.875 for MTP)")
+    pr.add_argument("--prefill-on", metavar="DEVICE", help="disaggregated serving: prefill the prompts on this device, "
+                    "ship the KV cache to --device, which only decodes")
+    pr.add_argument("--prefill-tensor", type=int, help="tensor-parallel width of one prefill copy")
+    pr.add_argument("--prefill-pipeline", type=int, help="pipeline stages of one prefill copy")
+    pr.add_argument("--prefill-replicas", type=int, help="prefill copies (default 1)")
+    pr.add_argument("--prefill-precision", help="precision of the prefill side (default: --precision)")
+    pr.add_argument("--kv-link-bandwidth", type=float, metavar="GB/S", help="KV link bandwidth per path in GB/s "
+                    "(default from data/serving.toml: 50)")
+    pr.add_argument("--kv-link-latency", type=float, metavar="US", help="KV hand-over latency in microseconds "
+                    "(default from data/serving.toml: 10)")
     pr.add_argument("--json", action="store_true", help="one JSON object")
     pr.set_defaults(func=cmd_predict)
 

@@ -305,14 +305,35 @@ class StepProfile:
     moe: object = None           # (stages,) MoE layers per stage
 
 
+def _decode_ops(model, dep: Deployment, batch, context, tokens: int = 1):
+    """The operators of a decode step in which each of ``batch`` streams runs ``tokens`` new
+    tokens over ``context`` cached ones (``tokens > 1``: a speculative verification step):
+    every token's work, attention over the cache and the new tokens before it, and the LM
+    head's logits at every new token (each one is checked against the draft)."""
+    if tokens == 1:
+        return _op_list(model, dep, "decode", batch, context, None)
+    ops = _op_list(model, dep, "decode", batch, context, int(tokens))
+    head = [o for o in _op_list(model, dep, "decode", np.asarray(batch, float) * int(tokens), context, None)
+            if o.part == "head"]
+    return [o for o in ops if o.part != "head"] + head
+
+
 def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests=0.0, prompt=1,
-                 stages=None) -> StepProfile:
+                 stages=None, tokens: int = 1) -> StepProfile:
     """The knob-free work of one step of one micro-batch: ``decode_batch`` streams each
     decoding one token over ``context`` cached tokens, with ``prefill_requests`` prompts of
     ``prompt`` tokens fused in (fractional: the average number starting per step). A
-    ``decode_batch`` of 0 is a prefill-only step. Each stage is timed with its own layers."""
+    ``decode_batch`` of 0 is a prefill-only step. Each stage is timed with its own layers.
+
+    ``tokens`` > 1 makes it a verification step of speculative decoding: each stream runs
+    ``tokens`` new tokens (its last token and the draft's), like a short prefill chunk: the
+    weights are read once, the compute, the activations, the attention over the cache and
+    the LM head's rows scale with the tokens (see :mod:`lpulab.speculative`)."""
     from . import architecture
 
+    if isinstance(tokens, bool) or int(tokens) != tokens or tokens < 1:
+        raise PerfError(f"tokens per stream must be a whole number >= 1, got {tokens!r}")
+    S = int(tokens)
     b = np.asarray(decode_batch, float)
     r = np.asarray(prefill_requests, float)
     e = dep.layout.expert
@@ -326,8 +347,8 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     # the streams and prompts of the fullest expert group (all of them without expert parallelism)
     bg = np.ceil(b / e) if e > 1 else b
     rg = np.maximum(r / e, np.minimum(r, 1.0)) if e > 1 else r
-    dec = _op_list(model, dep, "decode", np.maximum(bg, 1.0), np.asarray(context, float), None)
-    dec_all = _op_list(model, dep, "decode", np.maximum(b, 1.0), np.asarray(context, float), None) if e > 1 else dec
+    dec = _decode_ops(model, dep, np.maximum(bg, 1.0), np.asarray(context, float), S)
+    dec_all = _decode_ops(model, dep, np.maximum(b, 1.0), np.asarray(context, float), S) if e > 1 else dec
     pre = _op_list(model, dep, "prefill", 1, 0, int(prompt))
     live = (b > 0).astype(float)
     n = dep.layout.tensor
@@ -341,21 +362,21 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     shape = np.broadcast_shapes(b.shape, r.shape, np.shape(context))
     # rows of each matrix product (a product of few rows leaves the matrix units part idle): the
     # group's tokens, the LM head's rows, or a routed expert's share of all the step's tokens
-    tokens_all = np.maximum(b, 0.0) + r * int(prompt)
-    tokens_in_step = np.maximum(bg, 0.0) + rg * int(prompt)
+    tokens_all = np.maximum(b, 0.0) * S + r * int(prompt)
+    tokens_in_step = np.maximum(bg, 0.0) * S + rg * int(prompt)
     share = model.active_experts / model.experts if model.is_moe else 1.0
     if model.is_moe:
         f = max(groups) / model.experts if e > 1 else 1.0     # the fullest group's share of the routed work
-        d_step = workload.expected_experts(model, np.maximum(b, 1.0))
-        d_dec = workload.expected_experts(model, b)
-        d_pre = workload.expected_experts(model, b + np.maximum(r, 1.0) * int(prompt))
+        d_step = workload.expected_experts(model, np.maximum(b, 1.0) * S)
+        d_dec = workload.expected_experts(model, b * S)
+        d_pre = workload.expected_experts(model, b * S + np.maximum(r, 1.0) * int(prompt))
         d_mix = d_dec + np.minimum(r, 1.0) * (d_pre - d_dec)  # experts read per step, in expectation
     for od, oa, op in zip(dec, dec_all, pre):
         if od.kind == "matmul":
             if od.routed:
                 rows = tokens_all * share
             else:
-                rows = np.where(od.name == "lm_head", np.maximum(bg, 0.0) + rg, tokens_in_step)
+                rows = np.where(od.name == "lm_head", np.maximum(bg, 0.0) * S + rg, tokens_in_step)
             inv[od.part].append(np.broadcast_to(np.where(rows > 0, 1.0 / np.maximum(rows, 1e-12), 0.0), shape))
         else:
             inv[od.part].append(np.zeros(shape))
@@ -381,7 +402,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
         tm[od.part].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
     tc, tp, tm, inv = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()}
                        for d in (tc, tp, tm, inv))
-    message = (bg + rg * int(prompt)) * model.hidden_size * dep.precision.a
+    message = (bg * S + rg * int(prompt)) * model.hidden_size * dep.precision.a
     t = dep.layout.tensor
     link_bw = None
     if t > 1 or dep.layout.pipeline > 1:
@@ -406,7 +427,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
         if ln.bandwidth is None:
             raise PerfError(f"{dep.device.id}: interconnect {ln.name!r} has no bandwidth")
         remote = workload.expected_expert_groups(model, e) * (e - 1) / e
-        sent = (bg + rg * int(prompt)) * remote * model.hidden_size * dep.precision.a / t
+        sent = (bg * S + rg * int(prompt)) * remote * model.hidden_size * dep.precision.a / t
         a2a_lat = 2.0 * dep.a2a_latency_s()
         a2a_bw = np.broadcast_to(2.0 * sent / ln.bandwidth.si, shape)
         moe = np.array([sum(1 for i in s_.layers if model.layer_is_moe(i)) for s_ in stages], float)
@@ -510,6 +531,7 @@ class Prediction:
     streams_per_replica: np.ndarray
     chips: int
     notes: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)   # speculative or disaggregated serving's own numbers
 
     METRICS = ("ttft_s", "tpot_s", "tpot_max_s", "per_user_tok_s", "per_request_tok_s", "aggregate_tok_s")
 
@@ -533,6 +555,11 @@ class Prediction:
                   "streams_per_replica", "bound"):
             v = np.asarray(getattr(self, k))
             d[k] = v.item() if v.ndim == 0 else v.tolist()
+        for k, v in self.extra.items():
+            if isinstance(v, np.ndarray) or isinstance(v, np.generic):
+                v = np.asarray(v)
+                v = v.item() if v.ndim == 0 else v.tolist()
+            d[k] = v
         return d
 
 
@@ -566,13 +593,17 @@ class _Replica:
     lo: StepProfile
 
 
-def _replica(model, dep: Deployment, streams, output: int, prompt: int, context, stages) -> _Replica:
+def _replica(model, dep: Deployment, streams, output, prompt: int, context, stages, tokens: int = 1) -> _Replica:
+    """A replica's micro-batch steps: each step starts ``streams / output`` prompts on
+    average (``output`` may be fractional: the steps a request lasts) and runs ``tokens``
+    new tokens per stream (:func:`step_profile`)."""
     s = np.asarray(streams, float)
     m = np.minimum(float(dep.microbatches or dep.layout.pipeline), np.maximum(s, 1.0))
     b_hi, n_hi, b_lo, n_lo = _split(np.maximum(s, 1.0), m)
     n_lo = n_lo * (b_lo >= 1)
-    hi = step_profile(model, dep, b_hi, context, b_hi / output, prompt, stages)
-    lo = step_profile(model, dep, np.maximum(b_lo, 1.0), context, np.maximum(b_lo, 1.0) / output, prompt, stages)
+    hi = step_profile(model, dep, b_hi, context, b_hi / output, prompt, stages, tokens)
+    lo = step_profile(model, dep, np.maximum(b_lo, 1.0), context, np.maximum(b_lo, 1.0) / output, prompt, stages,
+                      tokens)
     return _Replica(s, n_hi, n_lo, hi, lo)
 
 
@@ -625,8 +656,11 @@ class ServingProfile:
                           rnd_hi, agg / c, agg, _bound(t_hi), self.fits, s_hi, dep.chips, notes)
 
 
-def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: int) -> ServingProfile:
-    """The knob-free part of :func:`predict` (see there for the arguments)."""
+def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: int, *,
+                    fused_prefill: bool = True) -> ServingProfile:
+    """The knob-free part of :func:`predict` (see there for the arguments).
+    ``fused_prefill=False`` times decode-only steps (the prompts are prefilled elsewhere:
+    :mod:`lpulab.disaggregated`)."""
     for name, v in (("prompt", prompt), ("output", output)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise PerfError(f"{name} must be a whole number of tokens >= 1, got {v!r}")
@@ -640,8 +674,9 @@ def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: in
     stages = _stages(model, dep, prompt + output)
     s_hi, n_hi, s_lo, n_lo = _split(c, dep.layout.replicas)
     n_lo = n_lo * (s_lo >= 1)
-    hi = _replica(model, dep, s_hi, output, prompt, ctx, stages)
-    lo = _replica(model, dep, np.maximum(s_lo, 1.0), output, prompt, ctx, stages)
+    steps = output if fused_prefill else np.inf     # steps a request lasts: one prompt starts per ``steps``
+    hi = _replica(model, dep, s_hi, steps, prompt, ctx, stages)
+    lo = _replica(model, dep, np.maximum(s_lo, 1.0), steps, prompt, ctx, stages)
     lo = replace(lo, streams=s_lo)
     alone = step_profile(model, dep, 0.0, 0.0, 1.0, prompt, stages)
     busy = step_profile(model, dep, np.maximum(s_hi - 1.0, 1.0), ctx, 1.0, prompt, stages)

@@ -346,26 +346,55 @@ class Forecast:
 
 
 def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int, cal: Calibration | None = None,
-             measured_devices: Sequence[str] | None = None) -> Forecast:
+             measured_devices: Sequence[str] | None = None, *, speculation=None,
+             prefill: perf.Deployment | None = None, link=None) -> Forecast:
     """:func:`lpulab.perf.predict` with the calibrated knobs of the device's side and a 95 %
     prediction interval on every metric. A device no measurement covers still gets a
-    prediction (its side's knobs), marked uncalibrated."""
+    prediction (its side's knobs), marked uncalibrated.
+
+    ``speculation`` (a :class:`lpulab.speculative.Speculation`) decodes speculatively;
+    ``prefill`` (a deployment) prefills the prompts there and ships their KV cache over
+    ``link`` (:mod:`lpulab.disaggregated`): then TTFT and its interval come from the prefill
+    side's knobs, every other metric from ``dep``'s side."""
     if cal is None:
         cal, measured_devices, _ = calibrate()
     side = side_of(dep.device)
-    prof = perf.serving_profile(model, dep, concurrency, prompt, output)
-    knobs = calibration.knobs_for(side, cal.values)
-    pred = prof.evaluate(knobs)
+    pside = side_of(prefill.device) if prefill is not None else side
+    if prefill is not None:
+        from . import disaggregated
+
+        prof = disaggregated.disaggregated_profile(model, dep, prefill, concurrency, prompt, output, link=link,
+                                                   speculation=speculation)
+        pknobs = calibration.knobs_for(pside, cal.values)
+
+        def run(arr, which):
+            if which == "ttft_s":
+                return prof.evaluate(calibration.knobs_for(side, cal.values),
+                                     calibration.knobs_for(pside, cal.values, arr))
+            return prof.evaluate(calibration.knobs_for(side, cal.values, arr), pknobs)
+    else:
+        if speculation is not None:
+            from . import speculative
+
+            prof = speculative.speculative_profile(model, dep, speculation, concurrency, prompt, output)
+        else:
+            prof = perf.serving_profile(model, dep, concurrency, prompt, output)
+
+        def run(arr, which):
+            return prof.evaluate(calibration.knobs_for(side, cal.values, arr))
+    pred = run(None, "")
     nd = np.ndim(concurrency)
     ivs = {}
     for m in ("ttft_s", "tpot_s", "per_user_tok_s", "aggregate_tok_s"):
-        v, lo, hi = calibration.interval(
-            cal, side, lambda arr, m=m: np.log(getattr(prof.evaluate(calibration.knobs_for(side, cal.values, arr)), m)),
-            ndim=nd)
+        s_ = pside if m == "ttft_s" else side
+        v, lo, hi = calibration.interval(cal, s_, lambda arr, m=m: np.log(getattr(run(arr, m), m)), ndim=nd)
         ivs[m] = Interval(m, v, lo, hi)
     calibrated = measured_devices is None or dep.device.id in measured_devices
     notes = tuple(pred.notes) + (() if calibrated else (f"uncalibrated: no measurement of {dep.device.id}; "
                                                         f"the {side} side's knobs are used",))
+    if prefill is not None and measured_devices is not None and prefill.device.id not in measured_devices:
+        notes += (f"uncalibrated: no measurement of {prefill.device.id} (prefill side); the {pside} side's knobs "
+                  "are used",)
     return Forecast(pred, ivs, side, calibrated, {k: v for k, v in cal.values.items() if k.startswith(side)}, notes)
 
 
