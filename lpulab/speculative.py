@@ -24,8 +24,10 @@ SRAM machine at one stream) verifies them almost for free.
 
 Where the draft runs (:func:`draft_placement`): on the target's own chips when its weights
 and cache fit beside the target's (summed over the replica's chips), with the target's
-tensor width on one stage; otherwise on chips of its own, the fewest that hold it (counted
-in the prediction's chips). Draft and verification steps do not overlap (a conservative
+tensor width on one stage; otherwise on chips of its own (counted in the prediction's
+chips) at the target's tensor width, in the fewest pipeline stages that hold it there: a
+draft packed onto the fewest chips of an SRAM machine would read as many bytes per chip per
+step as the target and gain nothing, so it is spread as wide as the target. Draft and verification steps do not overlap (a conservative
 choice when the draft has chips of its own). The prompt's prefill for the draft is spread
 over the draft steps like the target's over its steps. The defaults for ``k`` and ``alpha``
 are sourced assumptions in ``data/serving.toml`` (:func:`assumptions`).
@@ -253,7 +255,8 @@ def draft_placement(model: Model, dep: perf.Deployment, spec: Speculation, strea
     """The draft's deployment: on the target's chips (the target's tensor width, or the
     widest the draft allows below it, one stage) when its weights and cache fit in what the
     target leaves free on one replica's chips at the largest of ``streams``; otherwise chips
-    of its own, the fewest that hold it (``spec.draft_layout`` when given)."""
+    of its own at the same width, the fewest stages that hold it (the fewest chips when it
+    does not fit at that width; ``spec.draft_layout`` when given)."""
     d = _draft_model(model, spec)
     dev, p = dep.device, dep.precision
     s = float(np.max(np.asarray(streams, float)))
@@ -264,8 +267,8 @@ def draft_placement(model: Model, dep: perf.Deployment, spec: Speculation, strea
     free = per_replica * cap - used
     need = float(draft_bytes(model, spec, p, s, context))
     expert = dep.layout.expert if d.is_moe else 1
+    widths = [t for t in placement.allowed_tensors(d, dev) if t <= dep.layout.tensor] or [1]
     if spec.draft_layout is None and need <= free:
-        widths = [t for t in placement.allowed_tensors(d, dev) if t <= dep.layout.tensor] or [1]
         layout = Layout(1, max(widths), 1, expert)
         try:
             return DraftPlacement(dep.with_(layout=layout), True, 0, need, free)
@@ -273,8 +276,10 @@ def draft_placement(model: Model, dep: perf.Deployment, spec: Speculation, strea
             raise SpeculationError(f"draft {d.id} on {dev.id}'s chips: {exc}") from None
     if spec.draft_layout is not None:
         layout = spec.draft_layout
-    else:
-        n = placement.need(d, dev, s, int(context), precision=p, reserve=dep.reserve)
+    else:   # as wide as the target (a draft step then reads no more per chip than it must), fewest stages
+        n = placement.need(d, dev, s, int(context), precision=p, reserve=dep.reserve, tensor_choices=(max(widths),))
+        if not np.isfinite(float(n.chips)):
+            n = placement.need(d, dev, s, int(context), precision=p, reserve=dep.reserve)
         if not np.isfinite(float(n.chips)):
             raise SpeculationError(f"the draft {d.id} does not fit {dev.id} at {int(s)} streams of {context} tokens")
         layout = Layout(1, int(n.tensor), int(n.pipeline), 1)
