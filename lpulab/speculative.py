@@ -27,8 +27,9 @@ and cache fit beside the target's (summed over the replica's chips), with the ta
 tensor width on one stage; otherwise on chips of its own (counted in the prediction's
 chips) at the target's tensor width, in the fewest pipeline stages that hold it there: a
 draft packed onto the fewest chips of an SRAM machine would read as many bytes per chip per
-step as the target and gain nothing, so it is spread as wide as the target. Draft and verification steps do not overlap (a conservative
-choice when the draft has chips of its own). The prompt's prefill for the draft is spread
+step as the target and gain nothing, so it is spread as wide as the target. Draft and
+verification steps do not overlap (a conservative choice when the draft has chips of its
+own). The prompt's prefill for the draft is spread
 over the draft steps like the target's over its steps. The defaults for ``k`` and ``alpha``
 are sourced assumptions in ``data/serving.toml`` (:func:`assumptions`).
 """

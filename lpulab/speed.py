@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -360,6 +360,8 @@ def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int,
         cal, measured_devices, _ = calibrate()
     side = side_of(dep.device)
     pside = side_of(prefill.device) if prefill is not None else side
+    prof: Any
+    run: Callable[[Any, str], perf.Prediction]
     if prefill is not None:
         from . import disaggregated
 
@@ -367,7 +369,7 @@ def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int,
                                                    speculation=speculation)
         pknobs = calibration.knobs_for(pside, cal.values)
 
-        def run(arr, which):
+        def run(arr: Any, which: str) -> perf.Prediction:
             if which == "ttft_s":
                 return prof.evaluate(calibration.knobs_for(side, cal.values),
                                      calibration.knobs_for(pside, cal.values, arr))
@@ -380,14 +382,18 @@ def forecast(model, dep: perf.Deployment, concurrency, prompt: int, output: int,
         else:
             prof = perf.serving_profile(model, dep, concurrency, prompt, output)
 
-        def run(arr, which):
+        def run(arr: Any, which: str) -> perf.Prediction:
             return prof.evaluate(calibration.knobs_for(side, cal.values, arr))
     pred = run(None, "")
     nd = np.ndim(concurrency)
     ivs = {}
     for m in ("ttft_s", "tpot_s", "per_user_tok_s", "aggregate_tok_s"):
         s_ = pside if m == "ttft_s" else side
-        v, lo, hi = calibration.interval(cal, s_, lambda arr, m=m: np.log(getattr(run(arr, m), m)), ndim=nd)
+
+        def log_metric(arr: Any, m: str = m) -> np.ndarray:
+            return np.log(getattr(run(arr, m), m))
+
+        v, lo, hi = calibration.interval(cal, s_, log_metric, ndim=nd)
         ivs[m] = Interval(m, v, lo, hi)
     calibrated = measured_devices is None or dep.device.id in measured_devices
     notes = tuple(pred.notes) + (() if calibrated else (f"uncalibrated: no measurement of {dep.device.id}; "
