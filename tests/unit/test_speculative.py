@@ -262,3 +262,34 @@ def test_predict_json_carries_the_speculative_and_disaggregated_fields(capsys):
     assert out["disaggregated"] and out["prefill_chips"] == 8 and out["decode_chips"] == 8 and out["chips"] == 16
     assert out["ttft_s"] == pytest.approx(out["prefill_s"] + out["kv_transfer_s"], rel=1e-9)
     assert out["ttft_s_low"] < out["ttft_s"] < out["ttft_s_high"]
+
+
+def test_a_broken_assumptions_file_is_refused_naming_the_field(tmp_path):
+    text = (catalog.paths.DATA / "serving.toml").read_text()
+    bad = tmp_path / "serving.toml"
+    bad.write_text(text.replace("value = 0.875, unit = \"count\", low = 0.85, high = 0.90",
+                                "value = 1.2, unit = \"count\", low = 1.1, high = 1.3"))
+    with pytest.raises(catalog.CatalogError, match=r"speculative.mtp.accept: 1.2 is outside \[0.0, 1.0\]"):
+        speculative.load_assumptions(bad)
+    ok, errors = catalog.validate_all()
+    assert "data/serving.toml" in ok and not errors
+
+
+def test_a_measured_mean_accepted_length_stands_for_alpha():
+    dep = perf.Deployment(device(flops="inf"), Layout(), P16)
+    E = speculative.expected_tokens(3, 0.6)
+    a = speculative.predict(M, dep, speculative.Speculation(3, 0.6, DRAFT), 4, 64, 32)
+    b = speculative.predict(M, dep, speculative.Speculation(3, mean_accepted=E, draft=DRAFT), 4, 64, 32)
+    assert float(b.tpot_s) == pytest.approx(float(a.tpot_s), rel=1e-12)
+    assert b.extra["spec_alpha"] is None and b.extra["spec_tokens_per_step"] == pytest.approx(E)
+
+
+def test_disaggregated_decode_can_be_speculative():
+    dd = perf.Deployment(device(flops="inf"), Layout(), P16)
+    dp = perf.Deployment(device(), Layout(), P16)
+    link = disaggregated.KVLink(bandwidth=10e9, latency=0.0)
+    spec = speculative.Speculation(2, 0.8, DRAFT)
+    both = disaggregated.predict(M, dd, dp, 2, 64, 32, link=link, speculation=spec)
+    alone = speculative.speculative_profile(M, dd, spec, 2, 64, 32, fused_prefill=False).evaluate()
+    assert float(both.tpot_s) == pytest.approx(float(alone.tpot_s), rel=1e-12)
+    assert both.extra["speculative"] == "draft" and both.extra["disaggregated"]
