@@ -77,7 +77,7 @@ def check() -> dict:
                   "max chip MB": max(s.per_chip_bytes) / 1e6} for s in rep.shards],
                 ["mode", "plan", "exactness", "max_abs_diff_vs_whole", "same_greedy", "bytes/token (decode)",
                  "max chip MB"]))
-    print(f"\nfits one {rep.chip_sram_bytes / 1e6:.0f} MB chip: {rep.fits_one_chip}; "
+    print(f"\nfits one {rep.device} chip ({rep.chip_sram_bytes / 1e6:.1f} MB): {rep.fits_one_chip}; "
           f"noise floor of ggml-style numerics (2**-20 input perturbation): {rep.noise_floor:.3f} logits")
     return report_dict(rep)
 
