@@ -150,3 +150,22 @@ def test_a_chips_sram_comes_from_the_catalog():
         build_plan(TINY, n_chips=1, device="nvidia-h100-sxm")
     with pytest.raises(PlanError, match="not both"):
         build_plan(TINY, n_chips=1, sram_bytes=1234, device=DEFAULT_DEVICE)
+
+
+def test_the_profiled_operators_read_the_tables_tensors():
+    from lpulab.kernels.profile import op_points
+
+    model = TINY.to_model()
+    dec = Decoder.random(TINY, seed=0, precision="int8")
+    pts = op_points(dec, repeats=1, min_time=0.0).set_index("op")
+    layer = {t.name: t for t in placement.layer_weight_tensors(model, 0, INT8)}
+    head = {t.name: t for t in placement.weight_tensors(model, INT8) if t.group == "head"}
+    # the layer's operators that read weights are the table's tensors, each reading all of its bytes
+    reads = pts.index[(pts.weight > 0) & (pts.per_step == model.layers)]
+    assert [f"layers.0.{op}" for op in reads] == list(layer)
+    for op in reads:
+        t = layer[f"layers.0.{op}"]
+        assert pts.at[op, "weight"] == math.prod(t.shape) * t.width
+    # the head: the final norm's gain and the (tied) table, whole
+    assert pts.at["final_norm", "weight"] == math.prod(head["final_norm"].shape) * head["final_norm"].width
+    assert pts.at["lm_head", "weight"] == math.prod(head["embed_tokens"].shape) * head["embed_tokens"].width
