@@ -2,7 +2,7 @@
 
 1. Correctness (one process, ``--skip-check`` skips it): last-position logits and greedy
    continuations of fixed prompts for the numpy fp32, int8 and ggml-emulating paths
-   against llama.cpp, the sharded runs, the placement fact (int8 fits one 230 MB chip,
+   against llama.cpp, the sharded runs, the placement fact (int8 fits one groq-lpu-v1 chip of 220 MiB,
    fp32 does not), and the numerical noise floor of llama.cpp-style numerics.
 2. Speed: each engine in its own fresh process (so llama.cpp's OpenMP threads and the
    numpy decoder's threads never compete), same prompt ids, same number of new tokens,
