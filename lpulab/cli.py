@@ -345,12 +345,14 @@ def _speculation(ns, model):
     """``--draft MODEL`` or ``--mtp`` with ``--spec-k`` / ``--spec-accept`` (defaults:
     data/serving.toml), or None when speculative decoding is not asked for."""
     from . import catalog, speculative
+    from .parallel import Layout
     from .report.params import ParameterError
 
     if ns.draft is None and not ns.mtp:
-        if ns.spec_k is not None or ns.spec_accept is not None:
-            raise ParameterError("--spec-k/--spec-accept need a drafter: --draft MODEL (a catalog model of the same "
-                                 "vocabulary) or --mtp (the model's own multi-token-prediction heads)")
+        if any(v is not None for v in (ns.spec_k, ns.spec_accept, ns.draft_tensor, ns.draft_pipeline)):
+            raise ParameterError("--spec-k/--spec-accept/--draft-tensor/--draft-pipeline need a drafter: --draft MODEL "
+                                 "(a catalog model of the same vocabulary) or --mtp (the model's own "
+                                 "multi-token-prediction heads)")
         return None
     if ns.draft is not None and ns.mtp:
         raise ParameterError("--draft and --mtp: give one drafter, not both")
@@ -371,9 +373,16 @@ def _speculation(ns, model):
         except KeyError as exc:
             raise ParameterError(f"--draft {ns.draft}: {exc.args[0] if exc.args else exc}") from None
     k0, a0 = speculative.default(method)
+    draft_layout = None
+    if ns.draft_tensor is not None or ns.draft_pipeline is not None:
+        for opt, v in (("--draft-tensor", ns.draft_tensor), ("--draft-pipeline", ns.draft_pipeline)):
+            if v is not None and v < 1:
+                raise ParameterError(f"{opt} {v}: a whole number of chips >= 1")
+        draft_layout = Layout(1, ns.draft_tensor or 1, ns.draft_pipeline or 1)
     try:
         spec = speculative.Speculation(ns.spec_k if ns.spec_k is not None else k0,
-                                       ns.spec_accept if ns.spec_accept is not None else a0, draft)
+                                       ns.spec_accept if ns.spec_accept is not None else a0, draft,
+                                       draft_layout=draft_layout)
         spec.check(model)
     except speculative.SpeculationError as exc:
         raise ParameterError(f"{'--mtp' if ns.mtp else '--draft ' + ns.draft}: {exc}") from None
@@ -586,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "data/serving.toml: 4 for a draft model, 1 for MTP)")
     pr.add_argument("--spec-accept", type=float, metavar="ALPHA", help="per-token acceptance probability in [0, 1] "
                     "(default from data/serving.toml: 0.7 for a draft model, 0.875 for MTP)")
+    pr.add_argument("--draft-tensor", type=int, help="put the draft on chips of its own: tensor-parallel width "
+                    "(default: on the target's chips when it fits there, else its own at the target's width)")
+    pr.add_argument("--draft-pipeline", type=int, help="put the draft on chips of its own: pipeline stages")
     pr.add_argument("--prefill-on", metavar="DEVICE", help="disaggregated serving: prefill the prompts on this device, "
                     "ship the KV cache to --device, which only decodes")
     pr.add_argument("--prefill-tensor", type=int, help="tensor-parallel width of one prefill copy")

@@ -242,6 +242,8 @@ def test_the_sourced_assumptions_load_with_ranges_and_the_groq_reference():
     (["--model", "llama-3.1-70b", "--draft", "llama-3.1-8b", "--spec-accept", "1.5"], "--spec-accept 1.5"),
     (["--model", "llama-3.1-70b", "--draft", "llama-3.1-8b", "--spec-k", "0"], "--spec-k 0"),
     (["--model", "llama-3.1-70b", "--spec-k", "3"], "need a drafter"),
+    (["--model", "llama-3.1-70b", "--draft-tensor", "2"], "need a drafter"),
+    (["--model", "llama-3.1-70b", "--draft", "llama-3.1-8b", "--draft-tensor", "0"], "--draft-tensor 0"),
     (["--model", "llama-3.1-70b", "--draft", "llama-3.1-8b", "--mtp"], "not both"),
     (["--model", "llama-3.1-70b", "--prefill-tensor", "8"], "need --prefill-on"),
     (["--model", "llama-3.1-70b", "--prefill-on", "no-such-chip"], "--prefill-on no-such-chip: unknown device"),
@@ -293,3 +295,11 @@ def test_disaggregated_decode_can_be_speculative():
     alone = speculative.speculative_profile(M, dd, spec, 2, 64, 32, fused_prefill=False).evaluate()
     assert float(both.tpot_s) == pytest.approx(float(alone.tpot_s), rel=1e-12)
     assert both.extra["speculative"] == "draft" and both.extra["disaggregated"]
+
+
+def test_a_draft_layout_given_puts_the_draft_on_chips_of_its_own():
+    dep = perf.Deployment(device(), Layout(), P16, hop_latency=1e-6)
+    pred = speculative.predict(M, dep, speculative.Speculation(2, 0.8, DRAFT, draft_layout=Layout(1, 2, 1)), 1, 64, 32)
+    assert not pred.extra["draft_colocated"] and pred.extra["draft_chips"] == 2 and pred.chips == 3
+    with pytest.raises(speculative.SpeculationError, match="replicas must be 1"):
+        speculative.Speculation(2, 0.8, DRAFT, draft_layout=Layout(2, 1, 1))
