@@ -8,8 +8,8 @@ instead of tens of GB.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -152,7 +152,7 @@ class Result:
         c = catalog.load_claims()["C1"]
         on = self.table[self.table.tier == self.tier]
         ratios = dict(zip(on.gpu, on.bandwidth_ratio.astype(float)))
-        meets = (lambda r: r >= c.claimed * (1 - c.tolerance)) if c.comparison == "at-least" else (  # noqa: E731
+        meets = (lambda r: r >= c.claimed * (1 - c.tolerance)) if c.comparison == "at-least" else (
             lambda r: abs(r / c.claimed - 1) <= c.tolerance)
         part = lambda xs: ", ".join(f"{g} ({fmt.ratio(r)})" for g, r in xs) or "none"  # noqa: E731
         yes = sorted(((g, r) for g, r in ratios.items() if meets(r)), key=lambda x: -x[1])

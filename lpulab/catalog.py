@@ -18,10 +18,11 @@ import hashlib
 import math
 import re
 import tomllib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from . import paths, units
 
@@ -616,7 +617,7 @@ _DEVICE_TOP = {"id", "name", "vendor", "category", "released", "notes", "sources
                "compute", "clock", "interconnect", "power", "price", "deployment"}
 
 
-def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, "Link"],
+def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, Link],
                 memory: Mapping[str, MemoryTier]) -> DeploymentRules:
     where = "deployment"
     _check_keys(ctx, where, raw, {"prices", "unit", "units", "tensor_split", "scale_up", "scale_up_link",

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -235,14 +235,14 @@ class Uncertain:
             raise CostError(f"a {self.dist} range must be positive, got low = {self.low!r}")
 
     @classmethod
-    def of(cls, v: Value, dist: str = "triangular", scale: float = 1.0) -> "Uncertain | float":
+    def of(cls, v: Value, dist: str = "triangular", scale: float = 1.0) -> Uncertain | float:
         """From a catalog value: its range if it has one, else the plain number."""
         if not v.is_range:
             return v.si * scale
         return cls(v.si * scale, v.low_si * scale, v.high_si * scale, dist, v.cite())
 
     @classmethod
-    def spanning(cls, value: float, low: float, high: float, dist: str = "triangular", source: str = "") -> "Uncertain":
+    def spanning(cls, value: float, low: float, high: float, dist: str = "triangular", source: str = "") -> Uncertain:
         """A range that always contains its point: ``[min(low, value), max(high, value)]``."""
         return cls(float(value), float(min(low, value)), float(max(high, value)), dist, source)
 
@@ -483,7 +483,7 @@ def site_inputs(site: str, opex_basis: str = "electricity", years: float = 3.0, 
     return out
 
 
-def throughput_input(interval, scale: float = 1.0) -> "Uncertain | float":
+def throughput_input(interval, scale: float = 1.0) -> Uncertain | float:
     """A speed-model throughput with its 95 % prediction interval as a lognormal input
     (median the prediction; :class:`Uncertain` reads lognormal low/high as P5/P95)."""
     v, lo, hi = (float(np.asarray(x)) * scale for x in (interval.value, interval.low, interval.high))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -190,7 +190,7 @@ class Figure:
         else:
             canvas.restore_region(self._bg)
         for j, ax in enumerate(self.axes):
-            for (lab, jj), ln in self.lines.items():
+            for (_lab, jj), ln in self.lines.items():
                 if jj == j and ln.get_visible():
                     ax.draw_artist(ln)
             for a in self.marks[j].values():

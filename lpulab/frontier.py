@@ -69,8 +69,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -197,7 +197,7 @@ def platforms(devices: Sequence[str] | None = None, precisions: Mapping[str, Seq
 def _ladder_widths(widths: Sequence[int], step: float, keep: Sequence[int] = ()) -> list[int]:
     """``widths`` thinned so that each kept width is at least ``step`` times the one before
     (the first and ``keep`` always kept)."""
-    ws = sorted(set(int(w) for w in widths))
+    ws = sorted({int(w) for w in widths})
     if step <= 1 or len(ws) <= 12:
         return ws
     out, nxt = [], 0.0
@@ -728,7 +728,7 @@ class Draws:
     scale: Mapping[str, np.ndarray] = field(repr=False)    # side -> (n,) residual speed factor
     knobs: Mapping[str, perf.Knobs] = field(repr=False)    # side -> knobs with rows (1 + K, 1)
 
-    def take(self, start: int, stop: int) -> "Draws":
+    def take(self, start: int, stop: int) -> Draws:
         """Draws ``start`` to ``stop`` (a chunk: the Monte Carlo runs in chunks of
         :data:`CHUNK` draws so that its memory stays bounded)."""
         cut = lambda v: v[start:stop] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == self.n else v  # noqa: E731
@@ -932,7 +932,7 @@ def measured(model: str, plats: Sequence[Platform], inputs: Mapping) -> pd.DataF
     d = df[(df.model == model) & df.hardware.isin(list(by_dev))]
     B, E = price_factors(plats, inputs)
     rows = []
-    for url, g in d.groupby("source_url"):
+    for _url, g in d.groupby("source_url"):
         vals = dict(zip(g.metric, g.value_si))
         per_user = vals.get("output_tok_s_per_user") or (1.0 / vals["tpot_s"] if vals.get("tpot_s") else None)
         agg = vals.get("output_tok_s_aggregate")

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from . import workload
-from .catalog import PRECISION_BYTES, Device, Link
+from .catalog import Device, Link
 from .parallel import Layout
 from .roofline import Efficiency
 from .workload import Precision
@@ -217,7 +217,7 @@ class Deployment:
         u = self.device.deployment.unit_chips
         return -(-self.chips // u)
 
-    def with_(self, **changes) -> "Deployment":
+    def with_(self, **changes) -> Deployment:
         return replace(self, **changes)
 
     def label(self) -> str:
@@ -275,7 +275,7 @@ class Knobs:
     half_tokens: object = 0.0         # a matrix product of M rows runs at M / (M + half_tokens) of its achieved rate
 
     @classmethod
-    def of(cls, dep: "Deployment") -> "Knobs":
+    def of(cls, dep: Deployment) -> Knobs:
         e = dep.efficiency
         return cls(e.compute, e.memory, e.link, dep.layer_overhead_s)
 
@@ -695,7 +695,7 @@ class Work:
     message: np.ndarray      # bytes of one all-reduce / one pipeline hand-over
     layers: int
 
-    def merge(self, other: "Work") -> "Work":
+    def merge(self, other: Work) -> Work:
         """Two kinds of work fused into one step (e.g. decode plus a chunk of prefill):
         the weights are read once."""
         return Work(self.flops + other.flops, self.bytes + other.bytes - np.minimum(self.weight, other.weight),

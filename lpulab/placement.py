@@ -40,9 +40,10 @@ of stages so that the fullest chip is as empty as it can be.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -244,10 +245,8 @@ def _table(model: Model):
         for i in k.layers:
             order[i] = k.name
     out = (kinds, table, tuple(order))
-    try:
+    with contextlib.suppress(TypeError):
         _TABLES[id(model)] = (weakref.ref(model), out)
-    except TypeError:
-        pass
     return out
 
 
@@ -488,7 +487,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         _expert_groups(model, expert)
     context = model.max_context if context is None else context
     tr = _tiers(device, tiers)
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    _cap, _res, U = _usable(device, tr["weight"], reserve)
     choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     if not choices or any(int(t) != t or t < 1 for t in choices):
         raise PlacementError(f"tensor_choices must be whole numbers >= 1, got {choices!r}")
@@ -496,7 +495,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         raise PlacementError(f"unit must be a whole number >= 1, got {unit!r}")
     act_sep = tr["activation"] != tr["weight"]
     if act_sep:
-        acap, ares, aU = _usable(device, tr["activation"], reserve)
+        _acap, _ares, aU = _usable(device, tr["activation"], reserve)
     shape = np.broadcast_shapes(np.shape(batch), np.shape(context), np.shape(tokens))
     best = np.full(shape, np.inf)
     best_tensor = np.zeros(shape)
@@ -524,7 +523,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         stages = np.broadcast_to(stages, (len(ts),) + shape)
         return stages, stages * (col * expert)
 
-    widths = np.array(sorted(set(int(t) for t in choices), reverse=True), dtype=np.int64)
+    widths = np.array(sorted({int(t) for t in choices}, reverse=True), dtype=np.int64)
     # a layout of width t uses at least t chips, so once every point has a layout of at most
     # B chips no wider width can win: seed B with the narrowest width that holds the weights
     # in one or two stages, then skip every width above it (a machine whose scale-up domain
@@ -534,7 +533,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
                default=None)
     bound = np.inf
     if seed is not None:
-        st, ch = chips_at(np.array([seed], dtype=np.int64))
+        _st, ch = chips_at(np.array([seed], dtype=np.int64))
         if np.all(np.isfinite(ch)):
             bound = float(np.max(ch))
     widths = widths[widths * expert <= bound]
@@ -908,7 +907,7 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         _expert_groups(model, expert)
     unit = _unit(device, unit)
     tr = _tiers(device, tiers)
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    cap, _res, U = _usable(device, tr["weight"], reserve)
     choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     args = (model, device, batch, context, tokens, p, reserve, choices, unit, tr)
 
@@ -994,7 +993,7 @@ def _load_parts(model, sizes: ChipSizes, items, act) -> str:
 
 def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=None, pipeline=None,
                  expert: int = 1):
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    _cap, _res, U = _usable(device, tr["weight"], reserve)
     widths = (tensor,) if tensor is not None else choices
     t = max(widths)
     s = chip_sizes(model, t, batch, context, tokens, p, expert=expert)

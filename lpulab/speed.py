@@ -22,9 +22,8 @@ prompt and output lengths.
 from __future__ import annotations
 
 import functools
-import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,7 +133,7 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             continue
         runs.setdefault(_run_key(r), []).append(r)
     groups: dict[tuple, list] = {}
-    for key, rows in runs.items():
+    for rows in runs.values():
         r0 = rows[0]
         ids = [r.id for r in rows]
         device = catalog.load_device(r0.hardware)
@@ -514,7 +513,7 @@ def measured_points(model: str, devices: Sequence[str], measurements: pd.DataFra
     df = measured_table() if measurements is None else measurements
     d = df[(df.model == model) & df.hardware.isin(list(devices))]
     rows = []
-    for url, g in d.groupby("source_url"):
+    for _url, g in d.groupby("source_url"):
         vals = dict(zip(g.metric, g.value_si))
         per_user = vals.get("output_tok_s_per_user") or (1.0 / vals["tpot_s"] if vals.get("tpot_s") else None)
         agg = vals.get("output_tok_s_aggregate")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pint
 
+
 def _registry() -> pint.UnitRegistry:
     # pint's default file makes the bit dimensionless, which would let bytes, counts and
     # frequencies convert into one another. Here information has a dimension of its own.

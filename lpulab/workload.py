@@ -27,8 +27,8 @@ expert weight bytes read in one step are those of the distinct experts the step 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -82,7 +82,7 @@ class Precision:
         return PRECISION_BYTES[self.kv]
 
     @classmethod
-    def of(cls, spec=None) -> "Precision":
+    def of(cls, spec=None) -> Precision:
         """A Precision from a Precision, ``None`` (bf16 throughout), one name for all three
         (``"int8"``), ``"weights/activations/kv"`` (``"int4/bf16/fp8"``), a mapping
         ``{weights, activations, kv}`` or a 3-tuple."""
@@ -152,10 +152,10 @@ class Counts:
     kv_read: object = 0.0
     kv_write: object = 0.0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, c) + getattr(other, c) for c in COLUMNS))
 
-    def __mul__(self, k) -> "Counts":
+    def __mul__(self, k) -> Counts:
         return Counts(*(getattr(self, c) * k for c in COLUMNS))
 
     __rmul__ = __mul__
@@ -302,7 +302,7 @@ def kv_bytes(model: Model, batch=1, context=None, kv="bf16"):
     the full-attention layers cache every token, windowed layers the last
     ``sliding_window``. ``kv_bytes(model, 1, context)`` is the cache of one sequence."""
     context = model.max_context if context is None else context
-    full, win, w = _window_layers(model)
+    _full, win, w = _window_layers(model)
     if not win:
         return _scalar(np.asarray(batch, float) * np.asarray(context, float) * kv_bytes_per_token(model, kv))
     T = np.asarray(context, float)
@@ -632,7 +632,7 @@ def activation_bytes(model: Model, phase: str = "decode", batch=1, context=0, to
     materialised, as in docs/counting.md, so a long prefill's ``H*K_att`` scores dominate.
     """
     p = Precision.of(precision)
-    B, S, P = _shape(phase, batch, context, tokens)
+    B, S, _P = _shape(phase, batch, context, tokens)
     biggest = None
     for op in op_counts(model, phase, batch, context, tokens, p):
         x = np.asarray(op.counts.act_read + op.counts.act_write, float)

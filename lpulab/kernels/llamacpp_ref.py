@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class LlamaCppReference:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.llm.detokenize(list(int(i) for i in ids)).decode("utf-8", errors="replace")
+        return self.llm.detokenize([int(i) for i in ids]).decode("utf-8", errors="replace")
 
     def _last_logits(self) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
@@ -292,7 +292,7 @@ def smollm2_check(
 
     path = smollm2_gguf_path()
     ref = LlamaCppReference(path, n_threads=n_threads)
-    base, info = load_gguf(path, mode="fp32")
+    base, _info = load_gguf(path, mode="fp32")
     cfg = base.config
     models = {"fp32": base}
     if "int8" in modes:

@@ -20,13 +20,13 @@ A forward step returns the last-position logits of each sequence and one
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
 from . import ops, tiled
-from .ops import Int8Weight, OpCount
+from .ops import OpCount
 
 __all__ = [
     "DecoderConfig",
@@ -123,7 +123,7 @@ class DecoderConfig:
         return "embed_tokens" if self.tied_embeddings else "lm_head"
 
     @classmethod
-    def from_model(cls, model, **kw) -> "DecoderConfig":
+    def from_model(cls, model, **kw) -> DecoderConfig:
         """The decoder shape of a catalog :class:`~lpulab.catalog.Model` (dense, gated FFN,
         RMSNorm: Llama-like); ``kw`` sets what the catalog does not hold (``rope_theta``,
         ``norm_eps``, ``rope_layout``)."""
@@ -327,7 +327,7 @@ class Decoder:
 
     @classmethod
     def random(cls, config: DecoderConfig = DecoderConfig(), seed: int = 0, precision: str = "fp32",
-               numerics: Numerics = Numerics(), act_bits: int = 16) -> "Decoder":
+               numerics: Numerics = Numerics(), act_bits: int = 16) -> Decoder:
         """Seeded random model; ``precision`` "int8", "fp8" or "int4" quantises the
         matrices (activations to ``act_bits`` per row inside each product)."""
         if precision not in PRECISIONS:
@@ -339,7 +339,7 @@ class Decoder:
             w = init_weights(config, seed)
         return cls(config, w, numerics)
 
-    def quantized(self, act_bits: int = 16, precision: str = "int8") -> "Decoder":
+    def quantized(self, act_bits: int = 16, precision: str = "int8") -> Decoder:
         """The same model with quantised matrices (int8 per output channel by default; see
         :func:`quantize_weights`). The weights must be float arrays."""
         if self.precision != "fp32":

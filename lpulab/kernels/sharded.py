@@ -51,9 +51,10 @@ Sampled token ids returning to the first stage are not counted.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -174,7 +175,7 @@ class Plan:
             raise PlanError("plan: layer_stage is empty")
         if any(not 0 <= s < len(groups) for s in stages):
             raise PlanError(f"plan: layer_stage values must be in 0..{len(groups) - 1}, got {stages}")
-        if any(b < a for a, b in zip(stages, stages[1:])):
+        if any(b < a for a, b in itertools.pairwise(stages)):
             raise PlanError(f"plan: layer_stage must be non-decreasing (layers flow through the pipeline in order), got {stages}")
         for what in ("embed_stage", "head_stage"):
             v = getattr(self, what)
@@ -196,7 +197,7 @@ class Plan:
         return self.layer_stage[-1] if self.head_stage is None else self.head_stage
 
     @classmethod
-    def from_placement(cls, placement, **kw) -> "Plan":
+    def from_placement(cls, placement, **kw) -> Plan:
         """The plan of a :class:`lpulab.placement.Placement` (see :func:`plan_from_placement`)."""
         return plan_from_placement(placement, **kw)
 
@@ -212,7 +213,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Plan":
+    def from_dict(cls, d: Mapping) -> Plan:
         missing = {"chips", "tensors", "layer_stage", "stage_chips"} - set(d)
         if missing:
             raise PlanError(f"plan: missing keys {sorted(missing)}")
@@ -225,7 +226,7 @@ class Plan:
 
 def _split_points(n: int, parts: int) -> list[tuple[int, int]]:
     edges = [round(i * n / parts) for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def build_plan(
@@ -267,10 +268,10 @@ def build_plan(
         ffn_ranges = _split_points(c.ffn, tp)
     else:
         cuts = [int(x) for x in ffn_cuts]
-        if len(cuts) != tp - 1 or cuts != sorted(set(cuts)) or (cuts and not (0 < cuts[0] and cuts[-1] < c.ffn)):
+        if len(cuts) != tp - 1 or cuts != sorted(set(cuts)) or (cuts and not (cuts[0] > 0 and cuts[-1] < c.ffn)):
             raise PlanError(f"build_plan: ffn_cuts must be {tp - 1} increasing points inside (0, {c.ffn}), got {list(ffn_cuts)}")
         edges = [0, *cuts, c.ffn]
-        ffn_ranges = list(zip(edges[:-1], edges[1:]))
+        ffn_ranges = list(itertools.pairwise(edges))
     if tp > c.vocab:
         raise PlanError(f"build_plan: tensor_parallel ({tp}) cannot exceed vocab ({c.vocab})")
     vocab_ranges = _split_points(c.vocab, tp)

@@ -37,12 +37,13 @@ process may run on.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -261,7 +262,7 @@ def _row_splits(o: int, parts: int, align: int) -> tuple[tuple[int, int], ...]:
     parts = max(1, min(parts, units))
     edges = [min(o, round(i * units / parts) * align) for i in range(parts + 1)]
     edges[-1] = o
-    return tuple((a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a)
+    return tuple((a, b) for a, b in itertools.pairwise(edges) if b > a)
 
 
 # --------------------------------------------------------------------------- per-thread scratch
@@ -419,7 +420,7 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np
     else:
         run_parallel(part, [(i,) for i in range(nparts)])
     result = None
-    for stack, v, out, kc, dt, wts, offs in jobs:
+    for stack, v, out, _kc, _dt, wts, offs in jobs:
         gemv = v.shape[0] <= GEMV_MAX
         if not gemv:
             out = out.transpose(0, 2, 1)  # (chunks, m, og)

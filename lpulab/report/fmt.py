@@ -32,8 +32,9 @@ import math
 import numbers
 import re
 import string
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 #: significant figures of every computed number shown to a reader
 SIG = 3

@@ -149,7 +149,7 @@ def scan(reports: Path | None = None) -> list[dict]:
                         "verdicts": [], "sweep": None, "failure": "", "failed_cell": None, "params": "",
                         "headline": ""})
             continue
-        text = lambda k: st.get(k) if isinstance(st.get(k), str) else ""  # noqa: E731
+        text = lambda k: st.get(k) if isinstance(st.get(k), str) else ""  # noqa: E731, B023 (used within this iteration)
         out.append({
             "id": d.name, "notebook": text("notebook"), "label": text("label"),
             "status": text("status") or "unknown", "error": text("error"),
@@ -334,9 +334,9 @@ def headline_chart(reports: Path, reports_list: list[dict]) -> dict | None:
 
 def _draw_headline(res: dict, target: Path) -> None:
     """Draw the frontier of a notebook 06 result into ``target`` (written whole, then renamed)."""
-    import matplotlib.pyplot as plt
-
     import os
+
+    import matplotlib.pyplot as plt
 
     from .. import plots
 

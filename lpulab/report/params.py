@@ -37,6 +37,7 @@ values once aliases are expanded, no duplicate keys, and a mapping of names at t
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import math
@@ -217,10 +218,8 @@ def _coerce(decl: Declared, value, where: str):
         return value
     if t == "dict":
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         if not isinstance(value, dict):
             raise bad("a mapping")
         return value
@@ -468,7 +467,7 @@ def read_yaml(path, what: str = "parameter file"):
                     raise ParameterError(f"{path}: line {event.start_mark.line + 1}: nested more than {MAX_DEPTH} deep")
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
-            nodes += 1
+            nodes += 1  # noqa: SIM113 (counts YAML events inside a try block, not loop items)
             if nodes > MAX_NODES:
                 raise ParameterError(f"{path}: more than {MAX_NODES:,} YAML nodes; a {what} this large is refused")
         data = yaml.load(text, Loader=_Loader)

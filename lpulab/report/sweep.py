@@ -347,7 +347,7 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
     stem = sweep.notebook.stem
     outcomes: list[dict | None] = [None] * len(sweep.sets)
     tasks = []
-    for i, (params, varied) in enumerate(zip(sweep.sets, sweep.varied)):
+    for i, (params, _varied) in enumerate(zip(sweep.sets, sweep.varied)):
         rid = provenance.report_id(stem, sweep.name, params, commit, dhash, draft=bool(git.get("dirty")))
         planned = Plan(sweep.notebook, params, sweep.name, git, files, dhash, rid, non_default(sweep.notebook, params))
         if not force and completed(reports / rid, planned):
