@@ -88,7 +88,7 @@ class Override:
     kind: str                 # hardware | models | prices
     id: str
     path: tuple[str, ...]
-    text: str                 # the new value as written ("15000 USD", "40 TB/s", 15000)
+    text: str | int | float   # the new value as written ("15000 USD", "40 TB/s", 15000)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "file": f"{self.kind}/{self.id}.toml", "path": ".".join(self.path),
@@ -337,8 +337,8 @@ def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> 
                             f"got {type(v).__name__} {_short(v)}")
                for k, v in table.items() if k in allowed and ((k in _TOP_TABLES and not isinstance(v, Mapping))
                                                               or (k in _TOP_STRINGS and not isinstance(v, str)))]
-        for exc in bad[1:]:
-            _soft(exc)
+        for err in bad[1:]:
+            _soft(err)
         if bad:
             raise bad[0]
     missing = [k for k in required if k not in table]
@@ -437,7 +437,7 @@ def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapp
         if not lo <= v <= hi:
             ctx.fail(where, f"value {v} lies outside its range [{lo}, {hi}]")
     conv = lambda x: None if x is None else units.to_si(float(x), raw["unit"], dimension)  # noqa: E731
-    si, lo_si, hi_si = conv(v), conv(lo), conv(hi)
+    si, lo_si, hi_si = units.to_si(float(v), raw["unit"], dimension), conv(lo), conv(hi)
     for name, x in (("value", si), ("low", lo_si), ("high", hi_si)):
         if x is not None and not math.isfinite(x):
             ctx.fail(f"{where}.{name}", f"{raw[name]} {raw['unit']} overflows in SI units; give a finite magnitude")
@@ -584,7 +584,7 @@ class Device:
         off = [t for t in self.memory.values() if t.placement == "off-chip" and t.capacity]
         if not off:
             raise CatalogError(f"{self.path}: no off-chip memory tier with a capacity to hold weights")
-        return max(off, key=lambda t: t.capacity.si).name
+        return max(off, key=lambda t: t.capacity.si).name  # type: ignore[union-attr]  # off: tiers with a capacity
 
     def tier(self, name: str | None = None) -> MemoryTier:
         name = name or self.main_tier
@@ -895,7 +895,9 @@ def parse_model(raw: Mapping, path: Path) -> Model:
                 set(_MODEL_INTS) | set(_MODEL_OPTIONAL_INTS) | set(_MODEL_OPTIONAL_BOOLS)
                 | {"ffn_gated", "tied_embeddings", "norm", "attention", "sliding_window_layers"},
                 _MODEL_INTS + ("ffn_gated", "tied_embeddings", "norm"))
-    vals, ints, extra = {}, {}, {}
+    vals: dict[str, Value] = {}
+    ints: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for k in _MODEL_INTS:
         vals[k] = _value(ctx, f"architecture.{k}", arch[k], "count", sources)
         if vals[k].si != int(vals[k].si) or vals[k].si < 1:
@@ -1120,14 +1122,15 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
             df[c] = np.nan
         bad = df[c].notna() & ~df[c].apply(lambda x: isinstance(x, (int, float)) and x == x and x >= 1 and float(x).is_integer())
         if bad.any():
-            r = df[bad].iloc[0]
-            ctx.fail(f"row {r['id']!r}.{c}", f"expected a whole number >= 1 or empty, got {r[c]!r}")
+            first = df[bad].iloc[0]
+            ctx.fail(f"row {first['id']!r}.{c}", f"expected a whole number >= 1 or empty, got {first[c]!r}")
     if "speculative" not in df.columns:
         df["speculative"] = None
     df["speculative"] = [s if isinstance(s, str) and s else None for s in df["speculative"]]
     if df["id"].duplicated().any():
         ctx.fail("id", f"duplicate ids: {', '.join(map(str, df['id'][df['id'].duplicated()]))}")
     si = []
+    r: Any   # a row of itertuples()
     for r in df.itertuples():
         ctx = _Ctx(Path(r.data_file))
         where = f"row {r.id!r}"
@@ -1348,7 +1351,8 @@ def validate_all() -> tuple[list[str], list[str]]:
     """Load every catalog file of every data folder (user folders and the shipped one);
     return (names of good entries, error messages, one problem each: every problem of a file
     is reported, not only the first). A device's price sheet must exist and price a system."""
-    ok, errors = [], []
+    ok: list[str] = []
+    errors: list[str] = []
     try:
         loaders = [(kind, loader, _folders(kind)) for kind, loader in
                    (("hardware", load_device), ("models", load_model), ("prices", load_prices))]

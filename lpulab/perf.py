@@ -201,7 +201,7 @@ class Deployment:
 
     @property
     def peak(self) -> float:
-        return self.device.peak(self.compute) * self.efficiency.compute
+        return self.device.peak(self.compute) * self.efficiency.compute  # type: ignore[arg-type]  # set by __post_init__
 
     @property
     def bandwidth(self) -> float:
@@ -302,7 +302,7 @@ class StepProfile:
     parts: dict = field(default_factory=dict)  # part -> (stages,) how many of it each stage holds
     a2a_latency: float = 0.0     # per MoE layer with expert parallelism: dispatch + combine, fixed part
     a2a_bytes_time: object = None  # ... and their bandwidth term (None: no expert parallelism)
-    moe: object = None           # (stages,) MoE layers per stage
+    moe: np.ndarray | None = None  # (stages,) MoE layers per stage
 
 
 def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests=0.0, prompt=1,
@@ -331,7 +331,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     pre = _op_list(model, dep, "prefill", 1, 0, int(prompt))
     live = (b > 0).astype(float)
     n = dep.layout.tensor
-    P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n
+    P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n  # type: ignore[arg-type]  # set by __post_init__
     kinds = architecture.layer_kinds(model)
     names = ["embedding"] + [k.name for k in kinds] + ["head"]
     tc: dict = {g: [] for g in names}
@@ -462,7 +462,7 @@ def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     stage = per_stage(0) + lay * (comm + o)
     communication = lay * comm
     if prof.a2a_bytes_time is not None:
-        a2a = prof.moe.reshape(sh) * (prof.a2a_latency + prof.a2a_bytes_time / el)
+        a2a = prof.moe.reshape(sh) * (prof.a2a_latency + prof.a2a_bytes_time / el)  # type: ignore[union-attr]  # set with a2a_bytes_time
         stage = stage + a2a
         communication = communication + a2a
     zero = 0.0 * stage
@@ -616,7 +616,7 @@ class ServingProfile:
         busy = step_times(self.busy, k).path
         ttft = np.where(c <= 1, alone, 0.5 * rnd_hi + busy)
         dep = self.deployment
-        notes = ()
+        notes: tuple[str, ...] = ()
         if dep.layout.tensor > 1 and dep.collective_latency is None and dep.link.collective_latency is None:
             notes = (f"no measured collective latency for {dep.device.id}'s {dep.link.name}: all-reduce latency "
                      f"taken as 2 ceil(log2 {dep.layout.tensor}) hops",)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pint
 
@@ -25,7 +26,7 @@ def _registry() -> pint.UnitRegistry:
         path = Path(tmp) / "lpulab_units.txt"
         path.write_text(text)
         (Path(tmp) / "constants_en.txt").write_text((here / "constants_en.txt").read_text())
-        reg = pint.UnitRegistry(str(path))
+        reg: pint.UnitRegistry = pint.UnitRegistry(str(path))
     # Counts of operations. One multiply-add is two FLOPs; integer ops (TOP/s) count alike.
     reg.define("FLOP = [operation] = flop")
     reg.define("OP = FLOP")
@@ -116,7 +117,7 @@ def from_si(value, unit: str, dimension: str | None = None):
 def parse_quantity(text: str, dimension: str | None = None) -> float:
     """Parse what a user types, e.g. ``"3.35 TB/s"`` or ``"185 W"``, to an SI float."""
     try:
-        q = ureg.Quantity(text)
+        q: Any = ureg.Quantity(text)
     except Exception as exc:
         raise UnitError(f"cannot parse quantity {text!r} ({exc})") from None
     return to_si(float(q.magnitude), str(q.units) if not q.unitless else "count", dimension)

@@ -140,17 +140,20 @@ def compute_format(device, precision) -> str:
 
 # --------------------------------------------------------------------------- counts
 
+#: A count: a float, or a numpy array over batch and context (the two broadcast).
+Num = float | np.ndarray
+
 
 @dataclass(frozen=True)
 class Counts:
     """FLOPs and bytes by kind; each field a float or a numpy array (they broadcast)."""
 
-    flops: object = 0.0
-    weight: object = 0.0
-    act_read: object = 0.0
-    act_write: object = 0.0
-    kv_read: object = 0.0
-    kv_write: object = 0.0
+    flops: Num = 0.0
+    weight: Num = 0.0
+    act_read: Num = 0.0
+    act_write: Num = 0.0
+    kv_read: Num = 0.0
+    kv_write: Num = 0.0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, c) + getattr(other, c) for c in COLUMNS))
@@ -555,7 +558,7 @@ def parts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, 
             x = np.array([np.broadcast_to(np.asarray(getattr(op.counts, col), float), (6,)) for col in COLUMNS])
             m = x if m is None else m + x
         fields = []
-        for row in m:
+        for row in m:  # type: ignore[union-attr]  # every part has at least one op
             acc = 0.0
             for cval, t in zip(row, vals):
                 if cval:

@@ -56,7 +56,7 @@ def _call(fn, task: dict, progress: bool):
     finally:
         _ACTIVE = False
         if slot is not None:
-            _SLOTS.put(slot)
+            _SLOTS.put(slot)  # type: ignore[union-attr]  # a slot comes from _SLOTS
 
 
 def context():

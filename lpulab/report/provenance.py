@@ -97,7 +97,7 @@ def display_path(path: str) -> str:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version(), "lpulab": __version__}
+    out: dict[str, str | None] = {"python": platform.python_version(), "lpulab": __version__}
     for name in KEY_PACKAGES:
         try:
             out[name] = metadata.version(name)
