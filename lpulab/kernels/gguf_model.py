@@ -29,6 +29,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -272,8 +273,9 @@ def load_gguf(
     path = Path(path) if path is not None else smollm2_gguf_path()
     reader = GGUFReader(str(path))
     cfg, extra = _config_from_reader(reader, rope_layout)
-    weights: dict[str, object] = {}
+    weights: dict[str, Any] = {}
     types: dict[str, str] = {}
+    w: Any   # an array; a GGMLWeight in ggml mode
     for t in reader.tensors:
         types[t.name] = t.tensor_type.name
         parts = t.name.split(".")
@@ -319,7 +321,7 @@ def load_gguf(
 class _ScaledLookup:
     """An embedding table whose looked-up rows are scaled (head products unchanged)."""
 
-    base: object
+    base: Any   # an array or a weight object (ops' protocol)
     factor: float
 
     def __getattr__(self, name):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,7 @@ def _top2_gap(logits: np.ndarray) -> float:
 
 
 def compare_greedy(
-    step_generate: Callable[[np.ndarray, int], object],
+    step_generate: Callable[[np.ndarray, int], Any],
     reference: LlamaCppReference,
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     n_new: int = 12,
@@ -264,7 +265,7 @@ class SmolLM2Report:
     notes: list = field(default_factory=list)
 
 
-def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list[np.ndarray]:
+def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list:
     """Logits at each step when the continuation ``tokens`` is fed (prefill then decode)."""
     cache = model.new_cache(1, len(ids) + len(tokens) + 1)
     out = [model.forward(np.asarray([list(ids)]), cache)]
@@ -322,7 +323,7 @@ def smollm2_check(
     if shard_layouts is None:
         layouts = [("fp32", 1, 3)] + ([("int8", 1, 1), ("int8", 1, 3), ("int8", 3, 1)] if "int8" in models else [])
     else:
-        layouts = [tuple(x) for x in shard_layouts]
+        layouts = [tuple(x) for x in shard_layouts]  # type: ignore[misc]  # (mode, stages, tensor) triples
     for mode, stages, tp in layouts:
         m = models[mode]
         sd = ShardedDecoder(m, build_plan(cfg, n_chips=stages * tp, pipeline_stages=stages, tensor_parallel=tp,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -196,7 +197,7 @@ def _quantizer(precision: str, what: str):
     return FORMATS[precision].quantize
 
 
-def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precision: str = "int8") -> dict[str, object]:
+def quantize_weights(weights: Mapping[str, Any], act_bits: int = 16, precision: str = "int8") -> dict[str, Any]:
     """Quantised copy: matrices (linears, embedding, head) become :class:`Int8Weight`
     (per-output-channel symmetric; the default), :class:`~lpulab.kernels.ops.Fp8Weight`
     (``precision="fp8"``: e4m3 codes, per-channel scale) or
@@ -204,7 +205,7 @@ def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precisio
     factors); activations are quantised per row to ``act_bits`` inside each product; norm
     gains stay float32."""
     quantize = _quantizer(precision, "quantize_weights")
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for name, w in weights.items():
         if isinstance(w, np.ndarray) and w.ndim == 2:
             out[name] = quantize(w, act_bits)
@@ -213,7 +214,7 @@ def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precisio
     return out
 
 
-def weights_nbytes(weights: Mapping[str, object]) -> int:
+def weights_nbytes(weights: Mapping[str, Any]) -> int:
     """All stored bytes (int8 scales included)."""
     return int(sum(int(w.nbytes) for w in weights.values()))
 
@@ -263,7 +264,7 @@ class Generation:
 
     tokens: np.ndarray
     logits: tuple[np.ndarray, ...]
-    steps: tuple[object, ...] = field(repr=False, default=())
+    steps: tuple[Any, ...] = field(repr=False, default=())
 
 
 def _check_tokens(tokens, vocab: int, what: str) -> np.ndarray:
@@ -311,7 +312,7 @@ class Decoder:
     :class:`Int8Weight`) for the matrices. :meth:`random` builds a seeded model.
     """
 
-    def __init__(self, config: DecoderConfig, weights: Mapping[str, object], numerics: Numerics = Numerics()):
+    def __init__(self, config: DecoderConfig, weights: Mapping[str, Any], numerics: Numerics = Numerics()):
         expected = config.weight_shapes()
         missing = sorted(set(expected) - set(weights))
         extra = sorted(set(weights) - set(expected))

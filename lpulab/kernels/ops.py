@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -251,6 +252,17 @@ class _Quantised:
     ``int_max``, ``tile_dtype``, ``fill_tile`` and ``act_bits``."""
 
     ndim = 2
+
+    if TYPE_CHECKING:   # what every subclass gives
+        scale: np.ndarray
+        act_bits: int
+        int_max: int
+        tile_dtype: type
+
+        @property
+        def shape(self) -> tuple[int, int]: ...
+
+        def fill_tile(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray) -> None: ...
 
     @property
     def scale64(self) -> np.ndarray:
@@ -604,7 +616,8 @@ class Int4Weight(_Quantised):
 
 
 #: Weight formats by name (the decoder's precisions besides fp32).
-FORMATS = {"int8": Int8Weight, "fp8": Fp8Weight, "int4": Int4Weight}
+FORMATS: dict[str, type[Int8Weight] | type[Fp8Weight] | type[Int4Weight]] = {
+    "int8": Int8Weight, "fp8": Fp8Weight, "int4": Int4Weight}
 
 
 def _split_cols(y: np.ndarray, cols: Sequence[int]) -> list[np.ndarray]:

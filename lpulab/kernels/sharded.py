@@ -55,6 +55,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -309,7 +310,7 @@ def build_plan(
         add("final_norm", chip, 0, 0, h)
         if not (c.tied_embeddings and pipeline_stages == 1):
             add(c.head_weight_name, chip, 0, *vocab_ranges[j])
-    return Plan(chips, tensors, tuple(layer_stage), stage_chips)
+    return Plan(chips, tensors, tuple(layer_stage), stage_chips)  # type: ignore[arg-type]  # __post_init__ makes Shards
 
 
 # --------------------------------------------------------------------------- from lpulab.placement
@@ -468,7 +469,7 @@ class ShardedStep:
         """Whether these logits equal the unsharded ones as promised by ``exactness``."""
         if self.exactness == "bit-exact":
             return bool(np.array_equal(self.logits, whole_logits))
-        return self.tolerance.allclose(self.logits, whole_logits)
+        return self.tolerance.allclose(self.logits, whole_logits)  # type: ignore[union-attr]  # set unless bit-exact
 
 
 # --------------------------------------------------------------------------- chips
@@ -489,7 +490,7 @@ class ChipMemory:
         self.index = index
         self.chip = chip
         self._shapes = shapes
-        self._held: dict[str, list[tuple[Shard, object]]] = {}
+        self._held: dict[str, list[tuple[Shard, Any]]] = {}
         self.weight_bytes = 0
         self.kv_bytes = 0
 
@@ -653,7 +654,7 @@ class ShardedDecoder:
 
     # ------------------------------------------------------------------ forward
 
-    def _row_parallel(self, name: str, parts: list[tuple[int, np.ndarray, object]], transfers: list, counts: dict) -> np.ndarray:
+    def _row_parallel(self, name: str, parts: list[tuple[int, np.ndarray, Any]], transfers: list, counts: dict) -> np.ndarray:
         """Sum over chips of ``x_c @ W_c.T`` where W is split along its input axis."""
         chips = tuple(ci for ci, _, _ in parts)
         t = len(parts)
@@ -676,6 +677,7 @@ class ShardedDecoder:
                 xq, scale = ops._qrows(x_c, absmax, w_c.act_bits)
                 part = w_c.int_acc(xq)
                 acc = part if acc is None else acc + part
+            assert acc is not None and scale is not None   # parts is never empty
             if t > 1:
                 transfers.append(Transfer(name + ".absmax", "all_reduce", chips, 2 * (t - 1) * n * 4))
                 transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * acc.size * ws[0].acc_itemsize))
@@ -684,6 +686,7 @@ class ShardedDecoder:
         for _, x_c, w_c in parts:
             part = ops.matmul_t(x_c, w_c)
             y = part if y is None else y + part
+        assert y is not None   # parts is never empty
         if t > 1:
             transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * y.nbytes))
         return y
