@@ -18,13 +18,18 @@ import hashlib
 import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import paths, units
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_T = TypeVar("_T")
 
 KINDS = ("vendor-peak", "derived", "measured", "estimate")
 CONFIDENCES = ("official", "third-party", "media", "unverified", "measured", "override")
@@ -140,7 +145,7 @@ def _parse_key(key: str) -> tuple[str, str, tuple[str, ...]]:
                        f"{', '.join(known)}")
 
 
-def _override_target(raw: Mapping, ov: Override, rel: str):
+def _override_target(raw: Mapping, ov: Override, rel: str) -> Any:
     node: Any = raw
     for i, k in enumerate(ov.path):
         if not isinstance(node, Mapping) or k not in node or k == "sources":
@@ -295,7 +300,7 @@ class _Ctx:
         self.path = path
         self.rel = _rel(path)
 
-    def fail(self, where: str, msg: str):
+    def fail(self, where: str, msg: str) -> NoReturn:
         raise CatalogError(f"{self.rel}: {where}: {msg}")
 
 
@@ -322,7 +327,7 @@ def _soft(exc: CatalogError) -> bool:
     return True
 
 
-def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> None:
+def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed: Collection[str], required: Iterable[str] = ()) -> None:
     if not isinstance(table, Mapping):
         ctx.fail(where, f"expected a table, got {type(table).__name__} {_short(table)}")
     unknown = sorted(set(table) - set(allowed))
@@ -346,7 +351,7 @@ def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> 
         ctx.fail(where, f"missing field(s) {', '.join(missing)}")
 
 
-def _short(v, limit: int = 60) -> str:
+def _short(v: Any, limit: int = 60) -> str:
     """A value for an error message, cut to ``limit`` characters."""
     r = repr(v)
     return r if len(r) <= limit else r[:limit] + "..."
@@ -380,7 +385,7 @@ def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
     return out
 
 
-def _number(x) -> bool:
+def _number(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, (int, float))
 
 
@@ -430,7 +435,7 @@ def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapp
     lo, hi = raw.get("low"), raw.get("high")
     if (lo is None) != (hi is None):
         ctx.fail(where, "give both low and high, or neither")
-    if lo is not None:
+    if lo is not None and hi is not None:   # both or neither (checked above)
         for name, b in (("low", lo), ("high", hi)):
             if not _number(b) or not math.isfinite(b) or b < 0:
                 ctx.fail(f"{where}.{name}", f"expected a finite non-negative number, got {_short(b)}")
@@ -447,7 +452,7 @@ def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapp
     )
 
 
-def _choice(ctx: _Ctx, where: str, v: Any, allowed) -> str:
+def _choice(ctx: _Ctx, where: str, v: Any, allowed: Collection[str]) -> str:
     if v not in allowed:
         ctx.fail(where, f"{v!r} is not one of {', '.join(allowed)}")
     return v
@@ -1088,7 +1093,7 @@ def measurement_names(folder: Path | None = None) -> list[str]:
     return sorted({p.stem for f in _folders("measurements", folder) for p in f.glob("*.csv")})
 
 
-def load_measurements(name: str = "speed", folder: Path | None = None):
+def load_measurements(name: str = "speed", folder: Path | None = None) -> pd.DataFrame:
     """A measurements table as a pandas DataFrame with a ``value_si`` column: the rows of
     ``<data>/measurements/<name>.csv`` of every searched folder (user data folders first,
     then the shipped one), concatenated; every row is checked (columns, metric, unit,
@@ -1191,7 +1196,7 @@ class PriceSheet:
     def __contains__(self, key: str) -> bool:
         return key in self.values
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: Value | None = None) -> Value | None:
         return self.values.get(key, default)
 
 
@@ -1307,7 +1312,7 @@ def load_benchmarks(path: Path | None = None) -> dict[tuple[str, str], Benchmark
 # --------------------------------------------------------------------------- validation
 
 
-def _checked(load, *args, where: str | None = None):
+def _checked(load: Callable[..., _T], *args: Any, where: str | None = None) -> _T:
     """``load(*args)`` with every problem of the file collected: returns what it loaded, or
     raises one CatalogError listing them all (one per line). Whatever the file holds, the
     error is a CatalogError naming the file, never another exception's traceback."""
@@ -1331,7 +1336,7 @@ def _checked(load, *args, where: str | None = None):
     return result
 
 
-def _load_entry(kind: str, loader, p: Path):
+def _load_entry(kind: str, loader: Callable[[Path], Any], p: Path) -> Any:
     """One catalog entry as validate_all checks it: a device's price sheet must exist and price a system."""
     entry = loader(p)
     if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
