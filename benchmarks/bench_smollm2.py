@@ -2,7 +2,7 @@
 
 1. Correctness (one process, ``--skip-check`` skips it): last-position logits and greedy
    continuations of fixed prompts for the numpy fp32, int8 and ggml-emulating paths
-   against llama.cpp, the sharded runs, the placement fact (int8 fits one 230 MB chip,
+   against llama.cpp, the sharded runs, the placement fact (int8 fits one groq-lpu-v1 chip of 220 MiB,
    fp32 does not), and the numerical noise floor of llama.cpp-style numerics.
 2. Speed: each engine in its own fresh process (so llama.cpp's OpenMP threads and the
    numpy decoder's threads never compete), same prompt ids, same number of new tokens,
@@ -76,7 +76,7 @@ def check() -> dict:
                   "max chip MB": max(s.per_chip_bytes) / 1e6} for s in rep.shards],
                 ["mode", "plan", "exactness", "max_abs_diff_vs_whole", "same_greedy", "bytes/token (decode)",
                  "max chip MB"]))
-    print(f"\nfits one {rep.chip_sram_bytes / 1e6:.0f} MB chip: {rep.fits_one_chip}; "
+    print(f"\nfits one {rep.device} chip ({rep.chip_sram_bytes / 1e6:.1f} MB): {rep.fits_one_chip}; "
           f"noise floor of ggml-style numerics (2**-20 input perturbation): {rep.noise_floor:.3f} logits")
     return report_dict(rep)
 

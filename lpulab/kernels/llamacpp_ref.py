@@ -256,6 +256,7 @@ class SmolLM2Report:
     config: dict
     llama_cpp_version: str
     threads: int
+    device: str  # the catalog device whose chip the fits and sharded runs use
     chip_sram_bytes: int
     fits_one_chip: dict  # mode -> bool
     modes: dict  # mode -> ModeCheck
@@ -277,19 +278,24 @@ def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list:
 def smollm2_check(
     prompts: Sequence[str] = DEFAULT_PROMPTS, n_new: int = 12, *, modes: Sequence[str] = ("fp32", "int8"),
     speed_tokens: int = 0, speed_repeats: int = 3, noise_floor: bool = False, n_threads: int | None = None,
-    shard_layouts: Sequence[tuple[str, int, int]] | None = None,
+    shard_layouts: Sequence[tuple[str, int, int]] | None = None, device: str | None = None,
 ) -> SmolLM2Report:
     """SmolLM2-135M (Q4_1 GGUF) in lpulab's numpy decoder vs llama.cpp on the same ids:
     last-position logits, greedy continuations, sharded runs, placement, and (with
     ``speed_tokens``) tokens/s in this process; benchmarks/bench_smollm2.py times each
     engine in its own process instead, which is fairer on a shared machine.
 
-    ``shard_layouts``: (mode, pipeline stages, tensor parallel) of the sharded runs on
-    230 MB chips (default: fp32 1x3, int8 1x1, 1x3, 3x1); ``()`` skips them (notebook 05
-    shards through :mod:`lpulab.placement` instead)."""
+    ``shard_layouts``: (mode, pipeline stages, tensor parallel) of the sharded runs on chips
+    of ``device``'s on-chip memory (:func:`lpulab.kernels.sharded.chip_sram_bytes`; default
+    :data:`lpulab.kernels.sharded.DEFAULT_DEVICE`, groq-lpu-v1: 220 MiB in the catalog;
+    default layouts: fp32 1x3, int8 1x1, 1x3, 3x1);
+    ``()`` skips them (notebook 05 shards through :mod:`lpulab.placement` instead)."""
     from .gguf_model import load_gguf, smollm2_gguf_path
     from .model import Decoder, quantize_weights
-    from .sharded import LPU_SRAM_BYTES, ShardedDecoder, SramBudgetError, build_plan
+    from .sharded import DEFAULT_DEVICE, ShardedDecoder, SramBudgetError, build_plan, chip_sram_bytes
+
+    device = device or DEFAULT_DEVICE
+    sram = chip_sram_bytes(device)
 
     path = smollm2_gguf_path()
     ref = LlamaCppReference(path, n_threads=n_threads)
@@ -313,7 +319,7 @@ def smollm2_check(
         if mode not in models:
             continue
         try:
-            ShardedDecoder(models[mode], build_plan(cfg, n_chips=1, sram_bytes=LPU_SRAM_BYTES)).new_cache(1, 64)
+            ShardedDecoder(models[mode], build_plan(cfg, n_chips=1, sram_bytes=sram)).new_cache(1, 64)
             fits[mode] = True
         except SramBudgetError:
             fits[mode] = False
@@ -327,7 +333,7 @@ def smollm2_check(
     for mode, stages, tp in layouts:
         m = models[mode]
         sd = ShardedDecoder(m, build_plan(cfg, n_chips=stages * tp, pipeline_stages=stages, tensor_parallel=tp,
-                                          sram_bytes=LPU_SRAM_BYTES))
+                                          sram_bytes=sram))
         whole = m.generate(np.asarray([ids]), n_new)
         toks = [int(t) for t in whole.tokens[0]]
         steps = _teacher_forced(sd, ids, toks)
@@ -358,7 +364,7 @@ def smollm2_check(
         config=dict(n_layers=c.n_layers, hidden=c.hidden, n_heads=c.n_heads, n_kv_heads=c.n_kv_heads,
                     head_dim=c.head_dim, ffn=c.ffn, vocab=c.vocab, tied_embeddings=c.tied_embeddings,
                     rope_theta=c.rope_theta, norm_eps=c.norm_eps, rope_layout=c.rope_layout, n_params=c.n_params),
-        llama_cpp_version=ref.version, threads=ref.n_threads, chip_sram_bytes=LPU_SRAM_BYTES, fits_one_chip=fits,
+        llama_cpp_version=ref.version, threads=ref.n_threads, device=device, chip_sram_bytes=sram, fits_one_chip=fits,
         modes=checks, shards=shards, speed=speed, noise_floor=floor,
     )
 

@@ -1,6 +1,7 @@
 """A Llama-like decoder in numpy: config, seeded weights, KV cache, prefill and decode.
 
-Weight names (also the names a sharding plan uses)::
+The weights are the tensors :mod:`lpulab.architecture` lists for a dense Llama-style model
+(the one description of a model's tensors; :meth:`DecoderConfig.weight_shapes` reads it)::
 
     embed_tokens                      (vocab, hidden)
     layers.{i}.attn_norm              (hidden,)
@@ -13,6 +14,11 @@ Weight names (also the names a sharding plan uses)::
     final_norm                        (hidden,)
     lm_head                           (vocab, hidden), absent when embeddings are tied
 
+These names are also the names a sharding plan uses. The decoder runs dense Llama-style
+layers only (:data:`LAYER_TENSORS`): a catalog model with experts, multi-head latent
+attention, biases, sinks, an ungated FFN, windowed attention or LayerNorm is refused
+(:func:`dense_llama_problems` says why).
+
 A forward step returns the last-position logits of each sequence and one
 :class:`~lpulab.kernels.ops.OpCount` per op per layer, named as in docs/counting.md
 (``embedding``, ``layers.3.q_proj``, ..., ``final_norm``, ``lm_head``).
@@ -20,6 +26,7 @@ A forward step returns the last-position logits of each sequence and one
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +48,47 @@ __all__ = [
     "weights_nbytes",
     "greedy_generate",
     "PRECISIONS",
+    "LAYER_TENSORS",
+    "dense_llama_problems",
 ]
 
 PRECISIONS = ("fp32", "int8", "fp8", "int4")
 #: The quantised weight formats, by precision name.
 FORMATS = ops.FORMATS
-LINEAR_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: The tensors of one layer that :meth:`Decoder.forward` reads, in the order
+#: :func:`lpulab.architecture.layer_tensors` lists them for a dense Llama-style layer (their
+#: shapes, split axes and GGUF names are the architecture's).
+LAYER_TENSORS = ("attn_norm", "q_proj", "k_proj", "v_proj", "o_proj", "ffn_norm", "gate_proj", "up_proj", "down_proj")
+LINEAR_SUFFIXES = tuple(n for n in LAYER_TENSORS if n.endswith("_proj"))
+
+
+def dense_llama_problems(model) -> list[str]:
+    """What keeps the catalog :class:`~lpulab.catalog.Model` ``model`` from being the dense
+    Llama-style decoder the numpy kernels run (empty when nothing does): a mixture of
+    experts, multi-head latent attention, layers whose tensors (by
+    :func:`lpulab.architecture.layer_tensors`) are not :data:`LAYER_TENSORS` (biases, sinks,
+    an ungated FFN), windowed attention, a norm other than RMSNorm."""
+    from .. import architecture
+
+    out = []
+    if model.is_moe:
+        out.append(f"a mixture of experts ({model.experts} experts, {model.active_experts} active)")
+    if model.is_mla:
+        out.append("multi-head latent attention")
+    for kind in architecture.layer_kinds(model):
+        names = [t.name for t in architecture.layer_tensors(model, kind.layers[0])]
+        if names != list(LAYER_TENSORS) and not out:  # experts and MLA explain their tensors already
+            extra = [n for n in names if n not in LAYER_TENSORS]
+            missing = [n for n in LAYER_TENSORS if n not in names]
+            what = "; ".join(x for x in (f"holds {', '.join(extra)}" if extra else "",
+                                         f"lacks {', '.join(missing)}" if missing else "") if x)
+            out.append(f"layers whose tensors are not a dense Llama layer's ({what or 'in another order'}; the "
+                       f"decoder runs {', '.join(LAYER_TENSORS)})")
+        if kind.window:
+            out.append(f"windowed attention ({kind.window} tokens) in its {kind.name!r} layers")
+    if model.norm != "rmsnorm":
+        out.append(f"norm {model.norm!r} (the decoder runs 'rmsnorm')")
+    return out
 
 
 @dataclass(frozen=True)
@@ -96,24 +138,11 @@ class DecoderConfig:
         return self.n_heads // self.n_kv_heads
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every weight tensor's name and shape, in a fixed order."""
-        h, f = self.hidden, self.ffn
-        shapes: dict[str, tuple[int, ...]] = {"embed_tokens": (self.vocab, h)}
-        for i in range(self.n_layers):
-            p = f"layers.{i}."
-            shapes[p + "attn_norm"] = (h,)
-            shapes[p + "q_proj"] = (self.q_dim, h)
-            shapes[p + "k_proj"] = (self.kv_dim, h)
-            shapes[p + "v_proj"] = (self.kv_dim, h)
-            shapes[p + "o_proj"] = (h, self.q_dim)
-            shapes[p + "ffn_norm"] = (h,)
-            shapes[p + "gate_proj"] = (f, h)
-            shapes[p + "up_proj"] = (f, h)
-            shapes[p + "down_proj"] = (h, f)
-        shapes["final_norm"] = (h,)
-        if not self.tied_embeddings:
-            shapes["lm_head"] = (self.vocab, h)
-        return shapes
+        """Every weight tensor's name and shape: :func:`lpulab.architecture.named_shapes` of
+        :meth:`to_model`, in pipeline order except that the embedding table comes first even
+        when tied (the architecture lists a tied table with the head), which is the order
+        :func:`init_weights` draws them in."""
+        return dict(_weight_shapes(self))
 
     @property
     def n_params(self) -> int:
@@ -128,9 +157,11 @@ class DecoderConfig:
         """The decoder shape of a catalog :class:`~lpulab.catalog.Model` (dense, gated FFN,
         RMSNorm: Llama-like); ``kw`` sets what the catalog does not hold (``rope_theta``,
         ``norm_eps``, ``rope_layout``)."""
-        if model.is_moe or not model.ffn_gated or model.norm != "rmsnorm":
-            raise ValueError(f"DecoderConfig.from_model: {model.id} is not Llama-like (needs dense, gated FFN, RMSNorm; "
-                             f"has experts={model.experts}, ffn_gated={model.ffn_gated}, norm={model.norm!r})")
+        problems = dense_llama_problems(model)
+        if problems:
+            raise ValueError(f"DecoderConfig.from_model: {model.id} is not Llama-like: the numpy decoder runs dense "
+                             f"Llama-style decoders only (gated FFN, RMSNorm, no experts, biases or sinks), and "
+                             f"{model.id} has " + "; ".join(problems))
         return cls(n_layers=model.layers, hidden=model.hidden_size, n_heads=model.attention_heads,
                    n_kv_heads=model.kv_heads, head_dim=model.head_dim, ffn=model.ffn_size, vocab=model.vocab_size,
                    tied_embeddings=model.tied_embeddings, **kw)
@@ -139,18 +170,33 @@ class DecoderConfig:
         """This shape as a catalog :class:`~lpulab.catalog.Model`, so :mod:`lpulab.workload`,
         :mod:`lpulab.placement` and :mod:`lpulab.perf` can count, place and time it. Its
         parameter count is derived from the shape (no published figure exists)."""
-        from .. import catalog
+        from dataclasses import replace
+
+        from .. import architecture, catalog
 
         src = catalog.Source("shape", "a decoder shape given as parameters", "local", "n/a", "unverified")
-        n = float(self.n_params)
-        pub = catalog.Value(si=n, value=n, unit="count", source=src, kind="derived",
-                            formula="sum of the weight shapes (DecoderConfig.n_params)")
-        return catalog.Model(
+
+        def count(n: float, formula: str):
+            return catalog.Value(si=n, value=n, unit="count", source=src, kind="derived", formula=formula)
+
+        m = catalog.Model(
             id=id, name=f"numpy decoder {self.n_layers}x{self.hidden}", family="lpulab-kernels", released="n/a",
             layers=self.n_layers, hidden_size=self.hidden, attention_heads=self.n_heads, kv_heads=self.n_kv_heads,
             head_dim=self.head_dim, ffn_size=self.ffn, vocab_size=self.vocab, max_context=int(max_context), experts=1,
             active_experts=1, ffn_gated=True, tied_embeddings=self.tied_embeddings, norm="rmsnorm",
-            published_parameters=pub, sources={"shape": src})
+            published_parameters=count(0.0, "not yet counted"), sources={"shape": src})
+        n = float(architecture.parameter_count(m))
+        return replace(m, published_parameters=count(n, "the tensor table's parameters "
+                                                        "(lpulab.architecture.parameter_count; DecoderConfig.n_params)"))
+
+
+@functools.lru_cache(maxsize=64)
+def _weight_shapes(config: DecoderConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    from .. import architecture
+
+    shapes = architecture.named_shapes(config.to_model())
+    first = {"embed_tokens": shapes.pop("embed_tokens")}  # a tied table is listed with the head
+    return tuple({**first, **shapes}.items())
 
 
 @dataclass(frozen=True)

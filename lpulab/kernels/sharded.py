@@ -60,11 +60,12 @@ from typing import Any
 import numpy as np
 
 from . import ops, tiled
-from .model import Decoder, DecoderConfig, Generation, _check_tokens, greedy_generate
+from .model import Decoder, DecoderConfig, Generation, _check_tokens, dense_llama_problems, greedy_generate
 from .ops import OpCount, _Quantised
 
 __all__ = [
-    "LPU_SRAM_BYTES",
+    "DEFAULT_DEVICE",
+    "chip_sram_bytes",
     "PlanError",
     "SramBudgetError",
     "OwnershipError",
@@ -82,9 +83,9 @@ __all__ = [
     "ShardedDecoder",
 ]
 
-# Groq LPU: ~230 MB of on-chip SRAM per chip (decimal MB; data/devices/groq-lpu-v1.toml). Take
-# the value from lpulab.catalog when building plans for a catalogued device.
-LPU_SRAM_BYTES = 230_000_000
+#: The catalog device whose chips a plan simulates when neither ``sram_bytes`` nor ``device``
+#: is given: its on-chip memory is each chip's budget (:func:`chip_sram_bytes`).
+DEFAULT_DEVICE = "groq-lpu-v1"
 
 FP32_TP_TOLERANCE = (1e-4, 1e-4)
 
@@ -225,6 +226,23 @@ class Plan:
         return [(name, s) for name, shards in self.tensors.items() for s in shards if s.chip == chip]
 
 
+def chip_sram_bytes(device) -> int:
+    """The on-chip memory of one chip of ``device`` (a catalog id or a
+    :class:`~lpulab.catalog.Device`), in bytes: the capacity of the tier that holds its
+    weights (:attr:`~lpulab.catalog.Device.main_tier`), which must be on the chip; the
+    simulated chips hold weights and KV cache in it and nothing off the chip. A device whose
+    weights live off the chip (HBM, DRAM) is refused: give ``sram_bytes`` instead."""
+    from .. import catalog
+
+    dev = catalog.load_device(device) if isinstance(device, str) else device
+    tier = dev.tier()
+    if tier.placement != "on-chip":
+        raise PlanError(f"chip_sram_bytes: {dev.id} holds its weights in {tier.name!r} ({tier.placement}), not on the "
+                        "chip; a simulated SRAM chip needs a device whose weights tier is on-chip, or sram_bytes "
+                        "(bytes per chip) given explicitly")
+    return int(dev.capacity(tier.name))
+
+
 def _split_points(n: int, parts: int) -> list[tuple[int, int]]:
     edges = [round(i * n / parts) for i in range(parts + 1)]
     return list(itertools.pairwise(edges))
@@ -236,19 +254,29 @@ def build_plan(
     n_chips: int,
     pipeline_stages: int = 1,
     tensor_parallel: int = 1,
-    sram_bytes: int = LPU_SRAM_BYTES,
+    sram_bytes: int | None = None,
+    device=None,
     ffn_cuts: Sequence[int] | None = None,
     chip_prefix: str = "chip",
 ) -> Plan:
     """A pipeline x tensor-parallel plan: ``n_chips = pipeline_stages * tensor_parallel``.
 
-    Layers are split into contiguous stages (earlier stages get the extra layer). Within a
-    stage, KV heads (with their query heads) and FFN columns are split over the
-    tensor-parallel chips; the embedding / head are split by vocabulary rows. With tied
+    Each chip's SRAM budget is ``sram_bytes``, or else the on-chip memory of one chip of
+    ``device`` (a catalog id or :class:`~lpulab.catalog.Device`, by default
+    :data:`DEFAULT_DEVICE`; :func:`chip_sram_bytes`); give at most one of the two.
+
+    The tensors and the axis each is cut along are :mod:`lpulab.architecture`'s (its
+    ``split_axis``). Layers are split into contiguous stages (earlier stages get the extra
+    layer). Within a stage, KV heads (with their query heads) and FFN columns are split over
+    the tensor-parallel chips: an attention matrix is cut along its split axis in whole
+    KV-head groups, an FFN matrix at the FFN cut points; norm gains are held whole by every
+    chip that normalises. The embedding / head are split by vocabulary rows. With tied
     embeddings and more than one stage, the table is held by both the first and the last
-    stage. ``ffn_cuts``: the ``tensor_parallel - 1`` interior cut points of the FFN
-    columns (default: as even as possible).
+    stage. ``ffn_cuts``: the ``tensor_parallel - 1`` interior cut points of the FFN columns
+    (default: as even as possible).
     """
+    from .. import architecture
+
     c = config
     for name, v in (("n_chips", n_chips), ("pipeline_stages", pipeline_stages), ("tensor_parallel", tensor_parallel)):
         if not isinstance(v, (int, np.integer)) or v < 1:
@@ -275,8 +303,12 @@ def build_plan(
         ffn_ranges = list(itertools.pairwise(edges))
     if tp > c.vocab:
         raise PlanError(f"build_plan: tensor_parallel ({tp}) cannot exceed vocab ({c.vocab})")
+    if sram_bytes is not None and device is not None:
+        raise PlanError(f"build_plan: give the chips' SRAM budget once, as sram_bytes (bytes per chip) or as device "
+                        f"(a catalog id), not both; got sram_bytes={sram_bytes!r}, device={device!r}")
+    budget = chip_sram_bytes(DEFAULT_DEVICE if device is None else device) if sram_bytes is None else sram_bytes
     vocab_ranges = _split_points(c.vocab, tp)
-    chips = tuple(Chip(f"{chip_prefix}{i}", int(sram_bytes)) for i in range(n_chips))
+    chips = tuple(Chip(f"{chip_prefix}{i}", int(budget)) for i in range(n_chips))
     stage_chips = tuple(tuple(s * tp + j for j in range(tp)) for s in range(pipeline_stages))
     layer_stage: list[int] = []
     for s, (a, b) in enumerate(_split_points(c.n_layers, pipeline_stages)):
@@ -284,32 +316,34 @@ def build_plan(
     # np-style split gives earlier stages the extra layers when it does not divide evenly
     tensors: dict[str, list[tuple[int, int, int, int]]] = {}
 
-    def add(name: str, chip: int, axis: int, a: int, b: int) -> None:
+    def add(name: str, chip: int, spec, j: int, ranges: Sequence[tuple[int, int]] | None) -> None:
+        """Chip ``chip`` (the ``j``-th of its stage) holds its part of ``spec``: a norm gain
+        whole, a matrix cut along its split axis by ``ranges`` (None: KV-head groups)."""
+        axis = spec.split_axis
+        n = spec.shape[axis]
+        if spec.role == "norm":
+            a, b = 0, n
+        elif ranges is not None:
+            a, b = ranges[j]
+        else:  # attention: whole KV-head groups, ``n / n_kv_heads`` rows or columns each
+            per = n // c.n_kv_heads * (c.n_kv_heads // tp)
+            a, b = j * per, (j + 1) * per
         tensors.setdefault(name, []).append((chip, axis, a, b))
 
+    m = c.to_model()
+    layer = architecture.layer_tensors(m, 0)  # the decoder's layers are alike (dense, full attention)
+    ffn_first = [t.name for t in layer].index("ffn_norm")  # the FFN block: ffn_norm and what follows it
+    (table,) = [t for t in architecture.head_tensors(m) + architecture.embedding_tensors(m) if t.name == "embed_tokens"]
     for j, chip in enumerate(stage_chips[0]):
-        add("embed_tokens", chip, 0, *vocab_ranges[j])
-    per = c.n_kv_heads // tp
-    r, dh, h = c.group, c.head_dim, c.hidden
-    for layer, s in enumerate(layer_stage):
-        p = f"layers.{layer}."
+        add("embed_tokens", chip, table, j, vocab_ranges)
+    for i, s in enumerate(layer_stage):
         for j, chip in enumerate(stage_chips[s]):
-            g0, g1 = j * per, (j + 1) * per
-            add(p + "attn_norm", chip, 0, 0, h)
-            add(p + "q_proj", chip, 0, g0 * r * dh, g1 * r * dh)
-            add(p + "k_proj", chip, 0, g0 * dh, g1 * dh)
-            add(p + "v_proj", chip, 0, g0 * dh, g1 * dh)
-            add(p + "o_proj", chip, 1, g0 * r * dh, g1 * r * dh)
-            add(p + "ffn_norm", chip, 0, 0, h)
-            a, b = ffn_ranges[j]
-            add(p + "gate_proj", chip, 0, a, b)
-            add(p + "up_proj", chip, 0, a, b)
-            add(p + "down_proj", chip, 1, a, b)
-    last = stage_chips[-1]
-    for j, chip in enumerate(last):
-        add("final_norm", chip, 0, 0, h)
-        if not (c.tied_embeddings and pipeline_stages == 1):
-            add(c.head_weight_name, chip, 0, *vocab_ranges[j])
+            for k, spec in enumerate(layer):
+                add(f"layers.{i}.{spec.name}", chip, spec, j, ffn_ranges if k >= ffn_first else None)
+    for j, chip in enumerate(stage_chips[-1]):
+        for spec in architecture.head_tensors(m):
+            if not (spec.name == "embed_tokens" and pipeline_stages == 1):  # a tied table already held
+                add(spec.name, chip, spec, j, vocab_ranges)
     return Plan(chips, tensors, tuple(layer_stage), stage_chips)  # type: ignore[arg-type]  # __post_init__ makes Shards
 
 
@@ -346,10 +380,10 @@ def plan_from_placement(placement, *, chip_prefix: str = "chip") -> Plan:
     from ..placement import export_plan
 
     m = placement.model
-    if m.is_moe:
-        raise PlanError(f"plan_from_placement: {m.id} is a mixture of experts; the numpy decoder is dense")
-    if not m.ffn_gated or m.norm != "rmsnorm":
-        raise PlanError(f"plan_from_placement: {m.id} needs a gated FFN and RMSNorm (the numpy decoder is Llama-like)")
+    problems = dense_llama_problems(m)
+    if problems:
+        raise PlanError(f"plan_from_placement: {m.id} is not what the numpy decoder runs (a dense Llama-style "
+                        f"decoder): it has " + "; ".join(problems))
     tp, pp = int(placement.tensor), int(placement.pipeline)
     if m.kv_heads % tp:
         ok = [d for d in range(1, m.kv_heads + 1) if m.kv_heads % d == 0]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import paths
+from .io import read_status
 
 URL_ENV = "LPULAB_REPORT_URL"
 URL_FIELDS = ("report_id", "notebook", "commit", "label")
@@ -140,14 +141,6 @@ def citation(report_id: str, provenance: dict, title: str = "", *, url_template:
             "csl_json": json.dumps([csl], indent=2, ensure_ascii=False)}
 
 
-def _status(d: Path) -> dict | None:
-    try:
-        st = json.loads((d / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return st if isinstance(st, dict) else None
-
-
 def find_report(ref: str, reports: Path | None = None) -> Path:
     """The report folder ``ref`` names: a folder, a report-id, or a notebook (path or stem,
     e.g. ``04_cost``), whose latest finished report it then is (a clean one before a DRAFT).
@@ -163,7 +156,7 @@ def find_report(ref: str, reports: Path | None = None) -> Path:
         stem = None
     done = []
     for d in (reports.glob("*/") if reports.is_dir() else []):
-        st = _status(d)
+        st = read_status(d)
         if st and st.get("status") == "ok" and (d / "provenance.json").is_file():
             done.append((d, st))
     if stem is not None:

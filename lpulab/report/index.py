@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from .. import catalog, paths
-from .io import atomic_write_text
+from .io import atomic_write_text, read_status
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 
@@ -106,14 +106,6 @@ different (GPUs compared, operating points, or a Monte Carlo's 5th to 95th perce
 """)
 
 
-def _status(d: Path) -> dict | None:
-    try:
-        st = json.loads((d / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return st if isinstance(st, dict) else None
-
-
 def _verdicts(v) -> list[dict]:
     """The verdicts of a status file that can be shown (mappings naming a claim), each with
     every field the index reads (a missing or damaged one shows as n/a)."""
@@ -142,7 +134,7 @@ def scan(reports: Path | None = None) -> list[dict]:
             continue
         if not (d / "status.json").exists():
             continue
-        st = _status(d)
+        st = read_status(d)
         if st is None:
             out.append({"id": d.name, "notebook": "", "label": "", "status": "unreadable",
                         "error": "status.json cannot be read", "commit": "", "draft": False, "utc_time": "",

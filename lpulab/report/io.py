@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import re
 import shutil
@@ -130,3 +131,13 @@ def recover(reports: Path) -> list[str]:
         except OSError:
             continue
     return done
+
+
+def read_status(report_dir: Path) -> dict | None:
+    """A report folder's ``status.json`` as a dict, or None where it is missing, unreadable or
+    not a JSON object."""
+    try:
+        st = json.loads((Path(report_dir) / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return st if isinstance(st, dict) else None

