@@ -21,6 +21,8 @@ reproduce: $(STAMP)
 	$(BIN)/lpulab reproduce
 
 test: $(STAMP)
+	$(BIN)/ruff check lpulab tests benchmarks scripts
+	$(BIN)/mypy
 	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 

@@ -22,7 +22,7 @@ def machine() -> dict:
     except OSError:  # pragma: no cover
         load = None
     return {"python": platform.python_version(), "numpy": np.__version__, "cpus": len(os.sched_getaffinity(0)),
-            "loadavg_at_start": load, "utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "loadavg_at_start": load, "utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -27,8 +27,8 @@ import os
 import time
 
 import numpy as np
-
 from _common import table, write_result
+
 from lpulab.kernels import Decoder, DecoderConfig, ops, tiled
 from lpulab.kernels import hostbench as hb
 
@@ -108,7 +108,7 @@ def main() -> None:
     rows, raw = [], {}
     for p, m in models.items():
         r = per[p]
-        med = lambda k: float(np.median(r[k])) if r[k] else float("nan")  # noqa: E731
+        med = lambda k: float(np.median(r[k])) if r[k] else float("nan")  # noqa: E731, B023 (used within this iteration)
         row = {
             "precision": p, "model_MB": m.nbytes / 1e6, "weight_MB_per_step": wbytes[p] / 1e6,
             "step_ms": 1e3 * med("step"), "tokens_per_s": 1 / med("step"), "triad_GBps": med("triad"),

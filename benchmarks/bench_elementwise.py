@@ -21,10 +21,9 @@ import os
 import time
 
 import numpy as np
-
 from _common import table, write_result
-from lpulab.kernels import ops, tiled
 
+from lpulab.kernels import ops, tiled
 
 # ------------------------------------------------------------------ the forms before issue 16
 # (lpulab.kernels.ops at commit 7cf7162, with their checks and counts, so the comparison is

@@ -29,12 +29,12 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import statistics
+import time
 
-import _common  # noqa: E402
-import numpy as np  # noqa: E402
+import _common
+import numpy as np
 
 MODELS = ("llama-3.1-8b", "llama-2-70b", "llama-3.1-405b")
 
@@ -48,7 +48,7 @@ def main():
     a = ap.parse_args()
 
     import lpulab.report  # noqa: F401  (imported once, outside the timings)
-    from lpulab import calibration, catalog, explore, frontier, perf, speed
+    from lpulab import catalog, explore, frontier, perf, speed
     from lpulab.parallel import Layout
 
     cal, _, _ = speed.calibrate()

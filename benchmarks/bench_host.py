@@ -12,6 +12,7 @@ import argparse
 import json
 
 from _common import RESULTS, table, write_result
+
 from lpulab.kernels import hostbench as hb
 
 

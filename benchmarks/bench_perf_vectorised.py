@@ -38,8 +38,12 @@ def main():
     vector(), loop()  # warm up
     tv, tl = [], []
     for _ in range(a.repeat):
-        t = time.perf_counter(); out = vector(); tv.append((time.perf_counter() - t) / a.n)
-        t = time.perf_counter(); ref = loop(); tl.append((time.perf_counter() - t) / a.loop)
+        t = time.perf_counter()
+        out = vector()
+        tv.append((time.perf_counter() - t) / a.n)
+        t = time.perf_counter()
+        ref = loop()
+        tl.append((time.perf_counter() - t) / a.loop)
     # the two give the same numbers
     got = out["tpot_s"][: a.loop]
     exp = np.array([float(r["tpot_s"]) for r in ref])
@@ -47,7 +51,7 @@ def main():
     res = {"n": a.n, "loop_sample": a.loop, "repeat": a.repeat,
            "vector_ns_per_config_median": statistics.median(tv) * 1e9,
            "loop_ns_per_config_median": statistics.median(tl) * 1e9,
-           "speedup_median": statistics.median(l / v for l, v in zip(tl, tv)),
+           "speedup_median": statistics.median(lo / v for lo, v in zip(tl, tv)),
            "vector_runs_ns": [x * 1e9 for x in tv], "loop_runs_ns": [x * 1e9 for x in tl],
            "machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__}
     out_dir = Path(__file__).resolve().parent / "results"

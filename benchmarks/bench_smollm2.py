@@ -27,7 +27,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from _common import HERE, table, write_result
 
 WORKER = r"""

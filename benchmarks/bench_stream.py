@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from _common import HERE, table, write_result
+
 from lpulab.kernels import hostbench as hb
 
 

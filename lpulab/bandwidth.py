@@ -8,8 +8,9 @@ instead of tens of GB.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ def compare(lpu: Device, gpus: list[Device], tiers=("hbm",), lpu_achieved: float
         if not 0 < e <= 1:
             raise ValueError(f"{name} must be in (0, 1], got {e!r}")
     lt = lpu.tier()
+    lt_bw, lt_cap = lt.bandwidth, lt.capacity
+    if lt_bw is None or lt_cap is None:
+        raise ValueError(f"{lpu.id}: memory tier {lt.name!r} needs a bandwidth and a capacity in the catalog")
     rows = []
     for g in gpus:
         for tier in tiers:
@@ -37,10 +41,10 @@ def compare(lpu: Device, gpus: list[Device], tiers=("hbm",), lpu_achieved: float
                 continue
             rows.append({
                 "gpu": g.id, "gpu_name": g.name, "tier": tier, "gpu_placement": t.placement,
-                "lpu_bandwidth": lt.bandwidth.si * lpu_achieved, "gpu_bandwidth": t.bandwidth.si * gpu_achieved,
-                "lpu_capacity": lt.capacity.si, "gpu_capacity": t.capacity.si if t.capacity else float("nan"),
-                "bandwidth_ratio": (lt.bandwidth.si * lpu_achieved) / (t.bandwidth.si * gpu_achieved),
-                "capacity_ratio": lt.capacity.si / t.capacity.si if t.capacity else float("nan"),
+                "lpu_bandwidth": lt_bw.si * lpu_achieved, "gpu_bandwidth": t.bandwidth.si * gpu_achieved,
+                "lpu_capacity": lt_cap.si, "gpu_capacity": t.capacity.si if t.capacity else float("nan"),
+                "bandwidth_ratio": (lt_bw.si * lpu_achieved) / (t.bandwidth.si * gpu_achieved),
+                "capacity_ratio": lt_cap.si / t.capacity.si if t.capacity else float("nan"),
                 "gpu_source": t.bandwidth.cite(), "gpu_kind": t.bandwidth.kind,
             })
     if not rows:
@@ -98,7 +102,7 @@ def deployment_bandwidth(model, lpu: Device, gpu: Device, *, batch: int = 1, con
     the one number notebooks 01 and 02 both quote."""
     from . import placement
 
-    out = {}
+    out: dict[str, Any] = {}
     for side, d, t in (("lpu", lpu, None), ("gpu", gpu, tier)):
         n = placement.need(model, d, batch, context, precision=precision, reserve=reserve)
         chips = float(n.deployed)
@@ -152,7 +156,7 @@ class Result:
         c = catalog.load_claims()["C1"]
         on = self.table[self.table.tier == self.tier]
         ratios = dict(zip(on.gpu, on.bandwidth_ratio.astype(float)))
-        meets = (lambda r: r >= c.claimed * (1 - c.tolerance)) if c.comparison == "at-least" else (  # noqa: E731
+        meets = (lambda r: r >= c.claimed * (1 - c.tolerance)) if c.comparison == "at-least" else (
             lambda r: abs(r / c.claimed - 1) <= c.tolerance)
         part = lambda xs: ", ".join(f"{g} ({fmt.ratio(r)})" for g, r in xs) or "none"  # noqa: E731
         yes = sorted(((g, r) for g, r in ratios.items() if meets(r)), key=lambda x: -x[1])
@@ -235,5 +239,5 @@ def analyse(lpu: str, gpus: Sequence[str], reference_gpu: str, tier: str = "hbm"
     verdict = judge_c1(table, reference_gpu, tier, assumptions={
         "achieved fractions": f"chip under test {lpu_achieved}, GPU {gpu_achieved}", "chip under test": lpu})
     return Result(lpu, reference_gpu, tier, table, float(ref.bandwidth_ratio), float(on.bandwidth_ratio.min()),
-                  float(on.bandwidth_ratio.max()), {f"{r.gpu}:{r.tier}": float(r.bandwidth_ratio) for r in sram.itertuples()},
+                  float(on.bandwidth_ratio.max()), {f"{g}:{t}": float(x) for g, t, x in zip(sram.gpu, sram.tier, sram.bandwidth_ratio)},
                   float(hbm_ref.capacity_ratio.iloc[0]) if len(hbm_ref) else float("nan"), roof, dep, verdict)

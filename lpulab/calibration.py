@@ -31,8 +31,9 @@ The method:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ def knobs_for(side: str, values: Mapping[str, float], arrays: Mapping[str, np.nd
     for names not given); ``arrays`` (name -> array) override, for vectorised evaluation."""
     if side not in SIDES:
         raise CalibrationError(f"side {side!r} is not one of {', '.join(SIDES)}")
-    kw = {"link": 1.0}
+    kw: dict[str, Any] = {"link": 1.0}
     for k in KNOBS:
         if k.side == side:
             kw[k.field] = values.get(k.name, k.prior)

@@ -18,12 +18,18 @@ import hashlib
 import math
 import re
 import tomllib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import paths, units
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_T = TypeVar("_T")
 
 KINDS = ("vendor-peak", "derived", "measured", "estimate")
 CONFIDENCES = ("official", "third-party", "media", "unverified", "measured", "override")
@@ -87,7 +93,7 @@ class Override:
     kind: str                 # hardware | models | prices
     id: str
     path: tuple[str, ...]
-    text: str                 # the new value as written ("15000 USD", "40 TB/s", 15000)
+    text: str | int | float   # the new value as written ("15000 USD", "40 TB/s", 15000)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "file": f"{self.kind}/{self.id}.toml", "path": ".".join(self.path),
@@ -139,7 +145,7 @@ def _parse_key(key: str) -> tuple[str, str, tuple[str, ...]]:
                        f"{', '.join(known)}")
 
 
-def _override_target(raw: Mapping, ov: Override, rel: str):
+def _override_target(raw: Mapping, ov: Override, rel: str) -> Any:
     node: Any = raw
     for i, k in enumerate(ov.path):
         if not isinstance(node, Mapping) or k not in node or k == "sources":
@@ -294,7 +300,7 @@ class _Ctx:
         self.path = path
         self.rel = _rel(path)
 
-    def fail(self, where: str, msg: str):
+    def fail(self, where: str, msg: str) -> NoReturn:
         raise CatalogError(f"{self.rel}: {where}: {msg}")
 
 
@@ -321,7 +327,7 @@ def _soft(exc: CatalogError) -> bool:
     return True
 
 
-def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> None:
+def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed: Collection[str], required: Iterable[str] = ()) -> None:
     if not isinstance(table, Mapping):
         ctx.fail(where, f"expected a table, got {type(table).__name__} {_short(table)}")
     unknown = sorted(set(table) - set(allowed))
@@ -336,8 +342,8 @@ def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> 
                             f"got {type(v).__name__} {_short(v)}")
                for k, v in table.items() if k in allowed and ((k in _TOP_TABLES and not isinstance(v, Mapping))
                                                               or (k in _TOP_STRINGS and not isinstance(v, str)))]
-        for exc in bad[1:]:
-            _soft(exc)
+        for err in bad[1:]:
+            _soft(err)
         if bad:
             raise bad[0]
     missing = [k for k in required if k not in table]
@@ -345,7 +351,7 @@ def _check_keys(ctx: _Ctx, where: str, table: Mapping, allowed, required=()) -> 
         ctx.fail(where, f"missing field(s) {', '.join(missing)}")
 
 
-def _short(v, limit: int = 60) -> str:
+def _short(v: Any, limit: int = 60) -> str:
     """A value for an error message, cut to ``limit`` characters."""
     r = repr(v)
     return r if len(r) <= limit else r[:limit] + "..."
@@ -379,7 +385,7 @@ def _sources(ctx: _Ctx, raw: Mapping) -> dict[str, Source]:
     return out
 
 
-def _number(x) -> bool:
+def _number(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, (int, float))
 
 
@@ -429,14 +435,14 @@ def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapp
     lo, hi = raw.get("low"), raw.get("high")
     if (lo is None) != (hi is None):
         ctx.fail(where, "give both low and high, or neither")
-    if lo is not None:
+    if lo is not None and hi is not None:   # both or neither (checked above)
         for name, b in (("low", lo), ("high", hi)):
             if not _number(b) or not math.isfinite(b) or b < 0:
                 ctx.fail(f"{where}.{name}", f"expected a finite non-negative number, got {_short(b)}")
         if not lo <= v <= hi:
             ctx.fail(where, f"value {v} lies outside its range [{lo}, {hi}]")
     conv = lambda x: None if x is None else units.to_si(float(x), raw["unit"], dimension)  # noqa: E731
-    si, lo_si, hi_si = conv(v), conv(lo), conv(hi)
+    si, lo_si, hi_si = units.to_si(float(v), raw["unit"], dimension), conv(lo), conv(hi)
     for name, x in (("value", si), ("low", lo_si), ("high", hi_si)):
         if x is not None and not math.isfinite(x):
             ctx.fail(f"{where}.{name}", f"{raw[name]} {raw['unit']} overflows in SI units; give a finite magnitude")
@@ -446,7 +452,7 @@ def _value_strict(ctx: _Ctx, where: str, raw: Any, dimension: str, sources: Mapp
     )
 
 
-def _choice(ctx: _Ctx, where: str, v: Any, allowed) -> str:
+def _choice(ctx: _Ctx, where: str, v: Any, allowed: Collection[str]) -> str:
     if v not in allowed:
         ctx.fail(where, f"{v!r} is not one of {', '.join(allowed)}")
     return v
@@ -583,7 +589,7 @@ class Device:
         off = [t for t in self.memory.values() if t.placement == "off-chip" and t.capacity]
         if not off:
             raise CatalogError(f"{self.path}: no off-chip memory tier with a capacity to hold weights")
-        return max(off, key=lambda t: t.capacity.si).name
+        return max(off, key=lambda t: t.capacity.si).name  # type: ignore[union-attr]  # off: tiers with a capacity
 
     def tier(self, name: str | None = None) -> MemoryTier:
         name = name or self.main_tier
@@ -616,7 +622,7 @@ _DEVICE_TOP = {"id", "name", "vendor", "category", "released", "notes", "sources
                "compute", "clock", "interconnect", "power", "price", "deployment"}
 
 
-def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, "Link"],
+def _deployment(ctx: _Ctx, raw: Any, sources: Mapping[str, Source], interconnect: Mapping[str, Link],
                 memory: Mapping[str, MemoryTier]) -> DeploymentRules:
     where = "deployment"
     _check_keys(ctx, where, raw, {"prices", "unit", "units", "tensor_split", "scale_up", "scale_up_link",
@@ -894,7 +900,9 @@ def parse_model(raw: Mapping, path: Path) -> Model:
                 set(_MODEL_INTS) | set(_MODEL_OPTIONAL_INTS) | set(_MODEL_OPTIONAL_BOOLS)
                 | {"ffn_gated", "tied_embeddings", "norm", "attention", "sliding_window_layers"},
                 _MODEL_INTS + ("ffn_gated", "tied_embeddings", "norm"))
-    vals, ints, extra = {}, {}, {}
+    vals: dict[str, Value] = {}
+    ints: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for k in _MODEL_INTS:
         vals[k] = _value(ctx, f"architecture.{k}", arch[k], "count", sources)
         if vals[k].si != int(vals[k].si) or vals[k].si < 1:
@@ -1085,7 +1093,7 @@ def measurement_names(folder: Path | None = None) -> list[str]:
     return sorted({p.stem for f in _folders("measurements", folder) for p in f.glob("*.csv")})
 
 
-def load_measurements(name: str = "speed", folder: Path | None = None):
+def load_measurements(name: str = "speed", folder: Path | None = None) -> pd.DataFrame:
     """A measurements table as a pandas DataFrame with a ``value_si`` column: the rows of
     ``<data>/measurements/<name>.csv`` of every searched folder (user data folders first,
     then the shipped one), concatenated; every row is checked (columns, metric, unit,
@@ -1119,14 +1127,15 @@ def load_measurements(name: str = "speed", folder: Path | None = None):
             df[c] = np.nan
         bad = df[c].notna() & ~df[c].apply(lambda x: isinstance(x, (int, float)) and x == x and x >= 1 and float(x).is_integer())
         if bad.any():
-            r = df[bad].iloc[0]
-            ctx.fail(f"row {r['id']!r}.{c}", f"expected a whole number >= 1 or empty, got {r[c]!r}")
+            first = df[bad].iloc[0]
+            ctx.fail(f"row {first['id']!r}.{c}", f"expected a whole number >= 1 or empty, got {first[c]!r}")
     if "speculative" not in df.columns:
         df["speculative"] = None
     df["speculative"] = [s if isinstance(s, str) and s else None for s in df["speculative"]]
     if df["id"].duplicated().any():
         ctx.fail("id", f"duplicate ids: {', '.join(map(str, df['id'][df['id'].duplicated()]))}")
     si = []
+    r: Any   # a row of itertuples()
     for r in df.itertuples():
         ctx = _Ctx(Path(r.data_file))
         where = f"row {r.id!r}"
@@ -1187,7 +1196,7 @@ class PriceSheet:
     def __contains__(self, key: str) -> bool:
         return key in self.values
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: Value | None = None) -> Value | None:
         return self.values.get(key, default)
 
 
@@ -1303,7 +1312,7 @@ def load_benchmarks(path: Path | None = None) -> dict[tuple[str, str], Benchmark
 # --------------------------------------------------------------------------- validation
 
 
-def _checked(load, *args, where: str | None = None):
+def _checked(load: Callable[..., _T], *args: Any, where: str | None = None) -> _T:
     """``load(*args)`` with every problem of the file collected: returns what it loaded, or
     raises one CatalogError listing them all (one per line). Whatever the file holds, the
     error is a CatalogError naming the file, never another exception's traceback."""
@@ -1327,7 +1336,7 @@ def _checked(load, *args, where: str | None = None):
     return result
 
 
-def _load_entry(kind: str, loader, p: Path):
+def _load_entry(kind: str, loader: Callable[[Path], Any], p: Path) -> Any:
     """One catalog entry as validate_all checks it: a device's price sheet must exist and price a system."""
     entry = loader(p)
     if kind == "hardware" and entry.deployment_rules is not None and entry.deployment_rules.prices:
@@ -1347,7 +1356,8 @@ def validate_all() -> tuple[list[str], list[str]]:
     """Load every catalog file of every data folder (user folders and the shipped one);
     return (names of good entries, error messages, one problem each: every problem of a file
     is reported, not only the first). A device's price sheet must exist and price a system."""
-    ok, errors = [], []
+    ok: list[str] = []
+    errors: list[str] = []
     try:
         loaders = [(kind, loader, _folders(kind)) for kind, loader in
                    (("hardware", load_device), ("models", load_model), ("prices", load_prices))]

@@ -84,7 +84,7 @@ def _run_batch(plans, ns, *, skip_completed: bool) -> tuple[list, bool]:
                                     build_index=False, skip_completed=skip_completed))
         else:
             tasks = []
-            for i, p in enumerate(plans, 1):
+            for p in plans:
                 if skip_completed and _done(reports, p):
                     report(run_notebook(p.notebook, planned=p, reports=reports, build_index=False, skip_completed=True))
                     continue
@@ -441,7 +441,7 @@ def _targets(values) -> object:
         return (5.0, 1000.0, 50)
     try:
         if ":" in text:
-            parts = [p for p in text.split(":")]
+            parts = list(text.split(":"))
             if len(parts) not in (2, 3):
                 raise ValueError
             return (float(parts[0]), float(parts[1]), int(parts[2]) if len(parts) == 3 else 50)

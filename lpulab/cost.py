@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -235,14 +235,15 @@ class Uncertain:
             raise CostError(f"a {self.dist} range must be positive, got low = {self.low!r}")
 
     @classmethod
-    def of(cls, v: Value, dist: str = "triangular", scale: float = 1.0) -> "Uncertain | float":
+    def of(cls, v: Value, dist: str = "triangular", scale: float = 1.0) -> Uncertain | float:
         """From a catalog value: its range if it has one, else the plain number."""
-        if not v.is_range:
+        lo, hi = v.low_si, v.high_si
+        if lo is None or hi is None:   # not a range
             return v.si * scale
-        return cls(v.si * scale, v.low_si * scale, v.high_si * scale, dist, v.cite())
+        return cls(v.si * scale, lo * scale, hi * scale, dist, v.cite())
 
     @classmethod
-    def spanning(cls, value: float, low: float, high: float, dist: str = "triangular", source: str = "") -> "Uncertain":
+    def spanning(cls, value: float, low: float, high: float, dist: str = "triangular", source: str = "") -> Uncertain:
         """A range that always contains its point: ``[min(low, value), max(high, value)]``."""
         return cls(float(value), float(min(low, value)), float(max(high, value)), dist, source)
 
@@ -469,7 +470,7 @@ def site_inputs(site: str, opex_basis: str = "electricity", years: float = 3.0, 
     ``colocation``: plus the site's rent per kW; ``all-in``: the claim's $/kW/month, PUE 1)."""
     if opex_basis not in OPEX_BASES:
         raise CostError(f"opex_basis {opex_basis!r} is not one of {', '.join(OPEX_BASES)}")
-    out = {"lifetime": float(years) * YEAR, "utilisation": 1.0}
+    out: dict[str, float | Uncertain] = {"lifetime": float(years) * YEAR, "utilisation": 1.0}
     if opex_basis == "all-in":
         sheet = all_in_sheet or catalog.load_claims()["C4"].as_stated["sheet"]
         out.update(energy_price=load_prices(sheet)["tariff.implied_monthly"].si, pue=1.0, facility_rate=0.0)
@@ -483,7 +484,7 @@ def site_inputs(site: str, opex_basis: str = "electricity", years: float = 3.0, 
     return out
 
 
-def throughput_input(interval, scale: float = 1.0) -> "Uncertain | float":
+def throughput_input(interval, scale: float = 1.0) -> Uncertain | float:
     """A speed-model throughput with its 95 % prediction interval as a lognormal input
     (median the prediction; :class:`Uncertain` reads lognormal low/high as P5/P95)."""
     v, lo, hi = (float(np.asarray(x)) * scale for x in (interval.value, interval.low, interval.high))
@@ -584,7 +585,7 @@ class Result:
     gpu: Side | None = None
     inputs: Mapping = field(default_factory=dict, repr=False)
     point: Mapping = field(default_factory=dict, repr=False)
-    bands: pd.DataFrame = field(default=None, repr=False)
+    bands: pd.DataFrame | None = field(default=None, repr=False)
     samples: Mapping = field(default_factory=dict, repr=False)
     tornado: Mapping = field(default_factory=dict, repr=False)
     break_even_unit_price: float = float("nan")

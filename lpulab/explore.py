@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import catalog, frontier, speed, units
+
+if TYPE_CHECKING:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
 
 #: The models the explorer offers (those the serving model times today).
 MODELS = ("llama-3.1-8b", "mixtral-8x7b", "llama-2-70b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b", "deepseek-v3")
@@ -76,7 +81,7 @@ def evaluate(c: Curves, selected: Sequence[str], inputs: Mapping, *, sram_price:
     a = c.units_per_tps[idx]
     usd, j = a * np.reshape(B, (-1, 1)) * 1e6, a * np.reshape(E, (-1, 1))
     sides = np.array([p.side for p in plats])
-    cross = {}
+    cross: dict[str, dict | None] = {}
     for name, y in (("usd_per_mtok", usd), ("joules_per_token", j)):
         if {"sram", "hbm"} <= set(sides):
             s_, g_ = frontier.side_minimum(y, sides, "sram"), frontier.side_minimum(y, sides, "hbm")
@@ -114,7 +119,7 @@ class Figure:
         FigureCanvasAgg(self.fig)
         self.axes = self.fig.subplots(1, 2)
         self.fig.subplots_adjust(left=0.07, right=0.77, bottom=0.13, top=0.9, wspace=0.3)
-        self.lines: dict[tuple[str, int], object] = {}
+        self.lines: dict[tuple[str, int], Line2D] = {}
         self.marks = []
         for ax, label in zip(self.axes, self.YLABELS):
             ax.set_xscale("log")
@@ -130,8 +135,8 @@ class Figure:
             self.marks.append({"cross": ax.axvline(1.0, color="crimson", ls=":", lw=1.6, visible=False, animated=True),
                                "target": ax.axvline(1.0, color="black", lw=1, alpha=0.6, animated=True)})
         self.title = self.fig.suptitle("")
-        self._legend_key = None
-        self._bg = None
+        self._legend_key: tuple[tuple[str, ...], str] | None = None
+        self._bg: Any = None
 
     def update(self, model: str, c: Curves, out: dict) -> bytes:
         """Move the lines to ``out`` (from :func:`evaluate`) and return the PNG. The axes,
@@ -175,22 +180,22 @@ class Figure:
                 if need[0] < lo or need[1] > hi or (hi / lo) > 30 * (need[1] / need[0]) or self._bg is None:
                     ax.set_ylim(vals.min() / 2.5, vals.max() * 2.5)   # room to move before the axes change
                     full = True
-        key = (tuple(sorted(shown)), model)
-        if key != self._legend_key:
+        legend_key = (tuple(sorted(shown)), model)
+        if legend_key != self._legend_key:
             handles = [ln for (lab, jj), ln in self.lines.items() if jj == 1 and lab in shown]
             self.axes[1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
                                 fontsize=8)
             self.title.set_text(f"{model}: each platform's cheapest configuration (dotted: crossover; grey: target)")
-            self._legend_key = key
+            self._legend_key = legend_key
             full = True
-        canvas = self.fig.canvas
+        canvas = cast("FigureCanvasAgg", self.fig.canvas)
         if full:
             canvas.draw()                      # everything but the animated lines and marks
             self._bg = canvas.copy_from_bbox(self.fig.bbox)
         else:
             canvas.restore_region(self._bg)
         for j, ax in enumerate(self.axes):
-            for (lab, jj), ln in self.lines.items():
+            for (_lab, jj), ln in self.lines.items():
                 if jj == j and ln.get_visible():
                     ax.draw_artist(ln)
             for a in self.marks[j].values():

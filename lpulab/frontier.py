@@ -69,8 +69,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -197,7 +197,7 @@ def platforms(devices: Sequence[str] | None = None, precisions: Mapping[str, Seq
 def _ladder_widths(widths: Sequence[int], step: float, keep: Sequence[int] = ()) -> list[int]:
     """``widths`` thinned so that each kept width is at least ``step`` times the one before
     (the first and ``keep`` always kept)."""
-    ws = sorted(set(int(w) for w in widths))
+    ws = sorted({int(w) for w in widths})
     if step <= 1 or len(ws) <= 12:
         return ws
     out, nxt = [], 0.0
@@ -259,6 +259,7 @@ def platform_layouts(model, pl: Platform, prompt: int, output: int, *, max_chips
     w_bytes = workload.weight_bytes(model, prec)
     kv_seq = float(workload.kv_bytes(model, 1, ctx, prec.kv))
     cap = dev.capacity(dev.main_tier)
+    widths: Sequence[int]
     try:
         widths = placement.allowed_tensors(model, dev)
     except (CatalogError, placement.PlacementError) as exc:
@@ -578,7 +579,7 @@ def _rows(cands: Candidates, pts: Points, targets, B, E, ttft_limit) -> pd.DataF
     out = out.sort_values(["objective", "platform", "target_tok_s"], key=lambda x: x.map(
         {o: k for k, o in enumerate(OBJECTIVES)}) if x.name == "objective" else x, kind="stable").reset_index(drop=True)
     for k in ("replicas", "tensor", "pipeline", "concurrency", "chips", "chips_deployed", "units"):
-        out[k] = pd.array(out[k], dtype="Int64")
+        out[k] = pd.array(out[k], dtype="Int64")  # type: ignore[call-overload]  # pandas-stubs: no Series overload
     for k in ("per_user_tok_s", "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"):
         out[k] = out[k].astype(float)
     return out
@@ -627,7 +628,9 @@ def windows(sram, gpu, grid) -> list[list[float]]:
     for one pair of curves (speeds neither side serves are skipped)."""
     sram, gpu, grid = (np.asarray(x, float).ravel() for x in (sram, gpu, grid))
     defined = np.isfinite(sram) | np.isfinite(gpu)
-    out, start, last = [], None, None
+    out: list[list[float]] = []
+    start: float | None = None
+    last = 0.0                     # set with start
     for i in np.flatnonzero(defined):
         if sram[i] < gpu[i]:
             start = grid[i] if start is None else start
@@ -728,7 +731,7 @@ class Draws:
     scale: Mapping[str, np.ndarray] = field(repr=False)    # side -> (n,) residual speed factor
     knobs: Mapping[str, perf.Knobs] = field(repr=False)    # side -> knobs with rows (1 + K, 1)
 
-    def take(self, start: int, stop: int) -> "Draws":
+    def take(self, start: int, stop: int) -> Draws:
         """Draws ``start`` to ``stop`` (a chunk: the Monte Carlo runs in chunks of
         :data:`CHUNK` draws so that its memory stays bounded)."""
         cut = lambda v: v[start:stop] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == self.n else v  # noqa: E731
@@ -807,7 +810,7 @@ def _crossover(metric: str, grid: np.ndarray, point_idx: int, names: tuple[str, 
             lo, q1, med, q3, hi = (float(x) for x in np.percentile(vals, [q[0], 25, 50, 75, q[1]],
                                                                       method="inverted_cdf"))
         below, above, m = float(np.mean(idx <= 0)), float(np.mean(idx >= n)), int(len(idx))
-    return Crossover(metric, value, _status(point_idx, n), fin(lo), fin(hi), tuple(float(x) for x in q), below, above,
+    return Crossover(metric, value, _status(point_idx, n), fin(lo), fin(hi), (float(q[0]), float(q[1])), below, above,
                      m, (float(grid[0]), float(grid[-1])), names[0], names[1],
                      float(grid[1] / grid[0]) if n > 1 else float("nan"), fin(med), (fin(q1), fin(q3)),
                      tuple(tuple(w) for w in wins), reach)
@@ -926,13 +929,13 @@ def measured(model: str, plats: Sequence[Platform], inputs: Mapping) -> pd.DataF
     units of its price sheet at the point prices. Columns: label, device, chips, units,
     per_user, aggregate, usd_per_mtok, joules_per_token."""
     df = speed.measured_table()
-    by_dev = {}
+    by_dev: dict[str, int] = {}
     for i, p in enumerate(plats):
         by_dev.setdefault(p.device.id, i)
     d = df[(df.model == model) & df.hardware.isin(list(by_dev))]
     B, E = price_factors(plats, inputs)
     rows = []
-    for url, g in d.groupby("source_url"):
+    for _url, g in d.groupby("source_url"):
         vals = dict(zip(g.metric, g.value_si))
         per_user = vals.get("output_tok_s_per_user") or (1.0 / vals["tpot_s"] if vals.get("tpot_s") else None)
         agg = vals.get("output_tok_s_aggregate")
@@ -971,7 +974,7 @@ class Result:
     crossover: Crossover | None = None
     energy_crossover: Crossover | None = None
     odds: Odds | None = None
-    measured: pd.DataFrame = field(default=None, repr=False)
+    measured: pd.DataFrame | None = field(default=None, repr=False)
     skipped: tuple = ()
     inputs: Mapping = field(default_factory=dict, repr=False)
     sentences: Mapping[str, str] = field(default_factory=dict)
@@ -1007,7 +1010,7 @@ class Result:
         """Per target, the cheapest platform of each side (target, side, platform, value)."""
         c = self.curve(objective)
         i = c.groupby(["target_tok_s", "side"])[objective].idxmin()
-        return c.loc[i.values, ["target_tok_s", "side", "platform", "layout", "concurrency", objective]].reset_index(
+        return c.loc[i.to_numpy(), ["target_tok_s", "side", "platform", "layout", "concurrency", objective]].reset_index(
             drop=True)
 
     @property
@@ -1111,6 +1114,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
         metrics = ("usd_per_mtok", "joules_per_token")
         idx = {m: np.empty(d.n, np.int64) for m in metrics} if d is not None else {}
         for start in range(0, d.n if d is not None else 0, CHUNK):
+            assert d is not None   # the loop runs only with draws
             dc = d.take(start, start + CHUNK)
             A, _ = sampled_costs(cands, dc, grid, ttft_limit, pts)
             for m, f in zip(metrics, price_factors(plats, dc.values)):
@@ -1124,7 +1128,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             i0 = int(crossover_index(s0, g0))
             served = np.flatnonzero(np.isfinite(s0) | np.isfinite(g0))
             at = min(i0, grid.size - 1)
-            names = tuple(_cheapest(plats, pc[:, at], sides, side) for side in ("sram", "hbm"))
+            names = (_cheapest(plats, pc[:, at], sides, "sram"), _cheapest(plats, pc[:, at], sides, "hbm"))
             out.append(_crossover(metric, grid, i0, names, quantiles, idx.get(metric), windows(s0, g0, grid),
                                   float(grid[served[-1]]) if served.size else None))
         cross, energy = out

@@ -35,7 +35,7 @@ class Layout:
     def __post_init__(self) -> None:
         for name in FIELDS:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) and not (hasattr(v, "__index__") and int(v) == v):
+            if isinstance(v, bool) or (not isinstance(v, int) and not (hasattr(v, "__index__") and int(v) == v)):
                 raise LayoutError(f"Layout.{name} must be a whole number >= 1, got {v!r}")
             if int(v) < 1:
                 raise LayoutError(f"Layout.{name} must be a whole number >= 1, got {v!r}")
@@ -55,7 +55,7 @@ class Layout:
         return self.replicas * self.chips_per_replica
 
     @classmethod
-    def of_chips(cls, chips: int, tensor: int = 1, pipeline: int = 1, expert: int = 1) -> "Layout":
+    def of_chips(cls, chips: int, tensor: int = 1, pipeline: int = 1, expert: int = 1) -> Layout:
         """As many replicas of ``pipeline x tensor x expert`` as ``chips`` hold; the chips must divide evenly."""
         per = int(tensor) * int(pipeline) * int(expert)
         if int(chips) != chips or chips < 1 or per < 1 or int(chips) % per:
@@ -63,7 +63,7 @@ class Layout:
                               f" x expert {expert} = {per} chips; choose chips as a multiple of {per}")
         return cls(int(chips) // per, int(tensor), int(pipeline), int(expert))
 
-    def with_(self, **changes) -> "Layout":
+    def with_(self, **changes) -> Layout:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, int]:

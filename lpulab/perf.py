@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from . import workload
-from .catalog import PRECISION_BYTES, Device, Link
+from .catalog import Device, Link
 from .parallel import Layout
 from .roofline import Efficiency
 from .workload import Precision
@@ -201,7 +201,7 @@ class Deployment:
 
     @property
     def peak(self) -> float:
-        return self.device.peak(self.compute) * self.efficiency.compute
+        return self.device.peak(self.compute) * self.efficiency.compute  # type: ignore[arg-type]  # set by __post_init__
 
     @property
     def bandwidth(self) -> float:
@@ -217,7 +217,7 @@ class Deployment:
         u = self.device.deployment.unit_chips
         return -(-self.chips // u)
 
-    def with_(self, **changes) -> "Deployment":
+    def with_(self, **changes) -> Deployment:
         return replace(self, **changes)
 
     def label(self) -> str:
@@ -275,7 +275,7 @@ class Knobs:
     half_tokens: object = 0.0         # a matrix product of M rows runs at M / (M + half_tokens) of its achieved rate
 
     @classmethod
-    def of(cls, dep: "Deployment") -> "Knobs":
+    def of(cls, dep: Deployment) -> Knobs:
         e = dep.efficiency
         return cls(e.compute, e.memory, e.link, dep.layer_overhead_s)
 
@@ -302,7 +302,7 @@ class StepProfile:
     parts: dict = field(default_factory=dict)  # part -> (stages,) how many of it each stage holds
     a2a_latency: float = 0.0     # per MoE layer with expert parallelism: dispatch + combine, fixed part
     a2a_bytes_time: object = None  # ... and their bandwidth term (None: no expert parallelism)
-    moe: object = None           # (stages,) MoE layers per stage
+    moe: np.ndarray | None = None  # (stages,) MoE layers per stage
 
 
 def _decode_ops(model, dep: Deployment, batch, context, tokens: int = 1):
@@ -352,7 +352,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     pre = _op_list(model, dep, "prefill", 1, 0, int(prompt))
     live = (b > 0).astype(float)
     n = dep.layout.tensor
-    P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n
+    P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n  # type: ignore[arg-type]  # set by __post_init__
     kinds = architecture.layer_kinds(model)
     names = ["embedding"] + [k.name for k in kinds] + ["head"]
     tc: dict = {g: [] for g in names}
@@ -483,7 +483,7 @@ def step_times(prof: StepProfile, knobs: Knobs) -> StepTimes:
     stage = per_stage(0) + lay * (comm + o)
     communication = lay * comm
     if prof.a2a_bytes_time is not None:
-        a2a = prof.moe.reshape(sh) * (prof.a2a_latency + prof.a2a_bytes_time / el)
+        a2a = prof.moe.reshape(sh) * (prof.a2a_latency + prof.a2a_bytes_time / el)  # type: ignore[union-attr]  # set with a2a_bytes_time
         stage = stage + a2a
         communication = communication + a2a
     zero = 0.0 * stage
@@ -556,7 +556,7 @@ class Prediction:
             v = np.asarray(getattr(self, k))
             d[k] = v.item() if v.ndim == 0 else v.tolist()
         for k, v in self.extra.items():
-            if isinstance(v, np.ndarray) or isinstance(v, np.generic):
+            if isinstance(v, (np.ndarray, np.generic)):
                 v = np.asarray(v)
                 v = v.item() if v.ndim == 0 else v.tolist()
             d[k] = v
@@ -647,7 +647,7 @@ class ServingProfile:
         busy = step_times(self.busy, k).path
         ttft = np.where(c <= 1, alone, 0.5 * rnd_hi + busy)
         dep = self.deployment
-        notes = ()
+        notes: tuple[str, ...] = ()
         if dep.layout.tensor > 1 and dep.collective_latency is None and dep.link.collective_latency is None:
             notes = (f"no measured collective latency for {dep.device.id}'s {dep.link.name}: all-reduce latency "
                      f"taken as 2 ceil(log2 {dep.layout.tensor}) hops",)
@@ -730,7 +730,7 @@ class Work:
     message: np.ndarray      # bytes of one all-reduce / one pipeline hand-over
     layers: int
 
-    def merge(self, other: "Work") -> "Work":
+    def merge(self, other: Work) -> Work:
         """Two kinds of work fused into one step (e.g. decode plus a chunk of prefill):
         the weights are read once."""
         return Work(self.flops + other.flops, self.bytes + other.bytes - np.minimum(self.weight, other.weight),

@@ -40,9 +40,11 @@ of stages so that the fullest chip is as empty as it can be.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -195,11 +197,11 @@ class ChipSizes:
     tensor: int
     embedding: float
     layer_weight: float
-    layer_kv: object
+    layer_kv: workload.Num
     head: float
-    act: object
+    act: workload.Num
     kind_weight: Mapping[str, float] = field(default_factory=dict)
-    kind_kv: Mapping[str, object] = field(default_factory=dict)
+    kind_kv: Mapping[str, workload.Num] = field(default_factory=dict)
     kinds: tuple[str, ...] = ()
     expert: int = 1
 
@@ -244,10 +246,8 @@ def _table(model: Model):
         for i in k.layers:
             order[i] = k.name
     out = (kinds, table, tuple(order))
-    try:
+    with contextlib.suppress(TypeError):
         _TABLES[id(model)] = (weakref.ref(model), out)
-    except TypeError:
-        pass
     return out
 
 
@@ -363,7 +363,7 @@ def _runs(kinds: Sequence[str]) -> list[tuple[str, int]]:
     return out
 
 
-def _greedy_runs(room, e, runs: Sequence[tuple[object, int]], hd):
+def _greedy_runs(room, e, runs: Sequence[tuple[workload.Num, int]], hd):
     """Fewest contiguous stages for [e, run_1 (n_1 items of x_1), run_2, ..., hd] (greedy
     next-fit, run by run in closed form: a model whose layers are not all alike);
     inf where an item alone does not fit. With one run it is :func:`_greedy_stages`."""
@@ -488,7 +488,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         _expert_groups(model, expert)
     context = model.max_context if context is None else context
     tr = _tiers(device, tiers)
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    _cap, _res, U = _usable(device, tr["weight"], reserve)
     choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     if not choices or any(int(t) != t or t < 1 for t in choices):
         raise PlacementError(f"tensor_choices must be whole numbers >= 1, got {choices!r}")
@@ -496,7 +496,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         raise PlacementError(f"unit must be a whole number >= 1, got {unit!r}")
     act_sep = tr["activation"] != tr["weight"]
     if act_sep:
-        acap, ares, aU = _usable(device, tr["activation"], reserve)
+        _acap, _ares, aU = _usable(device, tr["activation"], reserve)
     shape = np.broadcast_shapes(np.shape(batch), np.shape(context), np.shape(tokens))
     best = np.full(shape, np.inf)
     best_tensor = np.zeros(shape)
@@ -524,7 +524,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
         stages = np.broadcast_to(stages, (len(ts),) + shape)
         return stages, stages * (col * expert)
 
-    widths = np.array(sorted(set(int(t) for t in choices), reverse=True), dtype=np.int64)
+    widths = np.array(sorted({int(t) for t in choices}, reverse=True), dtype=np.int64)
     # a layout of width t uses at least t chips, so once every point has a layout of at most
     # B chips no wider width can win: seed B with the narrowest width that holds the weights
     # in one or two stages, then skip every width above it (a machine whose scale-up domain
@@ -534,7 +534,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
                default=None)
     bound = np.inf
     if seed is not None:
-        st, ch = chips_at(np.array([seed], dtype=np.int64))
+        _st, ch = chips_at(np.array([seed], dtype=np.int64))
         if np.all(np.isfinite(ch)):
             bound = float(np.max(ch))
     widths = widths[widths * expert <= bound]
@@ -554,7 +554,7 @@ def need(model: Model, device: Device, batch=1, context=None, *, tokens=1, preci
     return Need(best, best_tensor.astype(int), best_pipeline.astype(int), deployed, fluid, int(unit), expert)
 
 
-def chips_needed(model: Model, device: Device, batch=1, context=None, **kw) -> np.ndarray:
+def chips_needed(model: Model, device: Device, batch=1, context=None, **kw) -> float | np.ndarray:
     """The step function: deployed chips (rounded to ``unit``) for arrays of batch and
     context (inf where no allowed layout fits). Keywords as :func:`need`."""
     out = need(model, device, batch, context, **kw).deployed
@@ -725,7 +725,8 @@ class Placement:
     def totals(self) -> dict[str, float]:
         """Bytes placed, by kind (reserve excluded), over all chips."""
         r = self.residency[self.residency.kind != "reserve"]
-        return r.groupby("kind")["bytes"].sum().reindex(["weight", "kv", "activation"], fill_value=0.0).to_dict()
+        return cast("dict[str, float]",
+                    r.groupby("kind")["bytes"].sum().reindex(["weight", "kv", "activation"], fill_value=0.0).to_dict())
 
     def plan(self, kinds: Sequence[str] = ("weight",)) -> dict[str, list[tuple[int, int, int, int]]]:
         """The sharding plan for :mod:`lpulab.kernels`: tensor name -> [(chip, axis, start,
@@ -768,7 +769,9 @@ def _stage_items(model: Model, sizes: ChipSizes, act: float) -> tuple[list[str],
 
 
 def _greedy_bins(items: Sequence[float], room: float) -> list[list[int]]:
-    bins, cur, load = [], [], 0.0
+    bins: list[list[int]] = []
+    cur: list[int] = []
+    load = 0.0
     for i, v in enumerate(items):
         if cur and load + v > room:
             bins.append(cur)
@@ -900,15 +903,15 @@ def place(model: Model, device: Device, *, batch: int = 1, context: int | None =
         if tensor is not None or pipeline is not None:
             raise PlacementError("give a layout or tensor/pipeline, not both")
         tensor, pipeline, expert = layout.tensor, layout.pipeline, layout.expert
-    for name, v in (("tensor", tensor), ("pipeline", pipeline)):
-        if v is not None:
-            _whole(name, v)
+    for name, width in (("tensor", tensor), ("pipeline", pipeline)):
+        if width is not None:
+            _whole(name, width)
     expert = _whole("expert", expert)
     if expert > 1:
         _expert_groups(model, expert)
     unit = _unit(device, unit)
     tr = _tiers(device, tiers)
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    cap, _res, U = _usable(device, tr["weight"], reserve)
     choices = tuple(tensor_choices) if tensor_choices is not None else allowed_tensors(model, device)
     args = (model, device, batch, context, tokens, p, reserve, choices, unit, tr)
 
@@ -994,7 +997,7 @@ def _load_parts(model, sizes: ChipSizes, items, act) -> str:
 
 def _raise_unfit(model, device, batch, context, tokens, p, reserve, choices, unit, tr, tensor=None, pipeline=None,
                  expert: int = 1):
-    cap, res, U = _usable(device, tr["weight"], reserve)
+    _cap, _res, U = _usable(device, tr["weight"], reserve)
     widths = (tensor,) if tensor is not None else choices
     t = max(widths)
     s = chip_sizes(model, t, batch, context, tokens, p, expert=expert)
@@ -1040,6 +1043,8 @@ def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, 
     entries: list[tuple[Tensor, int, int | None]] = []   # (tensor, stage, group or None)
     e = int(expert)
     groups_b = [len(x) for x in np.array_split(np.arange(batch), e)]   # streams of each group
+    g: int | None
+    acts: dict[int | None, float]
     if e == 1:
         acts = {None: _activation_elems(model, batch, context, tokens, p)}
     else:
@@ -1066,9 +1071,9 @@ def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, 
                        for g, b in enumerate(groups_b) if b]
         if st.head:
             ts += [(t, None) for t in head]
-        for g, n in acts.items():
+        for g, elems in acts.items():
             name = f"stages.{st.index}.activations" + ("" if g is None else f".{g}")
-            ts.append((Tensor(name, "activation", "stage", None, (int(n),), 0, p.a), g))
+            ts.append((Tensor(name, "activation", "stage", None, (int(elems),), 0, p.a), g))
         for t, g in ts:
             tensors.append(t)
             entries.append((t, st.index, g))
@@ -1104,7 +1109,7 @@ def _build(model, device, p, batch, context, tokens, reserve, tensor, pipeline, 
 
 def _shards(pl: Placement) -> pd.DataFrame:
     """One row per (tensor, chip) slice of a placement, in stage, tensor and rank order."""
-    cols = {k: [] for k in ("tensor", "kind", "group", "layer", "stage", "chip", "rank", "tier", "axis", "start",
+    cols: dict[str, list] = {k: [] for k in ("tensor", "kind", "group", "layer", "stage", "chip", "rank", "tier", "axis", "start",
                             "stop", "bytes")}
     t_, e = pl.tensor, pl.expert
     for t, s, g in pl._entries:
@@ -1162,7 +1167,7 @@ def capacity_chain(model: Model, device: Device, *, batch: int = 1, context: int
     cap = device.capacity(device.main_tier)
     W = workload.weight_bytes(model, p)
     KV = float(workload.kv_bytes(model, batch, context, p.kv))
-    rows = []
+    rows: list[tuple[str, float, str]] = []
     if stated_weight_bytes is not None and stated_chip_bytes is not None:
         rows.append(("as stated", math.ceil(stated_weight_bytes / stated_chip_bytes),
                      f"{_b(stated_weight_bytes)} of weights / {_b(stated_chip_bytes)} per chip"))
@@ -1230,7 +1235,8 @@ def compare_devices(model: Model, devices: Sequence[Device], *, batch=1, context
         n = need(model, d, batch, context, precision=p, reserve=reserve,
                  tensor_choices=(tensor_choices or {}).get(d.id), unit=(units or {}).get(d.id))
         chips = float(n.chips)
-        bw = d.memory[tier].bandwidth.si if d.memory[tier].bandwidth else float("nan")
+        tier_bw = d.memory[tier].bandwidth
+        bw = tier_bw.si if tier_bw else float("nan")
         rows.append({
             "device": d.id, "sram_only": d.sram_only, "tier": tier, "capacity": d.capacity(tier), "bandwidth": bw,
             "weights_only": fluid_chips(model, d, batch, context, precision=p, reserve=reserve, weights_only=True),
@@ -1300,19 +1306,20 @@ class Result:
     batch: int
     context: int
     sizes: Mapping = field(default_factory=dict)
-    table: pd.DataFrame = field(default=None, repr=False)
+    table: pd.DataFrame | None = field(default=None, repr=False)
     lpu: Placement | None = field(default=None, repr=False)
     gpu: Placement | None = field(default=None, repr=False)
-    chain: pd.DataFrame = field(default=None, repr=False)
+    chain: pd.DataFrame | None = field(default=None, repr=False)
     full_context_streams: int = 0
     gpu_checks: Mapping = field(default_factory=dict)
-    sweep: pd.DataFrame = field(default=None, repr=False)
-    sweep_summary: pd.DataFrame = field(default=None, repr=False)
+    sweep: pd.DataFrame | None = field(default=None, repr=False)
+    sweep_summary: pd.DataFrame | None = field(default=None, repr=False)
     deployment_bandwidth: Mapping = field(default_factory=dict)
     approximations: tuple[str, ...] = ()         # what lpulab models of this architecture only approximately
     not_run: Mapping[str, str] = field(default_factory=dict)  # devices left out: they do not run the precision
 
     def to_dict(self) -> dict:
+        assert self.table is not None, "a Result is built with its table"
         t = self.table.set_index("device")
         return {
             "model": self.model, "precision": self.precision, "batch": self.batch, "context": self.context,
@@ -1384,11 +1391,11 @@ def analyse(model: str, devices: Sequence[str], lpu: str, gpu: str, *, precision
             not_run[d] = str(exc)
             del D[d]
     context = M.max_context if context is None else int(context)
-    common = dict(batch=batch, context=context, precision=p, reserve=reserve)
+    common: dict[str, Any] = dict(batch=batch, context=context, precision=p, reserve=reserve)
     table = compare_devices(M, list(D.values()), **common)
     pl_lpu = place(M, D[lpu], **common)
     pl_gpu = place(M, D[gpu], **common)
-    chain_kw = dict(context=context, precision=p, reserve=reserve)
+    chain_kw: dict[str, Any] = dict(context=context, precision=p, reserve=reserve)
     if stated_weights and stated_chip_memory:
         chain_kw.update(stated_weight_bytes=units.parse_quantity(stated_weights, "bytes"),
                         stated_chip_bytes=units.parse_quantity(stated_chip_memory, "bytes"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 from functools import lru_cache
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -639,7 +640,7 @@ def measured_roofline(r: Roofs, points, title="Executed kernels on this host's r
     hi = imax or max(float(pts["intensity"].max()) * 3 if len(pts) else 100.0, 4 * max(r.ridge(t) for t in r.bandwidth))
     fig, ax = _subplots(figsize=(9.5, 6))
     x = np.logspace(np.log10(lo), np.log10(hi), 400)
-    tiers = sorted(r.bandwidth, key=r.bandwidth.get, reverse=True)
+    tiers = sorted(r.bandwidth, key=lambda t: r.bandwidth[t], reverse=True)
     for t, color in zip(tiers, sns.color_palette("Greys_r", len(tiers) + 2)):
         ax.plot(x, attainable(x, r.peak, r.bandwidth[t]) / 1e9, color=color, lw=2,
                 label=f"{t}: {fmt.si(r.bandwidth[t], 'B/s')}")
@@ -716,7 +717,7 @@ def frontier_costs(rows, measured=None, crossover=None, energy_crossover=None, t
                     ls="--" if side == "sram" else "-", label=_tex_safe(f"{plat} ({'SRAM' if side == 'sram' else 'HBM'})"))
         if meas is not None and len(meas) and obj in meas:
             for i, (dev, g) in enumerate(meas.groupby("device")):
-                ax.plot(g["per_user"], g[obj], ls="none", marker="*", ms=9, color=device_color(dev), mec="black",
+                ax.plot(g["per_user"], g[obj], ls="none", marker="*", ms=9, color=device_color(str(dev)), mec="black",
                         mew=0.5, alpha=0.85, label="measured runs" if i == 0 else None)
         x = crossover if obj == "usd_per_mtok" else energy_crossover
         v = _get(x, "value")
@@ -734,7 +735,7 @@ def frontier_costs(rows, measured=None, crossover=None, energy_crossover=None, t
         _plain_log(ax.yaxis)
         ax.set_xlabel("per-user speed target (tokens/s per user, log scale)")
         ax.set_ylabel(labels.get(obj, obj))
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

@@ -14,8 +14,8 @@ Every function broadcasts over numpy arrays: a sweep is one call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

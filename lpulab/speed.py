@@ -22,9 +22,9 @@ prompt and output lengths.
 from __future__ import annotations
 
 import functools
-import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,7 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
     benchmarks = catalog.load_benchmarks()
     skipped: list[Skipped] = []
     runs: dict[tuple, list] = {}
+    r: Any   # a row of itertuples()
     for r in df.itertuples():
         if r.metric == "samples_per_s":
             continue
@@ -134,12 +135,13 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             continue
         runs.setdefault(_run_key(r), []).append(r)
     groups: dict[tuple, list] = {}
-    for key, rows in runs.items():
+    for rows in runs.values():
         r0 = rows[0]
         ids = [r.id for r in rows]
         device = catalog.load_device(r0.hardware)
         model = catalog.load_model(r0.model)
         vals = {r.metric: float(r.value_si) for r in rows}
+        prec: workload.Precision | None
         if r0.precision in (None, "", "unknown") or r0.precision != r0.precision:
             prec, prec_note = default_precision(device), "precision assumed"
         else:
@@ -225,7 +227,7 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
         output = int(round(float(np.median([m[4] for m in members]))))
         metric = METRIC_COLUMN[r0.metric]
         # one submitter filed the same run twice (two accuracy targets): count a row once
-        ids = tuple(sorted({m[0].id for m in members}))
+        row_ids = tuple(sorted({m[0].id for m in members}))
         try:
             prof = perf.serving_profile(model, dep, conc, gkey[6], output)
         except (perf.PerfError, placement.PlacementError) as exc:
@@ -235,7 +237,7 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
         key = f"{gkey[0]} {r0.model} {r0.hardware} {gkey[3]} {dep.layout.label()} {dep.precision.weights} c={conc}"
         sources = "; ".join(dict.fromkeys(str(m[0].source_title) for m in members))
         pts.append(Point(key + (f" [{notes}]" if notes else "") + f" {metric}", side_of(dep.device), metric,
-                         measured, str(gkey[0]), prof, ids, sources))
+                         measured, str(gkey[0]), prof, row_ids, sources))
     return pts, skipped
 
 
@@ -536,7 +538,7 @@ def analyse(model: str, lpu: str, gpu: str, *, gpu_layout: Layout, lpu_layout: L
               f"median {lfl['gpu_median']:.0f} tok/s of {lfl['gpu_providers']} GPU providers in the same benchmark "
               f"({lfl['ratio']:.2f}x)" + (f"; the vendor's stated {lfl['vendor_stated']:.0f} tok/s gives "
                                          f"{lfl['vendor_ratio']:.2f}x." if "vendor_ratio" in lfl else ".")))
-    why = {}
+    why: dict[str, int] = {}
     for s in skipped:
         why[s.why] = why.get(s.why, 0) + 1
     return C2Result(model, prompt, output, lpu_at, gpu_at, ratio, ratio_one, frontier,
@@ -549,7 +551,7 @@ def measured_points(model: str, devices: Sequence[str], measurements: pd.DataFra
     df = measured_table() if measurements is None else measurements
     d = df[(df.model == model) & df.hardware.isin(list(devices))]
     rows = []
-    for url, g in d.groupby("source_url"):
+    for _url, g in d.groupby("source_url"):
         vals = dict(zip(g.metric, g.value_si))
         per_user = vals.get("output_tok_s_per_user") or (1.0 / vals["tpot_s"] if vals.get("tpot_s") else None)
         agg = vals.get("output_tok_s_aggregate")

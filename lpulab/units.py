@@ -11,8 +11,14 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 import pint
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 
 def _registry() -> pint.UnitRegistry:
     # pint's default file makes the bit dimensionless, which would let bytes, counts and
@@ -24,7 +30,7 @@ def _registry() -> pint.UnitRegistry:
         path = Path(tmp) / "lpulab_units.txt"
         path.write_text(text)
         (Path(tmp) / "constants_en.txt").write_text((here / "constants_en.txt").read_text())
-        reg = pint.UnitRegistry(str(path))
+        reg: pint.UnitRegistry = pint.UnitRegistry(str(path))
     # Counts of operations. One multiply-add is two FLOPs; integer ops (TOP/s) count alike.
     reg.define("FLOP = [operation] = flop")
     reg.define("OP = FLOP")
@@ -59,7 +65,7 @@ class UnitError(ValueError):
 
 
 @functools.lru_cache(maxsize=512)
-def _unit(unit: str):
+def _unit(unit: str) -> pint.Unit:
     if unit == "":
         return ureg.dimensionless
     try:
@@ -89,12 +95,16 @@ def dimension_of(unit: str) -> str:
     raise UnitError(f"unit {unit!r} is of no kind lpulab knows ({', '.join(DIMENSIONS)})")
 
 
-def _si_unit(unit: str, dimension: str | None):
+def _si_unit(unit: str, dimension: str | None) -> pint.Unit:
     check_unit(unit, dimension)
     return _unit(DIMENSIONS[dimension or dimension_of(unit)][0])
 
 
-def to_si(value, unit: str, dimension: str | None = None):
+@overload
+def to_si(value: float, unit: str, dimension: str | None = None) -> float: ...
+@overload
+def to_si(value: np.ndarray, unit: str, dimension: str | None = None) -> np.ndarray: ...
+def to_si(value: float | np.ndarray, unit: str, dimension: str | None = None) -> float | np.ndarray:
     """Convert ``value`` in ``unit`` to a float (or array) in the SI unit of its kind.
 
     The kind (bytes, bandwidth, compute ...) is ``dimension`` or is inferred from ``unit``;
@@ -105,7 +115,11 @@ def to_si(value, unit: str, dimension: str | None = None):
     return value * factor if not isinstance(value, (int, float)) else float(value) * factor
 
 
-def from_si(value, unit: str, dimension: str | None = None):
+@overload
+def from_si(value: float, unit: str, dimension: str | None = None) -> float: ...
+@overload
+def from_si(value: np.ndarray, unit: str, dimension: str | None = None) -> np.ndarray: ...
+def from_si(value: float | np.ndarray, unit: str, dimension: str | None = None) -> float | np.ndarray:
     """Convert an SI float (or array) to ``unit`` (the inverse of :func:`to_si`)."""
     si = _si_unit(unit, dimension)
     factor = float(ureg.Quantity(1.0, _unit(unit)).to(si).magnitude)
@@ -115,7 +129,7 @@ def from_si(value, unit: str, dimension: str | None = None):
 def parse_quantity(text: str, dimension: str | None = None) -> float:
     """Parse what a user types, e.g. ``"3.35 TB/s"`` or ``"185 W"``, to an SI float."""
     try:
-        q = ureg.Quantity(text)
+        q: Any = ureg.Quantity(text)
     except Exception as exc:
         raise UnitError(f"cannot parse quantity {text!r} ({exc})") from None
     return to_si(float(q.magnitude), str(q.units) if not q.unitless else "count", dimension)
@@ -130,7 +144,7 @@ def fmt(value: float, unit: str, digits: int = 3) -> str:
     return f"{number(from_si(value, unit), digits)} {unit}"
 
 
-def format_columns(df, formats: dict):
+def format_columns(df: pd.DataFrame, formats: dict) -> pd.DataFrame:
     """A copy of ``df`` for display: each column in ``formats`` ({column: unit}) shown in
     that unit, the unit moved into the header (``"x"`` formats a ratio as ``23.9x``), every
     number under the rules of :mod:`lpulab.report.fmt`.

@@ -27,13 +27,19 @@ expert weight bytes read in one step are those of the distinct experts the step 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .catalog import PRECISION_BYTES, Model
+from .catalog import PRECISION_BYTES, Device, Model
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from .architecture import LayerKind, TensorSpec
 
 PHASES = ("prefill", "decode")
 #: Precisions a workload may store weights, activations or the KV cache in.
@@ -60,7 +66,7 @@ class Precision:
     activations: str = "bf16"
     kv: str = "bf16"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if v not in PRECISIONS:
@@ -82,7 +88,7 @@ class Precision:
         return PRECISION_BYTES[self.kv]
 
     @classmethod
-    def of(cls, spec=None) -> "Precision":
+    def of(cls, spec: PrecisionLike = None) -> Precision:
         """A Precision from a Precision, ``None`` (bf16 throughout), one name for all three
         (``"int8"``), ``"weights/activations/kv"`` (``"int4/bf16/fp8"``), a mapping
         ``{weights, activations, kv}`` or a 3-tuple."""
@@ -113,6 +119,10 @@ class Precision:
         return f"w:{self.weights} a:{self.activations} kv:{self.kv}"
 
 
+#: What :meth:`Precision.of` reads.
+PrecisionLike = Precision | str | Mapping[str, str] | Sequence[str] | None
+
+
 #: Formats of the same width a device may list under either name (a device that lists an
 #: int8 peak runs fp8 operands at it, and the converse; 4-bit floats run at its ``fp4`` peak).
 SAME_WIDTH = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "int8"), "int8": ("int8", "fp8"),
@@ -123,7 +133,7 @@ class PrecisionError(WorkloadError):
     """A precision a device does not run (it lists no peak at its compute format)."""
 
 
-def compute_format(device, precision) -> str:
+def compute_format(device: Device, precision: PrecisionLike) -> str:
     """The format ``device``'s matrix units run ``precision`` in: the wider of the weights'
     and the activations' (narrower weights are widened on the way in: INT4 or FP4 weights
     with 8- or 16-bit activations run at the 8- or 16-bit peak), or a format of the same
@@ -140,41 +150,44 @@ def compute_format(device, precision) -> str:
 
 # --------------------------------------------------------------------------- counts
 
+#: A count: a float, or a numpy array over batch and context (the two broadcast).
+Num = float | np.ndarray
+
 
 @dataclass(frozen=True)
 class Counts:
     """FLOPs and bytes by kind; each field a float or a numpy array (they broadcast)."""
 
-    flops: object = 0.0
-    weight: object = 0.0
-    act_read: object = 0.0
-    act_write: object = 0.0
-    kv_read: object = 0.0
-    kv_write: object = 0.0
+    flops: Num = 0.0
+    weight: Num = 0.0
+    act_read: Num = 0.0
+    act_write: Num = 0.0
+    kv_read: Num = 0.0
+    kv_write: Num = 0.0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(*(getattr(self, c) + getattr(other, c) for c in COLUMNS))
 
-    def __mul__(self, k) -> "Counts":
+    def __mul__(self, k: Num) -> Counts:
         return Counts(*(getattr(self, c) * k for c in COLUMNS))
 
     __rmul__ = __mul__
 
     @property
-    def act(self):
+    def act(self) -> Num:
         return self.act_read + self.act_write
 
     @property
-    def kv(self):
+    def kv(self) -> Num:
         return self.kv_read + self.kv_write
 
     @property
-    def bytes(self):
+    def bytes(self) -> Num:
         """All bytes moved: weights + activations + KV cache."""
         return self.weight + self.act_read + self.act_write + self.kv_read + self.kv_write
 
     @property
-    def intensity(self):
+    def intensity(self) -> np.ndarray:
         """Arithmetic intensity, FLOP per byte moved."""
         return np.asarray(self.flops, float) / np.asarray(self.bytes, float)
 
@@ -201,7 +214,8 @@ class Op:
 # --------------------------------------------------------------------------- shapes
 
 
-def _shape(phase: str, batch, context, tokens):
+def _shape(phase: str, batch: npt.ArrayLike, context: npt.ArrayLike,
+           tokens: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if phase not in PHASES:
         raise WorkloadError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
     if tokens is None:
@@ -215,7 +229,7 @@ def _shape(phase: str, batch, context, tokens):
     return B, S, P
 
 
-def _scalar(x):
+def _scalar(x: npt.ArrayLike) -> Num:
     x = np.asarray(x)
     return float(x) if x.ndim == 0 else x
 
@@ -223,7 +237,7 @@ def _scalar(x):
 # --------------------------------------------------------------------------- model sizes
 
 
-def _dims(model: Model):
+def _dims(model: Model) -> tuple[int, ...]:
     return (model.hidden_size, model.attention_heads, model.kv_heads, model.head_dim, model.ffn_size, model.vocab_size,
             model.layers, model.experts, model.active_experts)
 
@@ -251,7 +265,7 @@ def parameter_count(model: Model, active: bool = False, *, embedding: bool = Tru
     return architecture.parameter_count(model, active, embedding=embedding, mtp=mtp)
 
 
-def weight_bytes(model: Model, precision=None) -> float:
+def weight_bytes(model: Model, precision: PrecisionLike = None) -> float:
     """Resident weight bytes: every matrix at the weight width, the norm gains, biases and
     sinks at the activation width (as counted in docs/counting.md); all experts; tied
     embeddings once; multi-token-prediction modules not included."""
@@ -262,7 +276,7 @@ def weight_bytes(model: Model, precision=None) -> float:
     return float(nw * p.w + na * p.a)
 
 
-def _kv_width(kv) -> float:
+def _kv_width(kv: Precision | str) -> float:
     return kv.c if isinstance(kv, Precision) else PRECISION_BYTES[_check_prec(kv, "kv")]
 
 
@@ -272,7 +286,7 @@ def _window_layers(model: Model) -> tuple[int, int, int]:
     return model.layers - win, win, model.sliding_window
 
 
-def kv_bytes_per_token(model: Model, kv="bf16", context=None) -> float:
+def kv_bytes_per_token(model: Model, kv: Precision | str = "bf16", context: npt.ArrayLike | None = None) -> Num:
     """KV-cache bytes per token of context: what every layer that attends to the whole
     context caches per token, ``2*G*dh*c`` (keys and values) or, with MLA,
     ``(kv_lora_rank + qk_rope_head_dim)*c`` (the latent and the shared rotary key).
@@ -297,12 +311,13 @@ def kv_bytes_per_token(model: Model, kv="bf16", context=None) -> float:
     return _scalar((per_full * T + per_win * np.minimum(T, w)) / T)
 
 
-def kv_bytes(model: Model, batch=1, context=None, kv="bf16"):
+def kv_bytes(model: Model, batch: npt.ArrayLike = 1, context: npt.ArrayLike | None = None,
+             kv: Precision | str = "bf16") -> Num:
     """KV-cache bytes of ``batch`` sequences of ``context`` tokens each (arrays broadcast):
     the full-attention layers cache every token, windowed layers the last
     ``sliding_window``. ``kv_bytes(model, 1, context)`` is the cache of one sequence."""
     context = model.max_context if context is None else context
-    full, win, w = _window_layers(model)
+    _full, win, w = _window_layers(model)
     if not win:
         return _scalar(np.asarray(batch, float) * np.asarray(context, float) * kv_bytes_per_token(model, kv))
     T = np.asarray(context, float)
@@ -316,7 +331,7 @@ def _check_prec(name: str, what: str) -> str:
     return name
 
 
-def expected_experts(model: Model, tokens):
+def expected_experts(model: Model, tokens: npt.ArrayLike) -> Num:
     """Expected distinct experts one layer touches when ``tokens`` tokens each pick
     ``k`` of ``E`` experts uniformly: ``E*(1-(1-k/E)^N)``; 1 for a dense model."""
     E, k = model.experts, model.active_experts
@@ -355,11 +370,12 @@ def expected_expert_groups(model: Model, groups: int) -> float:
 # --------------------------------------------------------------------------- operators
 
 
-def _C(flops=0.0, weight=0.0, ar=0.0, aw=0.0, kr=0.0, kw=0.0) -> Counts:
+def _C(flops: Num = 0.0, weight: Num = 0.0, ar: Num = 0.0, aw: Num = 0.0, kr: Num = 0.0, kw: Num = 0.0) -> Counts:
     return Counts(flops, weight, ar, aw, kr, kw)
 
 
-def _tensor_op(model: Model, p: Precision, t, part: str, one, N, R, D, T=None, specs=None, name=None) -> Op:
+def _tensor_op(model: Model, p: Precision, t: TensorSpec, part: str, one: Num, N: Num, R: Num, D: Num,
+               T: Num | None = None, specs: Mapping[str, TensorSpec] | None = None, name: str | None = None) -> Op:
     """A norm gain or a matrix product from its row of the tensor table (and its bias, when
     the table has one: the add is fused into the product)."""
     a, w, c = p.a, p.w, p.c
@@ -368,6 +384,7 @@ def _tensor_op(model: Model, p: Precision, t, part: str, one, N, R, D, T=None, s
         return Op(name or t.name, t.group, "norm", _C(RMSNORM_FLOPS * N * n, n * a * one, N * n * a, N * n * a), part)
     out_dim, in_dim = t.shape
     rows = {"token": N, "expert": T, "row": R}[t.tokens]
+    assert rows is not None                  # an expert tensor comes with T
     reads = D if t.is_expert else one        # a routed expert's weights are read if a token picks it
     width = w if t.width == "weight" else a
     wr = _C(2 * rows * in_dim * out_dim, out_dim * in_dim * width * reads, rows * in_dim * a)
@@ -381,12 +398,12 @@ def _tensor_op(model: Model, p: Precision, t, part: str, one, N, R, D, T=None, s
     return Op(name or t.name, t.group, "matmul", cnt, part, t.is_expert)
 
 
-def _embedding_ops(model: Model, p: Precision, one, N, K, KVT, R, D) -> list[Op]:
+def _embedding_ops(model: Model, p: Precision, one: Num, N: Num, K: Num, KVT: Num, R: Num, D: Num) -> list[Op]:
     h = model.hidden_size
     return [Op("embedding", "embedding", "gather", _C(0, N * h * p.w, 0, N * h * p.a))]
 
 
-def _head_ops(model: Model, p: Precision, one, N, K, KVT, R, D) -> list[Op]:
+def _head_ops(model: Model, p: Precision, one: Num, N: Num, K: Num, KVT: Num, R: Num, D: Num) -> list[Op]:
     from . import architecture
 
     head = {t.role: t for t in architecture.head_tensors(model)}
@@ -394,7 +411,8 @@ def _head_ops(model: Model, p: Precision, one, N, K, KVT, R, D) -> list[Op]:
             _tensor_op(model, p, head["matmul"], "head", one, N, R, D, name="lm_head")]
 
 
-def _layer_ops(model: Model, p: Precision, phase: str, kind, one, N, K, KVT, R, D) -> list[Op]:
+def _layer_ops(model: Model, p: Precision, phase: str, kind: LayerKind, one: Num, N: Num, K: Num, KVT: Num, R: Num,
+               D: Num) -> list[Op]:
     """docs/counting.md, written once, for one layer of ``kind``. Every count is linear in
     the terms ``one`` (1), ``N = B*S``, ``K = K_att`` (of this kind: a windowed layer
     attends to at most its window), ``KVT`` (cached tokens read), ``R = B`` and ``D``
@@ -413,13 +431,13 @@ def _layer_ops(model: Model, p: Precision, phase: str, kind, one, N, K, KVT, R, 
     specs = {t.name: t for t in architecture.layer_tensors(model, kind.layers[0])}
     T = N * k                                    # token visits to the routed experts
 
-    def op(name, opkind, counts, routed=False):
+    def op(name: str, opkind: str, counts: Counts, routed: bool = False) -> Op:
         return Op(name, "layer", opkind, counts, part, routed)
 
-    def tensor_op(name):
+    def tensor_op(name: str) -> Op:
         return _tensor_op(model, p, specs[name], part, one, N, R, D, T, specs)
 
-    def residual(name):
+    def residual(name: str) -> Op:
         return op(name, "elementwise", _C(RESIDUAL_FLOPS * N * h, 0, 2 * N * h * a, N * h * a))
 
     lay = [tensor_op("attn_norm")]
@@ -457,7 +475,7 @@ def _layer_ops(model: Model, p: Precision, phase: str, kind, one, N, K, KVT, R, 
         ]
     lay += [tensor_op("o_proj"), residual("attn_residual"), tensor_op("ffn_norm")]
 
-    def ffn(pre, size, rows, routed):
+    def ffn(pre: str, size: int, rows: Num, routed: bool) -> list[Op]:
         if model.ffn_gated:
             return [tensor_op(pre + "gate_proj"), tensor_op(pre + "up_proj"),
                     op(pre + "silu_mul", "elementwise",
@@ -479,7 +497,7 @@ def _layer_ops(model: Model, p: Precision, phase: str, kind, one, N, K, KVT, R, 
     return lay
 
 
-def _part_ops(model: Model, p: Precision, phase: str, part: str, terms) -> list[Op]:
+def _part_ops(model: Model, p: Precision, phase: str, part: str, terms: Sequence[Num]) -> list[Op]:
     from . import architecture
 
     if part == "embedding":
@@ -490,7 +508,7 @@ def _part_ops(model: Model, p: Precision, phase: str, part: str, terms) -> list[
     return _layer_ops(model, p, phase, kind, *terms)
 
 
-def _kv_terms(B, S, P, window):
+def _kv_terms(B: Num, S: Num, P: Num, window: int) -> tuple[Num, Num]:
     """Attended (query, key) pairs per head and cached tokens read, for a layer attending
     to at most ``window`` keys (0: all). The i-th new token (position P+i, i = 1..S)
     attends to ``min(P+i, window)`` keys."""
@@ -501,7 +519,8 @@ def _kv_terms(B, S, P, window):
     return K, B * np.minimum(P + S, S + window - 1)
 
 
-def _terms(model: Model, phase, batch, context, tokens) -> dict:
+def _terms(model: Model, phase: str, batch: npt.ArrayLike, context: npt.ArrayLike,
+           tokens: npt.ArrayLike | None) -> dict:
     """Values of the terms (one, N, K, KVT, R, D) for a shape, per part (embedding, each
     layer kind, head), as broadcast float arrays."""
     from . import architecture
@@ -518,7 +537,8 @@ def _terms(model: Model, phase, batch, context, tokens) -> dict:
     return out
 
 
-def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> list[Op]:
+def op_counts(model: Model, phase: str = "decode", batch: npt.ArrayLike = 1, context: npt.ArrayLike = 0,
+              tokens: npt.ArrayLike | None = None, precision: PrecisionLike = None) -> list[Op]:
     """The operators of the embedding, of ONE layer of each kind and of the head, with
     counts broadcast over ``batch``, ``context``, ``tokens``; ``Op.part`` names the part
     (``layer`` when all layers are alike).
@@ -534,7 +554,8 @@ def op_counts(model: Model, phase: str = "decode", batch=1, context=0, tokens=No
     return out
 
 
-def parts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> dict[str, Counts]:
+def parts(model: Model, phase: str = "decode", batch: npt.ArrayLike = 1, context: npt.ArrayLike = 0,
+          tokens: npt.ArrayLike | None = None, precision: PrecisionLike = None) -> dict[str, Counts]:
     """Counts of the ``embedding``, of ONE layer of each kind (keyed by the kind's name:
     ``layer`` when all layers are alike, see :func:`lpulab.architecture.layer_kinds`) and of
     the ``head`` (final norm + LM head), vectorised. A pipeline stage holding ``n_k`` layers
@@ -555,7 +576,7 @@ def parts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, 
             x = np.array([np.broadcast_to(np.asarray(getattr(op.counts, col), float), (6,)) for col in COLUMNS])
             m = x if m is None else m + x
         fields = []
-        for row in m:
+        for row in m:  # type: ignore[union-attr]  # every part has at least one op
             acc = 0.0
             for cval, t in zip(row, vals):
                 if cval:
@@ -565,18 +586,19 @@ def parts(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, 
     return out
 
 
-def _broadcast_shape(batch, context, tokens):
+def _broadcast_shape(batch: npt.ArrayLike, context: npt.ArrayLike, tokens: npt.ArrayLike | None) -> tuple[int, ...]:
     return np.broadcast_shapes(np.shape(batch), np.shape(context), np.shape(1 if tokens is None else tokens))
 
 
-def _full(c: Counts, shape) -> Counts:
+def _full(c: Counts, shape: tuple[int, ...]) -> Counts:
     """Every field as a float (scalar shape) or a float array of the full broadcast shape."""
     if shape == ():
         return Counts(*(float(getattr(c, col)) for col in COLUMNS))
     return Counts(*(np.broadcast_to(np.asarray(getattr(c, col), float), shape).copy() for col in COLUMNS))
 
 
-def totals(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None) -> Counts:
+def totals(model: Model, phase: str = "decode", batch: npt.ArrayLike = 1, context: npt.ArrayLike = 0,
+           tokens: npt.ArrayLike | None = None, precision: PrecisionLike = None) -> Counts:
     """FLOPs and bytes of one step of the whole model, for arrays of batch, context and
     tokens in one call: ``embedding + sum over layer kinds (count * layer) + head``. Equals
     the sum of :func:`op_table` (a test checks it)."""
@@ -590,7 +612,7 @@ def totals(model: Model, phase: str = "decode", batch=1, context=0, tokens=None,
 
 
 def op_table(model: Model, phase: str = "decode", batch: int = 1, context: int = 0, tokens: int | None = None,
-             precision=None) -> pd.DataFrame:
+             precision: PrecisionLike = None) -> pd.DataFrame:
     """One row per operator of one step, for one shape.
 
     Columns: ``op`` (full name as in docs/counting.md: ``embedding``, ``layers.3.q_proj``,
@@ -624,7 +646,8 @@ def op_table(model: Model, phase: str = "decode", batch: int = 1, context: int =
 # --------------------------------------------------------------------------- working set
 
 
-def activation_bytes(model: Model, phase: str = "decode", batch=1, context=0, tokens=None, precision=None):
+def activation_bytes(model: Model, phase: str = "decode", batch: npt.ArrayLike = 1, context: npt.ArrayLike = 0,
+                     tokens: npt.ArrayLike | None = None, precision: PrecisionLike = None) -> Num:
     """Activation working-set estimate of one step, bytes (vectorised).
 
     The residual stream (``N*h*a``, live across every op) plus the largest single op's
@@ -632,7 +655,7 @@ def activation_bytes(model: Model, phase: str = "decode", batch=1, context=0, to
     materialised, as in docs/counting.md, so a long prefill's ``H*K_att`` scores dominate.
     """
     p = Precision.of(precision)
-    B, S, P = _shape(phase, batch, context, tokens)
+    B, S, _P = _shape(phase, batch, context, tokens)
     biggest = None
     for op in op_counts(model, phase, batch, context, tokens, p):
         x = np.asarray(op.counts.act_read + op.counts.act_write, float)

@@ -21,9 +21,9 @@ import json
 import os
 import pickle
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def cached(kind: str, inputs: Mapping, compute: Callable[[], object], *, enabled
             pass
     load = _load()
     value = compute()
-    measured = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    measured = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     if not store:
         return value, CacheInfo(kind, key, False, measured, "", inputs, load)
     d.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ def counts_vs_workload(counts: Sequence[OpCount], model, phase: str, batch: int,
     for op in order:
         for col in workload.COLUMNS:
             a, b = k.at[op, col], w.at[op, col]
-            rows.append((op, col, float(a), float(b), float(a) - float(b)))
+            rows.append((op, col, float(a), float(b), float(a) - float(b)))  # type: ignore[arg-type]  # numeric cells
     df = pd.DataFrame(rows, columns=["op", "column", "kernels", "workload", "diff"])
     df.attrs["equal"] = bool((df["diff"] == 0).all())
     return df

@@ -26,9 +26,10 @@ Face layout, which gives the same model.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ class GGMLWeight:
     def payload_nbytes(self) -> int:
         return self.w.size // QK * self.block_bytes
 
-    def slice(self, axis: int, start: int, stop: int) -> "GGMLWeight":
+    def slice(self, axis: int, start: int, stop: int) -> GGMLWeight:
         if axis == 0:
             return GGMLWeight(self.w[start:stop], self.vec_dot, self.block_bytes, None if self.m is None else self.m[start:stop])
         if axis == 1:
@@ -235,14 +236,14 @@ class GGMLWeight:
     def matmul_t(self, x: np.ndarray) -> np.ndarray:
         n, k = x.shape
         if self.vec_dot == "q8_1" and self.m is not None:
-            q, d32, d16, s16 = quantize_q8_blocks(x, with_sum=True)
+            q, _d32, d16, s16 = quantize_q8_blocks(x, with_sum=True)
             xhat = (q * d16[:, :, None]).reshape(n, k)
             y = xhat @ self.w.T
             # ggml adds m * s16 per block, where s16 = fp16(d32 * sum q); x_hat carries
             # d16 * sum q instead: add the difference.
             corr = s16 - d16 * q.sum(axis=2, dtype=np.float32)
             return y + corr @ self.m.T
-        q, d32, d16 = quantize_q8_blocks(x)
+        q, _d32, d16 = quantize_q8_blocks(x)
         xhat = (q * d16[:, :, None]).reshape(n, k)
         return xhat @ self.w.T
 
@@ -273,9 +274,10 @@ def load_gguf(
     path = Path(path) if path is not None else smollm2_gguf_path()
     reader = GGUFReader(str(path))
     cfg, extra = _config_from_reader(reader, rope_layout)
-    weights: dict[str, object] = {}
+    weights: dict[str, Any] = {}
     types: dict[str, str] = {}
     names = gguf_names(cfg)
+    w: Any   # an array; a GGMLWeight in ggml mode
     for t in reader.tensors:
         types[t.name] = t.tensor_type.name
         name = names.get(t.name)
@@ -317,7 +319,7 @@ def load_gguf(
 class _ScaledLookup:
     """An embedding table whose looked-up rows are scaled (head products unchanged)."""
 
-    base: object
+    base: Any   # an array or a weight object (ops' protocol)
     factor: float
 
     def __getattr__(self, name):

@@ -29,10 +29,11 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -110,7 +111,7 @@ def _cpu_list_len(s: str) -> int:
 def read_caches(root: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> list[CacheLevel]:
     """Data/unified cache levels of CPU 0 from Linux sysfs; empty if unavailable."""
     root = Path(root)
-    out = []
+    out: list[CacheLevel] = []
     if not root.is_dir():
         return out
     for d in sorted(root.glob("index*")):
@@ -127,7 +128,7 @@ def read_caches(root: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> list
 
 def read_cpu(cpuinfo: str | Path = "/proc/cpuinfo", meminfo: str | Path = "/proc/meminfo") -> dict:
     """CPU model name, vendor and memory size (bytes) from /proc, with fallbacks."""
-    info = {"model": platform.processor() or platform.machine(), "vendor": "unknown", "mem_bytes": None}
+    info: dict[str, Any] = {"model": platform.processor() or platform.machine(), "vendor": "unknown", "mem_bytes": None}
     try:
         for line in Path(cpuinfo).read_text().splitlines():
             k, _, v = line.partition(":")
@@ -271,7 +272,7 @@ def measure_stream(
             times.append(clock() - t0)
     finally:
         if own_pool:
-            pool.shutdown()
+            pool.shutdown()  # type: ignore[union-attr]  # own_pool: made above
     ws = ARRAYS[kernel] * elements * 8
     return StreamResult(kernel, elements, threads, reps, tuple(times), ws)
 
@@ -348,7 +349,7 @@ def measure_gemv(rows: int, cols: int, dtype: str = "float32", *, repeats: int =
 @dataclass(frozen=True)
 class HostBenchResult:
     date: str
-    cpu: Mapping[str, object]
+    cpu: Mapping[str, Any]
     threads: int
     caches: tuple[CacheLevel, ...]
     stream: tuple[StreamResult, ...]
@@ -397,7 +398,7 @@ def _pick_tiers(results: Sequence[StreamResult], caches: Sequence[CacheLevel], t
     """
     triad = sorted((r for r in results if r.kernel == "triad"), key=lambda r: r.elements)
     out: dict[str, StreamResult] = {}
-    prev_cap = 0
+    prev_cap: float = 0
     levels = [c for c in caches if c.type in ("Data", "Unified")]
     for c in levels:
         share = min(c.shared_cpus, threads)
@@ -532,15 +533,15 @@ def device_entry(result: HostBenchResult, *, id: str = "host-measured", name: st
             t["bandwidth"]["note"] += ("; numpy's per-row loop overhead dominates at L1 size, so this is a lower bound "
                                        "on the hardware's L1 bandwidth")
         entry["memory"][tier] = t
-    for c in result.compute:
-        if c.kernel != "gemm":
+    for cr in result.compute:
+        if cr.kernel != "gemm":
             continue
-        key = {"float32": "fp32", "float64": "fp64"}[c.dtype]
+        key = {"float32": "fp32", "float64": "fp64"}[cr.dtype]
         entry["compute"][key] = {"peak": {
-            "value": _sig(c.best_gflops), "unit": "GFLOP/s", "source": "hostbench", "kind": "measured",
+            "value": _sig(cr.best_gflops), "unit": "GFLOP/s", "source": "hostbench", "kind": "measured",
             "sparsity": "dense",
-            "note": f"numpy matmul {c.shape[0]}^3 {c.dtype}, {result.threads} threads, best of {len(c.times)} "
-                    f"(median {_sig(c.median_gflops)} GFLOP/s)",
+            "note": f"numpy matmul {cr.shape[0]}^3 {cr.dtype}, {result.threads} threads, best of {len(cr.times)} "
+                    f"(median {_sig(cr.median_gflops)} GFLOP/s)",
         }}
     return entry
 

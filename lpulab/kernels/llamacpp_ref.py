@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class LlamaCppReference:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.llm.detokenize(list(int(i) for i in ids)).decode("utf-8", errors="replace")
+        return self.llm.detokenize([int(i) for i in ids]).decode("utf-8", errors="replace")
 
     def _last_logits(self) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
@@ -175,7 +176,7 @@ def _top2_gap(logits: np.ndarray) -> float:
 
 
 def compare_greedy(
-    step_generate: Callable[[np.ndarray, int], object],
+    step_generate: Callable[[np.ndarray, int], Any],
     reference: LlamaCppReference,
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     n_new: int = 12,
@@ -265,7 +266,7 @@ class SmolLM2Report:
     notes: list = field(default_factory=list)
 
 
-def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list[np.ndarray]:
+def _teacher_forced(model, ids: Sequence[int], tokens: Sequence[int]) -> list:
     """Logits at each step when the continuation ``tokens`` is fed (prefill then decode)."""
     cache = model.new_cache(1, len(ids) + len(tokens) + 1)
     out = [model.forward(np.asarray([list(ids)]), cache)]
@@ -298,7 +299,7 @@ def smollm2_check(
 
     path = smollm2_gguf_path()
     ref = LlamaCppReference(path, n_threads=n_threads)
-    base, info = load_gguf(path, mode="fp32")
+    base, _info = load_gguf(path, mode="fp32")
     cfg = base.config
     models = {"fp32": base}
     if "int8" in modes:
@@ -328,7 +329,7 @@ def smollm2_check(
     if shard_layouts is None:
         layouts = [("fp32", 1, 3)] + ([("int8", 1, 1), ("int8", 1, 3), ("int8", 3, 1)] if "int8" in models else [])
     else:
-        layouts = [tuple(x) for x in shard_layouts]
+        layouts = [tuple(x) for x in shard_layouts]  # type: ignore[misc]  # (mode, stages, tensor) triples
     for mode, stages, tp in layouts:
         m = models[mode]
         sd = ShardedDecoder(m, build_plan(cfg, n_chips=stages * tp, pipeline_stages=stages, tensor_parallel=tp,

@@ -27,13 +27,14 @@ A forward step returns the last-position logits of each sequence and one
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import ops, tiled
-from .ops import Int8Weight, OpCount
+from .ops import OpCount
 
 __all__ = [
     "DecoderConfig",
@@ -152,7 +153,7 @@ class DecoderConfig:
         return "embed_tokens" if self.tied_embeddings else "lm_head"
 
     @classmethod
-    def from_model(cls, model, **kw) -> "DecoderConfig":
+    def from_model(cls, model, **kw) -> DecoderConfig:
         """The decoder shape of a catalog :class:`~lpulab.catalog.Model` (dense, gated FFN,
         RMSNorm: Llama-like); ``kw`` sets what the catalog does not hold (``rope_theta``,
         ``norm_eps``, ``rope_layout``)."""
@@ -242,7 +243,7 @@ def _quantizer(precision: str, what: str):
     return FORMATS[precision].quantize
 
 
-def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precision: str = "int8") -> dict[str, object]:
+def quantize_weights(weights: Mapping[str, Any], act_bits: int = 16, precision: str = "int8") -> dict[str, Any]:
     """Quantised copy: matrices (linears, embedding, head) become :class:`Int8Weight`
     (per-output-channel symmetric; the default), :class:`~lpulab.kernels.ops.Fp8Weight`
     (``precision="fp8"``: e4m3 codes, per-channel scale) or
@@ -250,7 +251,7 @@ def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precisio
     factors); activations are quantised per row to ``act_bits`` inside each product; norm
     gains stay float32."""
     quantize = _quantizer(precision, "quantize_weights")
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for name, w in weights.items():
         if isinstance(w, np.ndarray) and w.ndim == 2:
             out[name] = quantize(w, act_bits)
@@ -259,7 +260,7 @@ def quantize_weights(weights: Mapping[str, object], act_bits: int = 16, precisio
     return out
 
 
-def weights_nbytes(weights: Mapping[str, object]) -> int:
+def weights_nbytes(weights: Mapping[str, Any]) -> int:
     """All stored bytes (int8 scales included)."""
     return int(sum(int(w.nbytes) for w in weights.values()))
 
@@ -309,7 +310,7 @@ class Generation:
 
     tokens: np.ndarray
     logits: tuple[np.ndarray, ...]
-    steps: tuple[object, ...] = field(repr=False, default=())
+    steps: tuple[Any, ...] = field(repr=False, default=())
 
 
 def _check_tokens(tokens, vocab: int, what: str) -> np.ndarray:
@@ -357,7 +358,7 @@ class Decoder:
     :class:`Int8Weight`) for the matrices. :meth:`random` builds a seeded model.
     """
 
-    def __init__(self, config: DecoderConfig, weights: Mapping[str, object], numerics: Numerics = Numerics()):
+    def __init__(self, config: DecoderConfig, weights: Mapping[str, Any], numerics: Numerics = Numerics()):
         expected = config.weight_shapes()
         missing = sorted(set(expected) - set(weights))
         extra = sorted(set(weights) - set(expected))
@@ -373,7 +374,7 @@ class Decoder:
 
     @classmethod
     def random(cls, config: DecoderConfig = DecoderConfig(), seed: int = 0, precision: str = "fp32",
-               numerics: Numerics = Numerics(), act_bits: int = 16) -> "Decoder":
+               numerics: Numerics = Numerics(), act_bits: int = 16) -> Decoder:
         """Seeded random model; ``precision`` "int8", "fp8" or "int4" quantises the
         matrices (activations to ``act_bits`` per row inside each product)."""
         if precision not in PRECISIONS:
@@ -385,7 +386,7 @@ class Decoder:
             w = init_weights(config, seed)
         return cls(config, w, numerics)
 
-    def quantized(self, act_bits: int = 16, precision: str = "int8") -> "Decoder":
+    def quantized(self, act_bits: int = 16, precision: str = "int8") -> Decoder:
         """The same model with quantised matrices (int8 per output channel by default; see
         :func:`quantize_weights`). The weights must be float arrays."""
         if self.precision != "fp32":

@@ -21,9 +21,10 @@ Weights are either float ndarrays or objects with the small weight protocol used
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class OpCount:
         d["bytes"] = self.bytes
         return d
 
-    def __add__(self, other: "OpCount") -> "OpCount":
+    def __add__(self, other: OpCount) -> OpCount:
         if not isinstance(other, OpCount):
             return NotImplemented
         name = self.name if self.name == other.name else f"{self.name}+{other.name}"
@@ -252,6 +253,17 @@ class _Quantised:
 
     ndim = 2
 
+    if TYPE_CHECKING:   # what every subclass gives
+        scale: np.ndarray
+        act_bits: int
+        int_max: int
+        tile_dtype: type
+
+        @property
+        def shape(self) -> tuple[int, int]: ...
+
+        def fill_tile(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray) -> None: ...
+
     @property
     def scale64(self) -> np.ndarray:
         """The row scales as float64 (made once)."""
@@ -333,7 +345,7 @@ class Int8Weight(_Quantised):
         _check_act_bits("Int8Weight", self.act_bits)
 
     @classmethod
-    def quantize(cls, w: np.ndarray, act_bits: int = 16) -> "Int8Weight":
+    def quantize(cls, w: np.ndarray, act_bits: int = 16) -> Int8Weight:
         w = np.asarray(w, dtype=np.float32)
         if w.ndim != 2:
             raise ValueError(f"Int8Weight.quantize: expected a 2-D (out, in) weight, got shape {w.shape}")
@@ -368,7 +380,7 @@ class Int8Weight(_Quantised):
     def dequantize(self) -> np.ndarray:
         return self.q.astype(np.float32) * self.scale[:, None]
 
-    def slice(self, axis: int, start: int, stop: int) -> "Int8Weight":
+    def slice(self, axis: int, start: int, stop: int) -> Int8Weight:
         if axis == 0:
             return Int8Weight(self.q[start:stop], self.scale[start:stop], self.act_bits)
         if axis == 1:
@@ -441,7 +453,7 @@ class Fp8Weight(_Quantised):
         _check_act_bits("Fp8Weight", self.act_bits)
 
     @classmethod
-    def quantize(cls, w: np.ndarray, act_bits: int = 16) -> "Fp8Weight":
+    def quantize(cls, w: np.ndarray, act_bits: int = 16) -> Fp8Weight:
         w = np.asarray(w, dtype=np.float32)
         if w.ndim != 2:
             raise ValueError(f"Fp8Weight.quantize: expected a 2-D (out, in) weight, got shape {w.shape}")
@@ -469,7 +481,7 @@ class Fp8Weight(_Quantised):
         np.take(_E4M3_INT if out.dtype == np.float64 else _E4M3_INT.astype(out.dtype), self.codes[r0:r1, c0:c1],
                 out=out, mode="clip")
 
-    def slice(self, axis: int, start: int, stop: int) -> "Fp8Weight":
+    def slice(self, axis: int, start: int, stop: int) -> Fp8Weight:
         if axis == 0:
             return Fp8Weight(self.codes[start:stop], self.scale[start:stop], self.act_bits)
         if axis == 1:
@@ -527,7 +539,7 @@ class Int4Weight(_Quantised):
         _check_act_bits("Int4Weight", self.act_bits)
 
     @classmethod
-    def quantize(cls, w: np.ndarray, act_bits: int = 16, block: int = 32) -> "Int4Weight":
+    def quantize(cls, w: np.ndarray, act_bits: int = 16, block: int = 32) -> Int4Weight:
         w = np.asarray(w, dtype=np.float32)
         if w.ndim != 2:
             raise ValueError(f"Int4Weight.quantize: expected a 2-D (out, in) weight, got shape {w.shape}")
@@ -591,7 +603,7 @@ class Int4Weight(_Quantised):
         if head + nfull * bs < width:
             out[:, head + nfull * bs:] *= f[:, 1 + nfull:2 + nfull]
 
-    def slice(self, axis: int, start: int, stop: int) -> "Int4Weight":
+    def slice(self, axis: int, start: int, stop: int) -> Int4Weight:
         if axis == 0:
             return Int4Weight(self.packed[start:stop], self.exp[start:stop], self.scale[start:stop], self.cols,
                               self.block, self.act_bits, self.col0)
@@ -604,7 +616,8 @@ class Int4Weight(_Quantised):
 
 
 #: Weight formats by name (the decoder's precisions besides fp32).
-FORMATS = {"int8": Int8Weight, "fp8": Fp8Weight, "int4": Int4Weight}
+FORMATS: dict[str, type[Int8Weight] | type[Fp8Weight] | type[Int4Weight]] = {
+    "int8": Int8Weight, "fp8": Fp8Weight, "int4": Int4Weight}
 
 
 def _split_cols(y: np.ndarray, cols: Sequence[int]) -> list[np.ndarray]:

@@ -19,7 +19,7 @@ small model's weights stay in cache between runs, which is what the tier choice 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

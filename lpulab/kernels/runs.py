@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ def decoder_for(model: str, precision: str = "int8", seed: int = 0, shape: dict 
 class ShardedRun:
     """A model run whole and sharded over a placement; what the notebook shows and records."""
 
-    placement: object
+    placement: Any
     plan: Plan
     decoder: ShardedDecoder
     prompt: np.ndarray
@@ -228,7 +229,7 @@ def reference_summary(report, why_not: str | None) -> dict:
            "gguf": report.gguf, "fits_one_chip_decoder": dict(report.fits_one_chip)}
     for mode, g in p.groupby("mode", sort=False):
         split = g[g.agree_until < g.new_tokens]
-        out[mode] = {
+        out[str(mode)] = {
             "tolerance": float(g.tolerance.iloc[0]),
             "last_logits_max_abs_diff": float(g.last_logits_max_abs_diff.max()),
             "last_logits_max_abs_diff_per_prompt": g.last_logits_max_abs_diff.tolist(),

@@ -51,9 +51,11 @@ Sampled token ids returning to the first stage are not counted.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +177,7 @@ class Plan:
             raise PlanError("plan: layer_stage is empty")
         if any(not 0 <= s < len(groups) for s in stages):
             raise PlanError(f"plan: layer_stage values must be in 0..{len(groups) - 1}, got {stages}")
-        if any(b < a for a, b in zip(stages, stages[1:])):
+        if any(b < a for a, b in itertools.pairwise(stages)):
             raise PlanError(f"plan: layer_stage must be non-decreasing (layers flow through the pipeline in order), got {stages}")
         for what in ("embed_stage", "head_stage"):
             v = getattr(self, what)
@@ -197,7 +199,7 @@ class Plan:
         return self.layer_stage[-1] if self.head_stage is None else self.head_stage
 
     @classmethod
-    def from_placement(cls, placement, **kw) -> "Plan":
+    def from_placement(cls, placement, **kw) -> Plan:
         """The plan of a :class:`lpulab.placement.Placement` (see :func:`plan_from_placement`)."""
         return plan_from_placement(placement, **kw)
 
@@ -213,7 +215,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Plan":
+    def from_dict(cls, d: Mapping) -> Plan:
         missing = {"chips", "tensors", "layer_stage", "stage_chips"} - set(d)
         if missing:
             raise PlanError(f"plan: missing keys {sorted(missing)}")
@@ -243,7 +245,7 @@ def chip_sram_bytes(device) -> int:
 
 def _split_points(n: int, parts: int) -> list[tuple[int, int]]:
     edges = [round(i * n / parts) for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def build_plan(
@@ -295,10 +297,10 @@ def build_plan(
         ffn_ranges = _split_points(c.ffn, tp)
     else:
         cuts = [int(x) for x in ffn_cuts]
-        if len(cuts) != tp - 1 or cuts != sorted(set(cuts)) or (cuts and not (0 < cuts[0] and cuts[-1] < c.ffn)):
+        if len(cuts) != tp - 1 or cuts != sorted(set(cuts)) or (cuts and not (cuts[0] > 0 and cuts[-1] < c.ffn)):
             raise PlanError(f"build_plan: ffn_cuts must be {tp - 1} increasing points inside (0, {c.ffn}), got {list(ffn_cuts)}")
         edges = [0, *cuts, c.ffn]
-        ffn_ranges = list(zip(edges[:-1], edges[1:]))
+        ffn_ranges = list(itertools.pairwise(edges))
     if tp > c.vocab:
         raise PlanError(f"build_plan: tensor_parallel ({tp}) cannot exceed vocab ({c.vocab})")
     if sram_bytes is not None and device is not None:
@@ -342,7 +344,7 @@ def build_plan(
         for spec in architecture.head_tensors(m):
             if not (spec.name == "embed_tokens" and pipeline_stages == 1):  # a tied table already held
                 add(spec.name, chip, spec, j, vocab_ranges)
-    return Plan(chips, tensors, tuple(layer_stage), stage_chips)
+    return Plan(chips, tensors, tuple(layer_stage), stage_chips)  # type: ignore[arg-type]  # __post_init__ makes Shards
 
 
 # --------------------------------------------------------------------------- from lpulab.placement
@@ -501,7 +503,7 @@ class ShardedStep:
         """Whether these logits equal the unsharded ones as promised by ``exactness``."""
         if self.exactness == "bit-exact":
             return bool(np.array_equal(self.logits, whole_logits))
-        return self.tolerance.allclose(self.logits, whole_logits)
+        return self.tolerance.allclose(self.logits, whole_logits)  # type: ignore[union-attr]  # set unless bit-exact
 
 
 # --------------------------------------------------------------------------- chips
@@ -522,7 +524,7 @@ class ChipMemory:
         self.index = index
         self.chip = chip
         self._shapes = shapes
-        self._held: dict[str, list[tuple[Shard, object]]] = {}
+        self._held: dict[str, list[tuple[Shard, Any]]] = {}
         self.weight_bytes = 0
         self.kv_bytes = 0
 
@@ -686,7 +688,7 @@ class ShardedDecoder:
 
     # ------------------------------------------------------------------ forward
 
-    def _row_parallel(self, name: str, parts: list[tuple[int, np.ndarray, object]], transfers: list, counts: dict) -> np.ndarray:
+    def _row_parallel(self, name: str, parts: list[tuple[int, np.ndarray, Any]], transfers: list, counts: dict) -> np.ndarray:
         """Sum over chips of ``x_c @ W_c.T`` where W is split along its input axis."""
         chips = tuple(ci for ci, _, _ in parts)
         t = len(parts)
@@ -709,6 +711,7 @@ class ShardedDecoder:
                 xq, scale = ops._qrows(x_c, absmax, w_c.act_bits)
                 part = w_c.int_acc(xq)
                 acc = part if acc is None else acc + part
+            assert acc is not None and scale is not None   # parts is never empty
             if t > 1:
                 transfers.append(Transfer(name + ".absmax", "all_reduce", chips, 2 * (t - 1) * n * 4))
                 transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * acc.size * ws[0].acc_itemsize))
@@ -717,6 +720,7 @@ class ShardedDecoder:
         for _, x_c, w_c in parts:
             part = ops.matmul_t(x_c, w_c)
             y = part if y is None else y + part
+        assert y is not None   # parts is never empty
         if t > 1:
             transfers.append(Transfer(name, "all_reduce", chips, 2 * (t - 1) * y.nbytes))
         return y

@@ -37,12 +37,14 @@ process may run on.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +128,7 @@ class _Workers:
     def __init__(self, n: int):
         self.n = n
         self.busy = threading.Lock()
-        self._inboxes = [queue.SimpleQueue() for _ in range(n - 1)]
+        self._inboxes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n - 1)]
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = []
         for i, box in enumerate(self._inboxes):
@@ -155,9 +157,9 @@ class _Workers:
         except BaseException as e:
             err = e
         for _ in parts[1:]:
-            e = self._done.get()
-            if e is not None and err is None:
-                err = e
+            got = self._done.get()
+            if got is not None and err is None:
+                err = got
         if err is not None:
             raise err
 
@@ -261,7 +263,7 @@ def _row_splits(o: int, parts: int, align: int) -> tuple[tuple[int, int], ...]:
     parts = max(1, min(parts, units))
     edges = [min(o, round(i * units / parts) * align) for i in range(parts + 1)]
     edges[-1] = o
-    return tuple((a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a)
+    return tuple((a, b) for a, b in itertools.pairwise(edges) if b > a)
 
 
 # --------------------------------------------------------------------------- per-thread scratch
@@ -386,6 +388,7 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np
         if fmt.shape[1] != k:
             raise ValueError(f"exact_accumulate: inner dimensions differ (activations {k}, weight {tuple(fmt.shape)})")
     plans = [_plan(fmt, act_bits) for fmt in weights]
+    groups: dict[tuple, list[tuple[Any, int | None]]]
     if all(p == plans[0] for p in plans[1:]):
         groups = {plans[0]: [(fmt, None) for fmt in weights]}
     else:
@@ -419,7 +422,7 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np
     else:
         run_parallel(part, [(i,) for i in range(nparts)])
     result = None
-    for stack, v, out, kc, dt, wts, offs in jobs:
+    for stack, v, out, _kc, _dt, wts, offs in jobs:
         gemv = v.shape[0] <= GEMV_MAX
         if not gemv:
             out = out.transpose(0, 2, 1)  # (chunks, m, og)
@@ -427,8 +430,8 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np
         acc = np.empty((n, stack.shape[0]))
         first = True
         for c in range(out.shape[0]):
-            for p, w in enumerate(wts):
-                part_ = out[c, p * n:(p + 1) * n]
+            for piece, w in enumerate(wts):
+                part_ = out[c, piece * n:(piece + 1) * n]
                 if first:
                     np.multiply(part_, w, out=acc, dtype=np.float64) if w != 1.0 else np.copyto(acc, part_)
                     first = False
@@ -444,10 +447,11 @@ def exact_accumulate(xq: np.ndarray, weights: Sequence, act_bits: int, scale: np
             result = np.empty((n, total_o))
         sub = stack.fmts if isinstance(stack, _Stack) else [stack]
         col = 0
-        for fmt, off in zip(sub, offs):
+        for fmt, off in zip(sub, offs):  # type: ignore[assignment]  # several groups: int offsets
             o = fmt.shape[0]
             result[:, off:off + o] = acc[:, col:col + o]
             col += o
+    assert result is not None   # jobs is never empty
     if scale is not None:
         result *= scale
     return result

@@ -13,6 +13,7 @@ With ``progress``, each running task gets a progress bar of its own line (``posi
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -55,7 +56,7 @@ def _call(fn, task: dict, progress: bool):
     finally:
         _ACTIVE = False
         if slot is not None:
-            _SLOTS.put(slot)
+            _SLOTS.put(slot)  # type: ignore[union-attr]  # a slot comes from _SLOTS
 
 
 def context():
@@ -93,10 +94,8 @@ def parallel(fn, tasks: list[dict], workers: int, *, progress: bool = False):
         for fut in futures:
             fut.cancel()
         for proc in list(getattr(pool, "_processes", {}).values()):  # stop the running ones
-            try:
+            with contextlib.suppress(ProcessLookupError, OSError):
                 os.kill(proc.pid, signal.SIGINT)
-            except (ProcessLookupError, OSError):
-                pass
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import paths
@@ -101,7 +101,7 @@ def citation(report_id: str, provenance: dict, title: str = "", *, url_template:
     authors = _authors(meta)
     when = provenance.get("utc_time", "") or ""
     year = when[:4]
-    accessed = accessed or datetime.now(timezone.utc).date().isoformat()
+    accessed = accessed or datetime.now(UTC).date().isoformat()
     git = provenance.get("git", {})
     commit = git.get("commit", "unknown")
     draft = bool(git.get("dirty", True))

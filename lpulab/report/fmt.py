@@ -32,8 +32,9 @@ import math
 import numbers
 import re
 import string
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, cast
 
 #: significant figures of every computed number shown to a reader
 SIG = 3
@@ -194,14 +195,14 @@ KINDS: dict[str, Callable[[Any], str]] = {
     "flop": lambda v: si(v, "FLOP"),
     "frequency": lambda v: si(v, "Hz"),
     "power": lambda v: si(v, "W"),
-    "energy": lambda v: number(_finite(v) / 3.6e6) + " kWh" if _finite(v) is not None else NA,
+    "energy": lambda v: number(f / 3.6e6) + " kWh" if (f := _finite(v)) is not None else NA,
     "money": money,
     "time": duration,
     "count": count,
     "rate": lambda v: number(v) + " tok/s" if _finite(v) is not None else NA,
     "request_rate": lambda v: number(v) + " samples/s" if _finite(v) is not None else NA,
-    "energy_price": lambda v: money(_finite(v) * 3.6e6) + "/kWh" if _finite(v) is not None else NA,
-    "money_rate": lambda v: money(_finite(v) * 3600) + "/h" if _finite(v) is not None else NA,
+    "energy_price": lambda v: money(f * 3.6e6) + "/kWh" if (f := _finite(v)) is not None else NA,
+    "money_rate": lambda v: money(f * 3600) + "/h" if (f := _finite(v)) is not None else NA,
     # kinds without a unit of their own
     "ratio": ratio,
     "percent": percent,
@@ -319,8 +320,8 @@ def format_value(v, spec: str = "") -> str:
     if isinstance(v, bool) or not isinstance(v, numbers.Number) or isinstance(v, complex):
         return format(v, spec)
     if isinstance(v, numbers.Integral):
-        return format(v, spec) if abs(v) < 1e6 else count(v)
-    f = float(v)
+        return format(v, spec) if abs(int(v)) < 1e6 else count(v)
+    f = float(cast(numbers.Real, v))   # not complex: returned above
     if not math.isfinite(f):
         return NA
     if f == 0:
@@ -587,7 +588,7 @@ def table(data, formats: Mapping[str, Any] | None = None, *, index: bool | None 
     if index:
         idx = [_label(x) if not isinstance(x, numbers.Number) or isinstance(x, bool) else auto(x) for x in df.index]
     name = _label(df.index.name) if df.index.name is not None else ""
-    if left_out:
+    if left_out and max_rows is not None:
         caption = (caption + " " if caption else "") + f"(first {max_rows} rows of {max_rows + left_out})"
     quoted = [formats.get(c) == "quote" for c in df.columns]
     return Table(labels, rows, numeric, idx, name, caption, quoted)

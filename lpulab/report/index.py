@@ -141,7 +141,7 @@ def scan(reports: Path | None = None) -> list[dict]:
                         "verdicts": [], "sweep": None, "failure": "", "failed_cell": None, "params": "",
                         "headline": ""})
             continue
-        text = lambda k: st.get(k) if isinstance(st.get(k), str) else ""  # noqa: E731
+        text = lambda k: st.get(k) if isinstance(st.get(k), str) else ""  # noqa: E731, B023 (used within this iteration)
         out.append({
             "id": d.name, "notebook": text("notebook"), "label": text("label"),
             "status": text("status") or "unknown", "error": text("error"),
@@ -150,7 +150,7 @@ def scan(reports: Path | None = None) -> list[dict]:
             "failure": text("failure"), "failed_cell": st.get("failed_cell") if isinstance(st.get("failed_cell"), int) else None,
             "params": params_text(st.get("non_default")), "headline": headline_text(st.get("headline")),
         })
-    out.sort(key=lambda r: r["utc_time"], reverse=True)
+    out.sort(key=lambda r: str(r["utc_time"]), reverse=True)
     return out
 
 
@@ -309,7 +309,7 @@ def headline_chart(reports: Path, reports_list: list[dict]) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         plats = [p.get("platform") for p in res.get("platforms", []) if isinstance(p, dict)]
-        x = res.get("crossover") if isinstance(res.get("crossover"), dict) else {}
+        x = c if isinstance(c := res.get("crossover"), dict) else {}
         where = (f"the SRAM side becomes cheaper per token above {num(x.get('value'))} tok/s per user"
                  if isinstance(x.get("value"), (int, float)) else
                  "the SRAM side is cheaper per token at every speed of the range" if x.get("status") ==
@@ -326,9 +326,9 @@ def headline_chart(reports: Path, reports_list: list[dict]) -> dict | None:
 
 def _draw_headline(res: dict, target: Path) -> None:
     """Draw the frontier of a notebook 06 result into ``target`` (written whole, then renamed)."""
-    import matplotlib.pyplot as plt
-
     import os
+
+    import matplotlib.pyplot as plt
 
     from .. import plots
 

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,7 +47,7 @@ def tmp_name(report_id: str) -> str:
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_renameat2 = None
+_renameat2: Any = None       # libc's renameat2; False where there is none
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -110,7 +111,7 @@ def recover(reports: Path) -> list[str]:
     missing is put back (the previous good report); other leftovers of processes that no
     longer run are removed. A live run's folders are left alone. Returns what was done."""
     reports = Path(reports)
-    done = []
+    done: list[str] = []
     try:
         entries = list(reports.iterdir())
     except OSError:

@@ -37,6 +37,7 @@ values once aliases are expanded, no duplicate keys, and a mapping of names at t
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import math
@@ -44,6 +45,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from .. import catalog, paths
 
@@ -212,15 +214,14 @@ def _coerce(decl: Declared, value, where: str):
             raise bad("a list")
         value = list(value)
         if decl.default:
-            proto = Declared(decl.name, type(decl.default[0]).__name__, decl.default[0], "", None, ())
+            first = cast("list | tuple", decl.default)[0]   # a list parameter's default is a list
+            proto = Declared(decl.name, type(first).__name__, first, "", None, ())
             value = [_coerce(proto, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return value
     if t == "dict":
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         if not isinstance(value, dict):
             raise bad("a mapping")
         return value
@@ -272,8 +273,8 @@ def _numeric(decl: Declared, v, where: str, values: dict) -> None:
         if named:
             rule += " with " + ", ".join(f"{t} = {values[t]!r}" for t in named)
     else:
-        ok = {"fraction": 0 < v <= 1, "positive": v > 0, "nonnegative": v >= 0}[tag]
-        rule = {"fraction": "0 < x <= 1", "positive": "x > 0", "nonnegative": "x >= 0"}[tag]
+        ok = {"fraction": 0 < v <= 1, "positive": v > 0, "nonnegative": v >= 0}[tag]  # type: ignore[index]  # a numeric tag
+        rule = {"fraction": "0 < x <= 1", "positive": "x > 0", "nonnegative": "x >= 0"}[tag]  # type: ignore[index]
         if ok and tag in ("fraction", "positive") and v < sys.float_info.min:
             ok, rule = False, f"{rule}, and not below {sys.float_info.min:.3g}: a subnormal number"
     if not ok:
@@ -399,14 +400,14 @@ def check_parameters(notebook, values: dict | None = None, *, fill_defaults: boo
     return out
 
 
-class _Loader(getattr(__import__("yaml"), "CSafeLoader", None) or __import__("yaml").SafeLoader):
+class _Loader(getattr(__import__("yaml"), "CSafeLoader", None) or __import__("yaml").SafeLoader):  # type: ignore[misc]  # C loader where built
     """YAML's safe loader that refuses a key given twice in one mapping."""
 
 
 def _no_duplicates(loader, node, deep=False):
     import yaml
 
-    seen = {}
+    seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         try:
@@ -465,10 +466,10 @@ def read_yaml(path, what: str = "parameter file"):
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise ParameterError(f"{path}: line {event.start_mark.line + 1}: nested more than {MAX_DEPTH} deep")
+                    raise ParameterError(f"{path}: line {event.start_mark.line + 1}: nested more than {MAX_DEPTH} deep")  # type: ignore[union-attr]  # parser events carry marks
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
-            nodes += 1
+            nodes += 1  # noqa: SIM113 (counts YAML events inside a try block, not loop items)
             if nodes > MAX_NODES:
                 raise ParameterError(f"{path}: more than {MAX_NODES:,} YAML nodes; a {what} this large is refused")
         data = yaml.load(text, Loader=_Loader)

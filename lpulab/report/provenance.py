@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -97,7 +97,7 @@ def display_path(path: str) -> str:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version(), "lpulab": __version__}
+    out: dict[str, str | None] = {"python": platform.python_version(), "lpulab": __version__}
     for name in KEY_PACKAGES:
         try:
             out[name] = metadata.version(name)
@@ -131,7 +131,7 @@ def sha256_file(path) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def platform_info() -> dict:

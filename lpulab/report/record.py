@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def record(results: Mapping, verdicts=(), headline: str | None = None, unit: str
     from .. import __version__, catalog
 
     res, ver = finite_payload(results, verdicts)
-    payload = {
+    payload: dict[str, Any] = {
         "results": res,
         "verdicts": ver,
         "files_read": catalog.files_read(),

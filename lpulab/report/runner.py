@@ -241,7 +241,7 @@ def _execute(nb_path: Path, executed: Path, params: dict, timeout: int, progress
     except Exception as exc:
         kind = classify(exc)
         if kind == "cell":
-            return f"{exc.ename}: {exc.evalue}", kind, exc.cell_index
+            return f"{exc.ename}: {exc.evalue}", kind, exc.cell_index  # type: ignore[attr-defined]  # papermill's cell error
         return f"{type(exc).__name__}: {exc}", kind, None
     return "", "", None
 
@@ -350,7 +350,7 @@ def _finish(p: Plan, reports: Path, tmp: Path, final: Path, status: dict, error:
         error, failure, payload = f"the executed notebook cannot be read: {type(exc).__name__}: {exc}", "write", None
     if not error:
         try:
-            return _write_report(p, reports, tmp, final, status, nb, payload, duration, attempts, timeout)
+            return _write_report(p, reports, tmp, final, status, nb, payload, duration, attempts, timeout)  # type: ignore[arg-type]  # no error: a payload
         except Exception as exc:  # rendering, or a file that cannot be written (disk full, name too long)
             failure = "write" if isinstance(exc, OSError) else "render"
             error = f"{'writing' if failure == 'write' else 'rendering'} the report failed: {type(exc).__name__}: {exc}"
@@ -380,7 +380,7 @@ def _finish(p: Plan, reports: Path, tmp: Path, final: Path, status: dict, error:
 
 def completed_ok(folder: Path) -> bool:
     st = read_status(folder)
-    return bool(st) and st.get("status") == "ok"
+    return st is not None and st.get("status") == "ok"
 
 
 def _write_report(p: Plan, reports: Path, tmp: Path, final: Path, status: dict, nb, payload: dict,

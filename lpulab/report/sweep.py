@@ -42,8 +42,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from .. import paths
 from . import provenance
@@ -189,6 +191,7 @@ def load_sweep(notebook, grid, name: str | None = None) -> Sweep:
     fixed.update(base)
     sweep_name = _sweep_name(name or extra.get("name") or (grid_file.stem if grid_file else "sweep"))
     declared = declared_parameters(nb)
+    seen: dict[Any, Any]
     sets, kept, errors, seen, notes = [], [], [], {}, []
     for i, v in enumerate(varied):
         try:
@@ -347,7 +350,7 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
     stem = sweep.notebook.stem
     outcomes: list[dict | None] = [None] * len(sweep.sets)
     tasks = []
-    for i, (params, varied) in enumerate(zip(sweep.sets, sweep.varied)):
+    for i, (params, _varied) in enumerate(zip(sweep.sets, sweep.varied)):
         rid = provenance.report_id(stem, sweep.name, params, commit, dhash, draft=bool(git.get("dirty")))
         planned = Plan(sweep.notebook, params, sweep.name, git, files, dhash, rid, non_default(sweep.notebook, params))
         if not force and completed(reports / rid, planned):
@@ -385,27 +388,28 @@ def run_sweep(notebook, grid, *, name: str | None = None, reports: Path | None =
             bar.close()
     for i, t in enumerate(outcomes):
         if t is None:  # interrupted before it finished
-            rid = next(x["report_id"] for x in tasks if x["i"] == i)
+            rid = str(next(x["report_id"] for x in tasks if x["i"] == i))
             outcomes[i] = {"report_id": rid, "status": "not run", "failure": "interrupted",
                            "error": "the sweep was interrupted before this set finished", "results": {}, "verdicts": []}
-    for o, v in zip(outcomes, sweep.varied):
+    filled = cast("list[dict]", outcomes)   # every set has its outcome now
+    for o, v in zip(filled, sweep.varied):
         o["varied"] = v
     folder = reports / "sweeps" / sweep.name
-    tables = write_table(sweep, outcomes, folder)
-    chart, alt = write_chart(sweep, outcomes, folder)
+    tables = write_table(sweep, filled, folder)
+    chart, alt = write_chart(sweep, filled, folder)
     atomic_write_text(folder / "sweep.json", json.dumps({
         "name": sweep.name, "notebook": stem, "grid_file": _shown(sweep.grid_file),
         "commit": commit, "data_hash": dhash, "dirty": bool(git.get("dirty")), "utc_time": provenance.utc_now(),
-        "sets": len(outcomes), "ok": sum(o["status"] == "ok" for o in outcomes),
-        "failed": sum(o["status"] != "ok" for o in outcomes), "interrupted": interrupted,
+        "sets": len(filled), "ok": sum(o["status"] == "ok" for o in filled),
+        "failed": sum(o["status"] != "ok" for o in filled), "interrupted": interrupted,
         "tables": [t.name for t in tables], "chart": chart.name if chart else None, "chart_alt": alt,
-        "runs": [{"report_id": o["report_id"], "status": o["status"], "varied": o["varied"]} for o in outcomes],
+        "runs": [{"report_id": o["report_id"], "status": o["status"], "varied": o["varied"]} for o in filled],
     }, indent=2, default=str))
     index = None
     if build_index:
         from .index import build
         index = build(reports)
-    return SweepResult(sweep, outcomes, folder, tables, index, interrupted)
+    return SweepResult(sweep, filled, folder, tables, index, interrupted)
 
 
 def _shown(path: Path | None) -> str | None:
@@ -498,7 +502,7 @@ def chart_spec(sweep: Sweep, outcomes: list[dict]) -> dict | None:
     claims = [v.get("claim") for v in (ok[0][1].get("verdicts") or []) if isinstance(v, dict)]
     if claims:
         c = claims[0]
-        verdict = lambda o: next((v for v in o.get("verdicts") or [] if v.get("claim") == c), {})  # noqa: E731
+        verdict: Callable[[dict], dict] = lambda o: next((v for v in o.get("verdicts") or [] if v.get("claim") == c), {})  # noqa: E731
         ys = [(verdict(o).get("estimate"), verdict(o).get("low"), verdict(o).get("high")) for _, o in ok]
         metric = f"{c} best estimate (x), band as error bars"
     else:

@@ -242,7 +242,7 @@ def test_a_tag_papermill_cannot_read_is_an_error_not_a_lost_parameter(tmp_path):
                                           metadata={"tags": ["parameters"]})]
     f = tmp_path / "two_equals.ipynb"
     nbformat.write(nb, f)
-    with pytest.raises(params.ParameterError, match="papermill cannot read the parameter line.* of a"):
+    with pytest.raises(params.ParameterError, match=r"papermill cannot read the parameter line.* of a"):
         params.declared_parameters(f)
 
 

@@ -1,7 +1,5 @@
 """Every catalog file validates; broken files are refused with the file and field named."""
 
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -115,7 +113,7 @@ def test_id_must_match_file_name(tmp_path):
 
 def test_invalid_toml_is_named(tmp_path):
     p = write(tmp_path, "id = \n")
-    with pytest.raises(catalog.CatalogError, match="test-chip.toml: not valid TOML"):
+    with pytest.raises(catalog.CatalogError, match=r"test-chip.toml: not valid TOML"):
         catalog.load_device(p)
 
 

@@ -65,14 +65,14 @@ def test_a_duplicate_measurement_id_across_folders_is_refused(user_data):
 
 def test_a_missing_user_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "nowhere"))
-    with pytest.raises(catalog.CatalogError, match="LPULAB_DATA names .*nowhere.*not a folder"):
+    with pytest.raises(catalog.CatalogError, match=r"LPULAB_DATA names .*nowhere.*not a folder"):
         catalog.device_ids()
 
 
 def test_a_broken_price_pointer_is_reported_by_validate_all(user_data):
     _wafer(user_data, price_sheet="wafer-system")
     (user_data / "prices" / "wafer-system.toml").unlink()
-    ok, errors = catalog.validate_all()
+    _ok, errors = catalog.validate_all()
     assert any("test-wafer.toml: deployment.prices: no price sheet 'wafer-system'" in e for e in errors), errors
 
 

@@ -69,7 +69,7 @@ def test_good_sheet_parses_into_si(tmp_path):
     # 200 USD per kW per month (pint's month = 730.5 h) is about 0.274 USD/kWh, in USD/J
     assert s["tariff.rate"].si * 3.6e6 == pytest.approx(0.2738, abs=1e-4)
     assert s["factor.pue"].si == 1.5
-    with pytest.raises(KeyError, match="entries: price.card"):
+    with pytest.raises(KeyError, match=r"entries: price.card"):
         s["price.server"]
 
 
@@ -120,7 +120,7 @@ def test_not_toml_is_refused_with_its_name(tmp_path):
 
 
 def test_unknown_sheet_names_the_known_ones():
-    with pytest.raises(KeyError, match="known: .*groq-card"):
+    with pytest.raises(KeyError, match=r"known: .*groq-card"):
         catalog.load_prices("no-such-sheet")
 
 
@@ -130,7 +130,7 @@ def test_validate_all_reports_a_broken_sheet_in_a_user_data_folder(tmp_path, mon
         text = GOOD if name == "ok" else GOOD.replace('kind = "measured"', 'kind = "rumour"')
         write(tmp_path / "prices", text, name)
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path))
-    ok, errors = catalog.validate_all()
+    _ok, errors = catalog.validate_all()
     assert any("bad.toml" in e for e in errors)
     assert not any("ok.toml" in e for e in errors)
     assert catalog.load_prices("ok").path.endswith("ok.toml")

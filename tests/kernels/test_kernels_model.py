@@ -133,13 +133,13 @@ def test_bad_inputs_are_refused():
     m = Decoder.random(CFG, seed=0)
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 50\)"):
         m.prefill(np.array([[1, 50]]))
-    step, cache = m.prefill(np.array([[1, 2]]), capacity=3)
+    _step, cache = m.prefill(np.array([[1, 2]]), capacity=3)
     m.decode(np.array([1]), cache)
     with pytest.raises(ValueError, match="exceed the cache capacity 3"):
         m.decode(np.array([1]), cache)
     with pytest.raises(ValueError, match="cache holds 1 sequences, tokens have 2"):
         m.forward(np.array([[1], [2]]), m.new_cache(1, 4))
-    with pytest.raises(ValueError, match="weight 'layers.0.q_proj' has shape"):
+    with pytest.raises(ValueError, match=r"weight 'layers.0.q_proj' has shape"):
         w = init_weights(CFG, 0)
         w["layers.0.q_proj"] = w["layers.0.q_proj"][:-1]
         Decoder(CFG, w)

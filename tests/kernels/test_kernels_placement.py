@@ -3,7 +3,8 @@ between chips are compared with what lpulab.perf assumes."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lpulab import catalog, perf, placement, workload
 from lpulab.kernels import Decoder, DecoderConfig, OwnershipError, PlanError, ShardedDecoder, SramBudgetError
@@ -114,7 +115,7 @@ def test_fp32_tensor_parallel_layer_traffic_is_what_perf_assumes():
 
 def test_int8_sends_integer_accumulators_and_row_scales():
     t = _decode_step(CFG, "int8", tp=2, pp=1)
-    h, L = CFG.hidden, CFG.n_layers
+    L = CFG.n_layers
     # W8A16: int64 accumulators (8 bytes per value) instead of fp32 activations (4): twice perf's figure
     assert t.at["layer all-reduces", "width_measured"] == 8.0 and t.at["layer all-reduces", "ratio"] == 2.0
     assert t.at["int8 row scales", "measured"] == 2 * L * 2 * (2 - 1) * 4  # one float32 max per row per all-reduce

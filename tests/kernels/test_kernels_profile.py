@@ -8,10 +8,10 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lpulab import plots, roofline, workload  # noqa: E402
-from lpulab.kernels import Decoder, DecoderConfig, hostbench, runs  # noqa: E402
-from lpulab.kernels.profile import against_roofline, decode_speed, op_points, time_call  # noqa: E402
-from tests.unit._tiny import tiny_device  # noqa: E402
+from lpulab import plots, roofline, workload
+from lpulab.kernels import Decoder, DecoderConfig, hostbench, runs
+from lpulab.kernels.profile import against_roofline, decode_speed, op_points, time_call
+from tests.unit._tiny import tiny_device
 
 CFG = DecoderConfig(n_layers=2, hidden=32, n_heads=4, n_kv_heads=2, head_dim=8, ffn=48, vocab=64, tied_embeddings=False)
 
@@ -51,7 +51,7 @@ def test_op_points_count_what_the_decoder_counts():
         assert row.seconds > 0
     assert set(pts.phase) == {"decode"}
     assert set(op_points(m, tokens=3, repeats=1, min_time=0.0).phase) == {"prefill"}
-    with pytest.raises(ValueError, match="layer must be in 0..1"):
+    with pytest.raises(ValueError, match=r"layer must be in 0..1"):
         op_points(m, layer=2)
 
 

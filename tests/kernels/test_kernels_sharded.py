@@ -2,10 +2,18 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lpulab.kernels import (
-    Decoder, DecoderConfig, OwnershipError, Plan, PlanError, ShardedDecoder, SramBudgetError, build_plan,
+    Decoder,
+    DecoderConfig,
+    OwnershipError,
+    Plan,
+    PlanError,
+    ShardedDecoder,
+    SramBudgetError,
+    build_plan,
 )
 
 BIG = 10**12  # a budget nothing reaches

@@ -1,5 +1,6 @@
 """Tiled quantised products against the exact reference, the formats, the threads, the cache."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def test_row_splits_cover_the_rows():
     for o in (1, 15, 16, 17, 100, 1000):
         for parts in (1, 2, 3, 8):
             sp = tiled.row_splits(o, parts)
-            assert sp[0][0] == 0 and sp[-1][1] == o and all(b == c for (_, b), (c, _) in zip(sp, sp[1:]))
+            assert sp[0][0] == 0 and sp[-1][1] == o and all(b == c for (_, b), (c, _) in itertools.pairwise(sp))
             assert len(sp) <= parts and all(a % tiled.ROW_ALIGN == 0 for a, _ in sp)
 
 

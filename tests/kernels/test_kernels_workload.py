@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lpulab import catalog, workload
 from lpulab.kernels import Decoder, DecoderConfig, Numerics
@@ -94,5 +95,5 @@ def test_a_difference_is_reported_op_by_op():
 def test_config_from_a_model_refuses_what_the_decoder_cannot_run():
     with pytest.raises(ValueError, match="mixtral-8x7b is not Llama-like"):
         DecoderConfig.from_model(catalog.load_model("mixtral-8x7b"))
-    m = Decoder(SHAPES["mha-tied"], {k: v for k, v in Decoder.random(SHAPES["mha-tied"]).weights.items()})
+    m = Decoder(SHAPES["mha-tied"], dict(Decoder.random(SHAPES["mha-tied"]).weights.items()))
     assert m.workload_precision == workload.Precision("fp32", "fp32", "fp32")

@@ -204,7 +204,7 @@ def browser(tmp_path_factory):
             pytest.fail(f"{why}; CI must run the browser test")
         pytest.skip(why)
     profile = tmp_path_factory.mktemp("chromium-profile")
-    log = open(profile.parent / "chromium.log", "wb")
+    log = open(profile.parent / "chromium.log", "wb")  # noqa: SIM115 (closed after the browser stops)
     proc = subprocess.Popen(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
          "--disable-extensions", "--disable-background-networking", "--hide-scrollbars",

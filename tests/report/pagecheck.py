@@ -143,7 +143,7 @@ def _poison_toml(path: Path, kind: str) -> list[str]:
         tag = f"{kind}-{key}"
         # top-level or table keys (`name = "..."`) and keys inside inline tables (`note = "..."`)
         pattern = re.compile(rf'(^|[{{,]\s*)({key}\s*=\s*")', re.M)
-        text, n = pattern.subn(lambda m: m.group(1) + m.group(2) + _toml_string(payload(tag) + " "), text)
+        text, n = pattern.subn(lambda m: m.group(1) + m.group(2) + _toml_string(payload(tag) + " "), text)  # noqa: B023 (subn calls it at once)
         if n:
             tags.append(tag)
     if kind == "claims":

@@ -35,9 +35,8 @@ def check_links(page, here: Path) -> list[str]:
         target = Path(unquote(u.path))
         if not target.is_file():
             bad.append(f"{href} (no file {target})")
-        elif u.fragment and target == here:
-            if not page.evaluate(f"!!document.getElementById({u.fragment!r})"):
-                bad.append(f"{href} (no element #{u.fragment})")
+        elif u.fragment and target == here and not page.evaluate(f"!!document.getElementById({u.fragment!r})"):
+            bad.append(f"{href} (no element #{u.fragment})")
         checked += 1
     assert checked, "the page has no local links at all"
     return bad
@@ -231,7 +230,7 @@ def test_every_report_fits_1280_px_and_every_image_loads(browser, poisoned, tmp_
         if found:
             problems[page.parent.name] = found
     assert problems == {}
-    n_images = sum((p.read_text().count("<img") for p in reports.glob("*/report.html")))
+    n_images = sum(p.read_text().count("<img") for p in reports.glob("*/report.html"))
     assert n_images >= 15, n_images  # the checks above saw the figures
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -76,7 +76,7 @@ def test_a_citation_says_what_was_run_and_carries_its_identity(reports_dir, clea
     monkeypatch.setenv(cite.URL_ENV, "https://example.org/lpulab/{report_id}/report.html")
     r = runner.run_notebook("01_bandwidth", {"gpu_achieved": 0.5}, reports=reports_dir, progress=False)
     prov = json.loads((r.path / "provenance.json").read_text())
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     c = cite.cite_report(r.path)
     assert "C1: Is the chip's on-die memory" in c["title"] and "01_bandwidth, gpu_achieved=0.5" in c["title"]
     for part in (r.report_id, prov["git"]["commit"][:12], prov["param_hash"][:12], prov["data_hash"][:12],

@@ -20,7 +20,6 @@ from lpulab.report import html, index, io, runner
 from lpulab.report.record import NonFiniteResult, finite_payload
 
 
-
 def _hidden(reports: Path) -> list[str]:
     return sorted(d.name for d in reports.iterdir() if d.name.startswith((".tmp-", ".old-"))) if reports.exists() else []
 

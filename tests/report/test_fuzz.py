@@ -44,7 +44,7 @@ def _hostile(decl: params.Declared, rng: random.Random) -> object:
     pool = {"int": NUMBERS, "float": NUMBERS, "str": TEXTS, "bool": ["maybe", 2, None, [], "yes"],
             "list": LISTS}.get(decl.type_name, NUMBERS + TEXTS)
     if decl.tag == "range" and rng.random() < 0.5:
-        lo, lop, hop, hi = params.parse_range(decl.tag_arg[0])
+        lo, _lop, _hop, hi = params.parse_range(decl.tag_arg[0])
         ends = [float(x) for x in (lo, hi) if re.match(r"^-?[\d.e+]+$", x)]
         if ends:
             e = rng.choice(ends)

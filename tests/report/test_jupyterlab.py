@@ -4,6 +4,7 @@ UI does) and its cells executed over the kernel's websocket; then everything shu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -49,7 +50,7 @@ def lab(tmp_path, stop_process):
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_PLATFORM_DIRS": "1"}
-    log = open(tmp_path / "jupyterlab.log", "wb")
+    log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 (closed in the finally block)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={paths.ROOT}",
@@ -71,10 +72,8 @@ def lab(tmp_path, stop_process):
             time.sleep(0.3)
         yield server
     finally:
-        try:
+        with contextlib.suppress(Exception):
             server.api("POST", "/api/shutdown", timeout=10)
-        except Exception:
-            pass
         stop_process(proc, grace=20)
         log.close()
 

@@ -12,7 +12,6 @@ from lpulab.report import provenance
 from lpulab.report.params import ParameterError
 from lpulab.report.sweep import expand, flatten, load_sweep
 
-
 # --- grids: pure ---------------------------------------------------------------------------------
 
 def test_grid_is_a_cartesian_product():
@@ -112,7 +111,7 @@ def test_report_ids_are_stable(sweep_run):
 
 
 def test_the_tidy_table(sweep_run):
-    result, reports, _ = sweep_run
+    _result, reports, _ = sweep_run
     folder = reports / "sweeps" / "probe"
     csv = pd.read_csv(folder / "results.csv")
     pq = pd.read_parquet(folder / "results.parquet")

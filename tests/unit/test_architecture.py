@@ -125,11 +125,11 @@ def test_bad_model_fields_are_refused_with_the_field_named(edit, field, says):
 def test_moe_fields_on_a_dense_model_and_windows_beyond_the_context_are_refused():
     raw = _raw("llama-3.1-8b")
     raw["architecture"]["shared_experts"] = {"value": 1, "unit": "count", "source": "config", "kind": "vendor-peak"}
-    with pytest.raises(CatalogError, match="architecture.shared_experts: only a mixture of experts"):
+    with pytest.raises(CatalogError, match=r"architecture.shared_experts: only a mixture of experts"):
         _parse(raw, "llama-3.1-8b")
     raw = _raw("gpt-oss-120b")
     raw["architecture"]["sliding_window"]["value"] = 10**7
-    with pytest.raises(CatalogError, match="sliding_window.value: a window of 10000000 tokens exceeds max_context"):
+    with pytest.raises(CatalogError, match=r"sliding_window.value: a window of 10000000 tokens exceeds max_context"):
         _parse(raw, "gpt-oss-120b")
     raw = _raw("gpt-oss-120b")
     raw["architecture"]["sliding_window_layers"] = "odd"
@@ -153,5 +153,5 @@ def test_the_weights_tier_is_the_files_when_it_names_one():
     assert catalog.load_device("groq-lpu-v1").main_tier == "sram"         # the default rule
     raw = copy.deepcopy(catalog.read_toml(catalog.entry_path("hardware", "sambanova-sn40l")))
     raw["deployment"]["weights_tier"] = "l2"
-    with pytest.raises(CatalogError, match="deployment.weights_tier: 'l2' is not a \\[memory\\] tier of this device"):
+    with pytest.raises(CatalogError, match=r"deployment.weights_tier: 'l2' is not a \[memory\] tier of this device"):
         catalog.parse_device(raw, Path("sambanova-sn40l.toml"))

@@ -46,5 +46,5 @@ def test_c1_verdict_depends_on_which_gpu(table):
     assert (v.low, v.high) == (pytest.approx(10.0), pytest.approx(40.0))
     with pytest.raises(ValueError, match="has no hbm bandwidth"):
         bandwidth.judge_c1(table, "nvidia-a100-sxm-80gb", "hbm")
-    with pytest.raises(ValueError, match="no l1 bandwidth.*nvidia-h100-sxm"):
+    with pytest.raises(ValueError, match=r"no l1 bandwidth.*nvidia-h100-sxm"):
         bandwidth.reference_row(table, "nvidia-b200", "l1")

@@ -69,7 +69,7 @@ def test_a_knob_no_point_moves_is_held_at_its_prior_and_says_why():
 
 def test_too_few_points_for_the_knobs_is_refused():
     pts = synthetic(concurrencies=(1, 1024), dates=("2024-01-01",))[:2]
-    with pytest.raises(calibration.CalibrationError, match="cannot determine|fewer than"):
+    with pytest.raises(calibration.CalibrationError, match=r"cannot determine|fewer than"):
         calibration.fit(pts, "2024-12-31", knobs=list(TRUE), min_rows=1, loo=False)
 
 

@@ -106,7 +106,7 @@ def test_bad_inputs_are_refused_by_name(over, message):
 
 
 def test_unknown_inputs_and_bad_ranges_are_refused():
-    with pytest.raises(cost.CostError, match="unknown input.*lpu_chip\\b.*known: lpu_units"):
+    with pytest.raises(cost.CostError, match=r"unknown input.*lpu_chip\b.*known: lpu_units"):
         cost.run({**small_case(), "lpu_chip": 3})
     with pytest.raises(cost.CostError, match="need low <= value <= high"):
         cost.Uncertain(5.0, 6.0, 10.0)

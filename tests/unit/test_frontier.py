@@ -12,13 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lpulab import catalog, cost, frontier as F, speed
-
+from lpulab import catalog, cost, speed
+from lpulab import frontier as F
 
 # --------------------------------------------------------------------------- a hand case
 
 
-def _hand_points(platform_specs, conc=np.arange(1, 100001, dtype=float)):
+_CONC = np.arange(1, 100001, dtype=float)
+
+
+def _hand_points(platform_specs, conc=_CONC):
     """Points of platforms whose step time is tau0 + c tau1 at concurrency c (per-user speed
     1/(tau0 + c tau1), aggregate c times that), each bought as ``units``."""
     plat, pu, agg, units = [], [], [], []

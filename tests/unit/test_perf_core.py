@@ -286,8 +286,8 @@ def test_expert_parallel_step_by_hand():
     prof = perf.step_profile(m, dep, 5, 100, 0.0, 1)
     t = perf.step_times(prof, perf.Knobs())
     W = d.bandwidth()
-    own = [o for o in workload.op_counts(m, "decode", 3, 100, None, P16)]
-    every = [o for o in workload.op_counts(m, "decode", 5, 100, None, P16)]
+    own = list(workload.op_counts(m, "decode", 3, 100, None, P16))
+    every = list(workload.op_counts(m, "decode", 5, 100, None, P16))
     by_hand = sum(float(o.counts.bytes) * (0.5 if o.routed else 1.0) * (m.layers if o.group == "layer" else 1)
                   for o in (e if e.routed else w for w, e in zip(own, every))) / W
     g = workload.expected_expert_groups(m, 2)                   # groups one token's 2 experts fall in

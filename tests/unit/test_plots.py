@@ -203,7 +203,7 @@ def test_one_colour_per_device_everywhere():
     fig2 = CASES["capacity_bandwidth"]()
     try:
         h100 = np.array(plots.device_color("nvidia-h100-sxm"))
-        line = next(l for l in fig1.axes[0].get_lines() if l.get_label().startswith("nvidia-h100-sxm"))
+        line = next(ln for ln in fig1.axes[0].get_lines() if ln.get_label().startswith("nvidia-h100-sxm"))
         assert np.allclose(matplotlib.colors.to_rgb(line.get_color()), h100)
         dots = [c for c in fig2.axes[0].collections if len(c.get_offsets())]
         assert any(np.allclose(c.get_facecolor()[0][:3], h100) for c in dots)

@@ -100,7 +100,7 @@ def test_predict_answers_with_intervals_and_marks_an_uncalibrated_device(capsys)
     assert out["tpot_s_low"] < out["tpot_s"] < out["tpot_s_high"] and out["calibrated"]
     assert out["per_user_tok_s"] == pytest.approx(out["aggregate_tok_s"] / 64)
     # by hand, from the same calibration: the prediction is perf.predict at the side's knobs
-    cal, devices, _ = speed.calibrate()
+    cal, _devices, _ = speed.calibrate()
     from lpulab import calibration
     dep = perf.Deployment(catalog.load_device("nvidia-h100-sxm"), Layout(4, 2, 1), "fp8")
     p = perf.predict(catalog.load_model("llama-2-70b"), dep, 64, 512, 128, calibration.knobs_for("hbm", cal.values))
