@@ -310,12 +310,14 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
         # start the next fit from this one's values, the held knob back at its prior
         priors = {**priors, **{n: values[n] for n in names}, weakest: specs[weakest].prior}
         values = {**values, weakest: specs[weakest].prior}
+    from .report.fmt import number  # here, not at the top: lpulab.report imports the library
+
     weak = {}
     for n in names:
         lo_, hi_ = interval[n]
         if hi_ / lo_ > 10.0:
-            weak[n] = (f"weakly identified: its 95 % interval [{lo_:.3g}, {hi_:.3g}] spans a factor of "
-                       f"{hi_ / lo_:.3g}")
+            weak[n] = (f"weakly identified: its 95 % interval [{specs[n].show(lo_)}, {specs[n].show(hi_)}] spans a "
+                       f"factor of {number(hi_ / lo_)}")
     for n in held:
         interval[n] = (specs[n].low, specs[n].high)
     # every point: prediction, interval, leave-one-out
