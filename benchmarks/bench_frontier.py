@@ -48,7 +48,7 @@ def main():
     a = ap.parse_args()
 
     import lpulab.report  # noqa: F401  (imported once, outside the timings)
-    from lpulab import catalog, explore, frontier, perf, speed
+    from lpulab import catalog, explore, frontier, perf, speculative, speed
     from lpulab.parallel import Layout
 
     cal, _, _ = speed.calibrate()
@@ -64,7 +64,7 @@ def main():
             c = frontier.candidates(m, plats)
             run["build_s"][m] = time.perf_counter() - t
             built[m] = c
-            run["configs"][m] = int(sum(len(p.concurrency) for L in c.layouts for p in L.profiles))
+            run["configs"][m] = int(sum(len(frontier._concurrency(p)) for L in c.layouts for p in L.profiles))
             run["skipped"][m] = [p for p, _ in c.skipped]
             t = time.perf_counter()
             r = frontier.analyse(m, targets=(5.0, 1000.0, a.targets), samples=a.draws, seed=rep, prebuilt=c,
@@ -86,7 +86,7 @@ def main():
         B, _ = frontier.price_factors(c.platforms, d.values)
         rng = np.random.default_rng(rep)
         flat = [(i, L, j, k) for i, L in enumerate(c.layouts) for j in range(len(L.layouts))
-                for k in range(len(L.profiles[j].concurrency))]
+                for k in range(len(frontier._concurrency(L.profiles[j])))]
         pick = [flat[x] for x in rng.integers(0, len(flat), a.loop)]
         targets = frontier.speed_targets(5.0, 1000.0, a.targets)
 
@@ -107,9 +107,13 @@ def main():
             return usd, [fits and pu >= s for s in targets]
 
         def by_predict(L, j, k, knobs):
-            lay = L.layouts[j]
-            dep = perf.Deployment(L.platform.device, Layout(1, lay.tensor, lay.pipeline), L.platform.precision)
-            return perf.predict(model, dep, float(L.profiles[j].concurrency[k]), c.prompt, c.output, knobs)
+            lay, prof = L.layouts[j], L.profiles[j]
+            dep = perf.Deployment(L.platform.device, Layout(1, lay.tensor, lay.pipeline, lay.expert),
+                                  L.platform.precision)
+            streams = float(frontier._concurrency(prof)[k])
+            if isinstance(prof, speculative.SpeculativeProfile):
+                return speculative.predict(model, dep, prof.spec, streams, c.prompt, c.output, knobs)
+            return perf.predict(model, dep, streams, c.prompt, c.output, knobs)
 
         def by_profile(L, j, k, knobs):
             return L.profiles[j].evaluate(knobs)

@@ -20,6 +20,16 @@ price sheet (``deployment.prices``). Its *configurations* come from the device's
 - replicas: the number (up to ``max_replicas``) that wastes the fewest bought chips when
   the deployment is rounded up to the device's deployment unit and priced in its sheet's
   units (``count.chips_per_unit``);
+- expert widths (a mixture-of-experts model only, :func:`expert_widths`): the powers of two
+  that divide its routed experts, up to the device's scale-up domain, each with the tensor
+  widths of the ladder whose stage (``tensor x expert`` chips) stays within that domain, at
+  ``expert_pipeline_steps`` multiples of its fewest stages (default: the fewest and twice
+  that; the expert widths multiply the layouts, and the time to build them, several times
+  over);
+- speculative decoding, off or on (:func:`speculation_options`): on with the model's own
+  multi-token-prediction heads where its file has them, and with a draft model where
+  ``drafts={target: draft}`` names one, each at the sourced defaults of
+  ``data/serving.toml`` (k, alpha); a draft that needs chips of its own has them counted;
 - concurrency: a log-spaced array of whole streams per replica, up to what the chips' memory
   could hold; the serving model's ``fits`` says which really fit.
 
@@ -308,19 +318,20 @@ def check_drafts(drafts) -> dict[str, str]:
 
 #: The layout search's defaults (:func:`platform_layouts`).
 LAYOUT_DEFAULTS = {"max_chips": 8192, "tensor_step": 2.0, "pipeline_steps": [1, 2, 4], "max_replicas": 16,
-                   "concurrency_points": 40, "expert_pipeline_steps": [1]}
+                   "concurrency_points": 40, "expert_pipeline_steps": [1, 2]}
 
 
 def platform_layouts(model, pl: Platform, prompt: int, output: int, *, max_chips: int = 8192,
                      tensor_step: float = 2.0, pipeline_steps: Sequence[int] = (1, 2, 4), max_replicas: int = 16,
-                     concurrency_points: int = 40, expert_pipeline_steps: Sequence[int] = (1,),
+                     concurrency_points: int = 40, expert_pipeline_steps: Sequence[int] = (1, 2),
                      drafts: Mapping[str, str] | None = None) -> Layouts:
     """Every layout of ``pl`` serving ``model`` (see the module doc), each as one serving
     profile of a single replica over its concurrency array; for a mixture of experts also
     at each expert width of :func:`expert_widths`, and each with every speculative option
     of :func:`speculation_options` (``drafts``: ``{target: draft}``). An expert-parallel
     layout takes ``expert_pipeline_steps`` multiples of its fewest stages (default: the
-    fewest only; the expert widths multiply the layouts, and with them the time to build)."""
+    fewest and twice that, not four times: the expert widths multiply the layouts, and with
+    them the time to build)."""
     for name, v in (("max_chips", max_chips), ("max_replicas", max_replicas), ("concurrency_points", concurrency_points)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise FrontierError(f"{name} must be a whole number >= 1, got {v!r}")
