@@ -45,26 +45,28 @@ def main():
     ap.add_argument("--draws", type=int, default=10_000)
     ap.add_argument("--targets", type=int, default=50)
     ap.add_argument("--loop", type=int, default=200, help="items timed one by one (per loop variant)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help="model ids (default: %(default)s)")
+    ap.add_argument("--devices", nargs="+", help="hardware ids (default: every device with a price sheet)")
     a = ap.parse_args()
 
     import lpulab.report  # noqa: F401  (imported once, outside the timings)
-    from lpulab import catalog, explore, frontier, perf, speed
+    from lpulab import catalog, explore, frontier, perf, speculative, speed
     from lpulab.parallel import Layout
 
     cal, _, _ = speed.calibrate()
-    plats, skipped = frontier.platforms()
+    plats, skipped = frontier.platforms(a.devices)
     print(f"platforms: {', '.join(p.label for p in plats)}"
           + (f"; no price sheet: {', '.join(d for d, _ in skipped)}" if skipped else ""))
     runs = []
     for rep in range(a.repeat):
         run = {"build_s": {}, "search_s": {}, "configs": {}, "skipped": {}}
         built = {}
-        for m in MODELS:
+        for m in a.models:
             t = time.perf_counter()
             c = frontier.candidates(m, plats)
             run["build_s"][m] = time.perf_counter() - t
             built[m] = c
-            run["configs"][m] = int(sum(len(p.concurrency) for L in c.layouts for p in L.profiles))
+            run["configs"][m] = int(sum(len(frontier._concurrency(p)) for L in c.layouts for p in L.profiles))
             run["skipped"][m] = [p for p, _ in c.skipped]
             t = time.perf_counter()
             r = frontier.analyse(m, targets=(5.0, 1000.0, a.targets), samples=a.draws, seed=rep, prebuilt=c,
@@ -78,7 +80,7 @@ def main():
         run["vector_us_per_item"] = run["search_total_s"] / items * 1e6
 
         # the loop, on a sample of (configuration, draw) items of the middle model
-        m = "llama-2-70b"
+        m = "llama-2-70b" if "llama-2-70b" in a.models else a.models[0]
         c = built[m]
         model = catalog.load_model(m)
         inputs = frontier.price_inputs(c.platforms)
@@ -86,7 +88,7 @@ def main():
         B, _ = frontier.price_factors(c.platforms, d.values)
         rng = np.random.default_rng(rep)
         flat = [(i, L, j, k) for i, L in enumerate(c.layouts) for j in range(len(L.layouts))
-                for k in range(len(L.profiles[j].concurrency))]
+                for k in range(len(frontier._concurrency(L.profiles[j])))]
         pick = [flat[x] for x in rng.integers(0, len(flat), a.loop)]
         targets = frontier.speed_targets(5.0, 1000.0, a.targets)
 
@@ -107,9 +109,13 @@ def main():
             return usd, [fits and pu >= s for s in targets]
 
         def by_predict(L, j, k, knobs):
-            lay = L.layouts[j]
-            dep = perf.Deployment(L.platform.device, Layout(1, lay.tensor, lay.pipeline), L.platform.precision)
-            return perf.predict(model, dep, float(L.profiles[j].concurrency[k]), c.prompt, c.output, knobs)
+            lay, prof = L.layouts[j], L.profiles[j]
+            dep = perf.Deployment(L.platform.device, Layout(1, lay.tensor, lay.pipeline, lay.expert),
+                                  L.platform.precision)
+            streams = float(frontier._concurrency(prof)[k])
+            if isinstance(prof, speculative.SpeculativeProfile):
+                return speculative.predict(model, dep, prof.spec, streams, c.prompt, c.output, knobs)
+            return perf.predict(model, dep, streams, c.prompt, c.output, knobs)
 
         def by_profile(L, j, k, knobs):
             return L.profiles[j].evaluate(knobs)
@@ -158,10 +164,10 @@ def main():
                                    "loop_predict_us_per_item", "loop_profile_us_per_item", "loop_predict_ratio",
                                    "loop_profile_ratio", "loop_predict_estimate_total_s",
                                    "loop_profile_estimate_total_s", "explorer_slider_ms", "explorer_full_ms")}
-    summary["per_model_build_s"] = {m: statistics.median(r["build_s"][m] for r in runs) for m in MODELS}
-    summary["per_model_search_s"] = {m: statistics.median(r["search_s"][m] for r in runs) for m in MODELS}
-    rows = [{"what": "build (profiles, 3 models)", "median": summary["build_total_s"], "unit": "s"},
-            {"what": "search + Monte Carlo (3 models)", "median": summary["search_total_s"], "unit": "s"},
+    summary["per_model_build_s"] = {m: statistics.median(r["build_s"][m] for r in runs) for m in a.models}
+    summary["per_model_search_s"] = {m: statistics.median(r["search_s"][m] for r in runs) for m in a.models}
+    rows = [{"what": f"build (profiles, {len(a.models)} models)", "median": summary["build_total_s"], "unit": "s"},
+            {"what": f"search + Monte Carlo ({len(a.models)} models)", "median": summary["search_total_s"], "unit": "s"},
             {"what": "total", "median": summary["total_s"], "unit": "s", "aim": "< 10 s"},
             {"what": "vectorised, per (configuration x draw)", "median": summary["vector_us_per_item"], "unit": "us"},
             {"what": "loop with perf.predict, per item", "median": summary["loop_predict_us_per_item"], "unit": "us"},

@@ -468,7 +468,8 @@ def cmd_frontier(ns) -> int:
                          output=ns.output, site=ns.site, samples=0, with_measured=False)
     best = r.curve("usd_per_mtok")
     if ns.json:
-        cols = ["target_tok_s", "feasible", "layout", "replicas", "tensor", "pipeline", "precision", "concurrency",
+        cols = ["target_tok_s", "feasible", "layout", "replicas", "tensor", "pipeline", "expert", "speculative",
+                "precision", "concurrency",
                 "chips", "chips_deployed", "units", "price_sheet", "per_user_tok_s", "aggregate_tok_s", "ttft_s",
                 "usd_per_mtok", "joules_per_token"]
         f = r.frontier[r.frontier.objective == "usd_per_mtok"]
@@ -491,8 +492,9 @@ def cmd_frontier(ns) -> int:
         if rows.empty:
             print("  meets none of the targets")
             continue
-        head = ("target tok/s", "layout", "streams", "chips", "units", "tok/s/user", "TTFT", "USD/Mtok", "J/token")
-        body = [(fmt.number(x.target_tok_s), x.layout, fmt.count(x.concurrency), fmt.count(x.chips), fmt.count(x.units),
+        head = ("target tok/s", "layout", "speculative", "streams", "chips", "units", "tok/s/user", "TTFT", "USD/Mtok",
+                "J/token")
+        body = [(fmt.number(x.target_tok_s), x.layout, x.speculative, fmt.count(x.concurrency), fmt.count(x.chips), fmt.count(x.units),
                  fmt.number(x.per_user_tok_s), fmt.duration(x.ttft_s), fmt.number(x.usd_per_mtok),
                  fmt.number(x.joules_per_token)) for x in rows.itertuples()]
         w = [max(len(str(c)) for c in col) for col in zip(head, *body)]

@@ -20,6 +20,16 @@ price sheet (``deployment.prices``). Its *configurations* come from the device's
 - replicas: the number (up to ``max_replicas``) that wastes the fewest bought chips when
   the deployment is rounded up to the device's deployment unit and priced in its sheet's
   units (``count.chips_per_unit``);
+- expert widths (a mixture-of-experts model only, :func:`expert_widths`): the powers of two
+  that divide its routed experts, up to the device's scale-up domain, each with the tensor
+  widths of the ladder whose stage (``tensor x expert`` chips) stays within that domain, at
+  ``expert_pipeline_steps`` multiples of its fewest stages (default: the fewest and twice
+  that; the expert widths multiply the layouts, and the time to build them, several times
+  over);
+- speculative decoding, off or on (:func:`speculation_options`): on with the model's own
+  multi-token-prediction heads where its file has them, and with a draft model where
+  ``drafts={target: draft}`` names one, each at the sourced defaults of
+  ``data/serving.toml`` (k, alpha); a draft that needs chips of its own has them counted;
 - concurrency: a log-spaced array of whole streams per replica, up to what the chips' memory
   could hold; the serving model's ``fits`` says which really fit.
 
@@ -75,7 +85,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import calibration, catalog, cost, perf, placement, speed, units, workload
+from . import calibration, catalog, cost, perf, placement, speculative, speed, units, workload
 from .catalog import CatalogError, Device
 from .parallel import Layout
 from .workload import Precision
@@ -233,27 +243,104 @@ class Layouts:
     layouts: tuple[Layout, ...]            # each with its best replica count
     chips_deployed: tuple[int, ...]
     units: tuple[int, ...]
-    profiles: tuple[perf.ServingProfile, ...] = field(repr=False)
+    profiles: tuple[perf.ServingProfile | speculative.SpeculativeProfile, ...] = field(repr=False)
     dropped: tuple[str, ...] = ()
+    speculative: tuple[str, ...] = ()      # per layout: "off", "mtp k=1", "draft llama-3.1-8b k=4"
+    chips: tuple[int, ...] = ()            # per layout: chips in use, a draft's own chips included
+
+    def option(self, j: int) -> str:
+        """The speculative decoding of layout ``j`` (``off`` when none)."""
+        return self.speculative[j] if self.speculative else "off"
+
+    def chips_of(self, j: int) -> int:
+        """Chips layout ``j`` uses (its replicas', a draft's own chips included)."""
+        return self.chips[j] if self.chips else self.layouts[j].chips
+
+
+def _concurrency(prof) -> np.ndarray:
+    """The concurrency array of a plain or a speculative serving profile."""
+    return prof.base.concurrency if isinstance(prof, speculative.SpeculativeProfile) else prof.concurrency
+
+
+def expert_widths(model, dev: Device) -> list[int]:
+    """The expert-parallel widths searched for ``model`` on ``dev``: 1 for a dense model;
+    for a mixture of experts also the powers of two from 2 that divide its routed experts,
+    up to the device's scale-up domain (``deployment.scale_up``): a stage of ``tensor x
+    expert`` chips is kept within that domain (:func:`platform_layouts`), so its all-to-all
+    crosses the scale-up link."""
+    if not model.is_moe:
+        return [1]
+    top = min(int(model.experts), int(dev.deployment.max_tensor))
+    out, e = [1], 2
+    while e <= top:
+        if model.experts % e == 0:
+            out.append(e)
+        e *= 2
+    return out
+
+
+def speculation_options(model, drafts: Mapping[str, str] | None = None) -> list[tuple[str, speculative.Speculation | None]]:
+    """The speculative decoding searched for ``model``: off always; its own MTP heads where
+    its file has them (``mtp_layers``), and a draft model where ``drafts`` names one for it
+    (``{target: draft}``), each at the sourced defaults of ``data/serving.toml`` (k, alpha).
+    Returns (label, :class:`~lpulab.speculative.Speculation` or None for off)."""
+    out: list[tuple[str, speculative.Speculation | None]] = [("off", None)]
+    if model.mtp_layers:
+        k, a = speculative.default("mtp")
+        out.append((f"mtp k={k}", speculative.Speculation(k, a)))
+    d = dict(drafts or {}).get(model.id)
+    if d is not None:
+        k, a = speculative.default("draft")
+        spec = speculative.Speculation(k, a, draft=catalog.load_model(d))
+        try:
+            spec.check(model)
+        except speculative.SpeculationError as exc:
+            raise FrontierError(f"drafts[{model.id!r}] = {d!r}: {exc}") from None
+        out.append((f"draft {d} k={k}", spec))
+    return out
+
+
+def check_drafts(drafts) -> dict[str, str]:
+    """``drafts`` as ``{target model id: draft model id}``, every id a catalog model's; a
+    clear error otherwise."""
+    if drafts is None:
+        return {}
+    if not isinstance(drafts, Mapping):
+        raise FrontierError(f"drafts must map a target model id to a draft model id, got {drafts!r}")
+    known = catalog.model_ids()
+    for k, v in drafts.items():
+        for role, m in (("target", k), ("draft", v)):
+            if not isinstance(m, str) or m not in known:
+                raise FrontierError(f"drafts: unknown {role} model {m!r} (in {k!r}: {v!r}); known models: "
+                                    f"{', '.join(known)}")
+    return {str(k): str(v) for k, v in drafts.items()}
 
 
 #: The layout search's defaults (:func:`platform_layouts`).
 LAYOUT_DEFAULTS = {"max_chips": 8192, "tensor_step": 2.0, "pipeline_steps": [1, 2, 4], "max_replicas": 16,
-                   "concurrency_points": 40}
+                   "concurrency_points": 40, "expert_pipeline_steps": [1, 2]}
 
 
 def platform_layouts(model, pl: Platform, prompt: int, output: int, *, max_chips: int = 8192,
                      tensor_step: float = 2.0, pipeline_steps: Sequence[int] = (1, 2, 4), max_replicas: int = 16,
-                     concurrency_points: int = 40) -> Layouts:
+                     concurrency_points: int = 40, expert_pipeline_steps: Sequence[int] = (1, 2),
+                     drafts: Mapping[str, str] | None = None) -> Layouts:
     """Every layout of ``pl`` serving ``model`` (see the module doc), each as one serving
-    profile of a single replica over its concurrency array."""
+    profile of a single replica over its concurrency array; for a mixture of experts also
+    at each expert width of :func:`expert_widths`, and each with every speculative option
+    of :func:`speculation_options` (``drafts``: ``{target: draft}``). An expert-parallel
+    layout takes ``expert_pipeline_steps`` multiples of its fewest stages (default: the
+    fewest and twice that, not four times: the expert widths multiply the layouts, and with
+    them the time to build)."""
     for name, v in (("max_chips", max_chips), ("max_replicas", max_replicas), ("concurrency_points", concurrency_points)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise FrontierError(f"{name} must be a whole number >= 1, got {v!r}")
     if not (tensor_step >= 1):
         raise FrontierError(f"tensor_step must be a number >= 1, got {tensor_step!r}")
-    if not pipeline_steps or any(isinstance(m, bool) or int(m) != m or m < 1 for m in pipeline_steps):
-        raise FrontierError(f"pipeline_steps must be whole numbers >= 1, got {pipeline_steps!r}")
+    for name, steps in (("pipeline_steps", pipeline_steps), ("expert_pipeline_steps", expert_pipeline_steps)):
+        if not steps or any(isinstance(m, bool) or int(m) != m or m < 1 for m in steps):
+            raise FrontierError(f"{name} must be whole numbers >= 1, got {steps!r}")
+    options = speculation_options(model, check_drafts(drafts))
     dev, prec = pl.device, pl.precision
     ctx = int(prompt) + int(output)
     w_bytes = workload.weight_bytes(model, prec)
@@ -268,38 +355,68 @@ def platform_layouts(model, pl: Platform, prompt: int, output: int, *, max_chips
     keep = [int(fewest.tensor)] if np.isfinite(float(fewest.chips)) else []
     widths = [w for w in _ladder_widths(widths, tensor_step, keep) if w <= max_chips]
     items = placement.items_count(model)
-    pairs = []
-    for t in widths:
-        n = placement.need(model, dev, 1, ctx, precision=prec, tensor_choices=(t,))
-        if not np.isfinite(float(n.chips)):
-            continue
-        p0 = int(n.pipeline)
-        for m in pipeline_steps:
-            p = p0 * int(m)
-            if p <= items and t * p <= max_chips and (t, p) not in pairs:
-                pairs.append((t, p))
-    layouts, deployed, units_, profiles, dropped = [], [], [], [], []
-    if not pairs:
+    domain = int(dev.deployment.max_tensor)
+    triples: list[tuple[int, int, int]] = []
+    dropped: list[str] = []
+    for e in expert_widths(model, dev):
+        for t in widths:
+            if e > 1 and t * e > domain:     # an expert-parallel stage stays within the scale-up domain
+                continue
+            try:
+                n = placement.need(model, dev, 1, ctx, precision=prec, tensor_choices=(t,), expert=e)
+            except placement.PlacementError as exc:
+                msg = str(exc).splitlines()[0]
+                if msg not in dropped:
+                    dropped.append(msg)
+                continue
+            if not np.isfinite(float(n.chips)):
+                continue
+            p0 = int(n.pipeline)
+            for m in (pipeline_steps if e == 1 else expert_pipeline_steps):
+                p = p0 * int(m)
+                if p <= items and t * p * e <= max_chips and (t, p, e) not in triples:
+                    triples.append((t, p, e))
+    layouts, deployed, units_, profiles, labels, chips = [], [], [], [], [], []
+    if not triples:
         dropped.append(f"{model.id} does not fit any layout of at most {max_chips} chips")
-    for t, p in pairs:
+    for t, p, e in triples:
         try:
-            dep = perf.Deployment(dev, Layout(1, t, p), prec)
-            top = (t * p * cap - w_bytes) / kv_seq if kv_seq > 0 else 1.0
+            dep = perf.Deployment(dev, Layout(1, t, p, e), prec)
+            top = (t * p * e * cap - w_bytes) / kv_seq if kv_seq > 0 else 1.0
             c = concurrency_grid(min(max(top, 1.0), 1 << 16), concurrency_points)
-            prof = perf.serving_profile(model, dep, c, prompt, output)
+            plain = perf.serving_profile(model, dep, c, prompt, output)
         except (perf.PerfError, placement.PlacementError, CatalogError, KeyError) as exc:
             msg = str(exc).splitlines()[0]
             if msg not in dropped:
                 dropped.append(msg)
             continue
-        if not np.any(prof.fits):
+        if not np.any(plain.fits):
             continue
-        r, dep_chips, u = best_replicas(t * p, pl.unit_chips, pl.chips_per_unit, max_replicas)
-        layouts.append(Layout(r, t, p))
-        deployed.append(dep_chips)
-        units_.append(u)
-        profiles.append(prof)
-    return Layouts(pl, tuple(layouts), tuple(deployed), tuple(units_), tuple(profiles), tuple(dropped))
+        for label, spec in options:
+            prof: perf.ServingProfile | speculative.SpeculativeProfile
+            per = t * p * e                  # chips of one replica
+            if spec is None:
+                prof = plain
+            else:
+                try:
+                    prof = speculative.speculative_profile(model, dep, spec, c, prompt, output, base=plain)
+                except (perf.PerfError, placement.PlacementError, CatalogError, KeyError) as exc:
+                    msg = f"{label}: {str(exc).splitlines()[0]}"
+                    if msg not in dropped:
+                        dropped.append(msg)
+                    continue
+                if not np.any(prof.fits):
+                    continue
+                per = int(prof.chips)         # a draft's own chips included
+            r, dep_chips, u = best_replicas(per, pl.unit_chips, pl.chips_per_unit, max_replicas)
+            layouts.append(Layout(r, t, p, e))
+            deployed.append(dep_chips)
+            units_.append(u)
+            profiles.append(prof)
+            labels.append(label)
+            chips.append(r * per)
+    return Layouts(pl, tuple(layouts), tuple(deployed), tuple(units_), tuple(profiles), tuple(dropped), tuple(labels),
+                   tuple(chips))
 
 
 @dataclass(frozen=True)
@@ -343,9 +460,13 @@ class Candidates:
         j = 0
         for i, L in enumerate(self.layouts):
             k = knobs[L.platform.side]
+            plain: dict[int, perf.Prediction] = {}      # a layout's plain prediction, for its speculative options
             for layout, u, prof in zip(L.layouts, L.units, L.profiles):
-                pred = prof.evaluate(k)
-                c = prof.concurrency
+                if isinstance(prof, speculative.SpeculativeProfile):
+                    pred = prof.evaluate(k, plain.get(id(prof.base)))
+                else:
+                    pred = plain[id(prof)] = prof.evaluate(k)
+                c = _concurrency(prof)
                 r = layout.replicas
                 pu.append(np.atleast_2d(pred.per_user_tok_s))
                 agg.append(np.atleast_2d(pred.aggregate_tok_s) * r)
@@ -364,13 +485,15 @@ class Candidates:
 
 def candidates(model, plats: Sequence[Platform], prompt: int = 550, output: int = 150, **layout_kw) -> Candidates:
     """The layouts of every platform in ``plats`` for ``model`` (an id or a Model); keywords
-    as :func:`platform_layouts`."""
+    as :func:`platform_layouts` (``drafts={target: draft}`` among them)."""
     M = catalog.load_model(model) if isinstance(model, str) else model
     for name, v in (("prompt", prompt), ("output", output)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise FrontierError(f"{name} must be a whole number of tokens >= 1, got {v!r}")
     if prompt + output > M.max_context:
         raise FrontierError(f"prompt + output = {prompt + output} tokens exceed {M.id}'s context of {M.max_context}")
+    if "drafts" in layout_kw:
+        layout_kw = {**layout_kw, "drafts": check_drafts(layout_kw["drafts"])}
     lays, rows, skipped = [], [], []
     for pl in plats:
         L = platform_layouts(M, pl, int(prompt), int(output), **layout_kw)
@@ -378,11 +501,11 @@ def candidates(model, plats: Sequence[Platform], prompt: int = 550, output: int 
             skipped.append((pl.label, "; ".join(L.dropped) or "no layout fits"))
             continue
         lays.append(L)
-        for layout, dep, u in zip(L.layouts, L.chips_deployed, L.units):
+        for j, (layout, dep, u) in enumerate(zip(L.layouts, L.chips_deployed, L.units)):
             rows.append({"platform": pl.label, "device": pl.device.id, "precision": pl.precision_name, "side": pl.side,
                          "replicas": layout.replicas, "tensor": layout.tensor, "pipeline": layout.pipeline,
-                         "layout": layout.label(), "chips": layout.chips, "chips_deployed": dep, "units": u,
-                         "price_sheet": pl.sheet})
+                         "expert": layout.expert, "layout": layout.label(), "speculative": L.option(j),
+                         "chips": L.chips_of(j), "chips_deployed": dep, "units": u, "price_sheet": pl.sheet})
     if not lays:
         raise FrontierError(f"no platform can serve {M.id}: " + "; ".join(f"{p}: {w}" for p, w in skipped))
     kept = tuple(L.platform for L in lays)
@@ -552,8 +675,8 @@ def _rows(cands: Candidates, pts: Points, targets, B, E, ttft_limit) -> pd.DataF
     cfg = cands.configs
     a = pts.units_per_tps[0]
     cols = ["objective", "platform", "device", "precision", "side", "target_tok_s", "feasible", "replicas", "tensor",
-            "pipeline", "layout", "concurrency", "chips", "chips_deployed", "units", "price_sheet", "per_user_tok_s",
-            "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"]
+            "pipeline", "expert", "layout", "speculative", "concurrency", "chips", "chips_deployed", "units",
+            "price_sheet", "per_user_tok_s", "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"]
     frames = []
     for i, pl in enumerate(cands.platforms):
         # both objectives are (units per token/s) x a platform constant: one ladder answers both
@@ -563,7 +686,8 @@ def _rows(cands: Candidates, pts: Points, targets, B, E, ttft_limit) -> pd.DataF
         c = cfg.iloc[pts.layout[j]].reset_index(drop=True)
         f = pd.DataFrame({"platform": pl.label, "device": pl.device.id, "precision": pl.precision_name, "side": pl.side,
                           "target_tok_s": np.asarray(targets, float), "feasible": ok})
-        for k in ("replicas", "tensor", "pipeline", "layout", "chips", "chips_deployed", "units", "price_sheet"):
+        for k in ("replicas", "tensor", "pipeline", "expert", "layout", "speculative", "chips", "chips_deployed",
+                  "units", "price_sheet"):
             f[k] = c[k].to_numpy()
         f["concurrency"] = pts.concurrency[j].astype(int)
         f["per_user_tok_s"] = pts.per_user[0, j]
@@ -578,7 +702,7 @@ def _rows(cands: Candidates, pts: Points, targets, B, E, ttft_limit) -> pd.DataF
     out = pd.concat(frames, ignore_index=True)[cols]
     out = out.sort_values(["objective", "platform", "target_tok_s"], key=lambda x: x.map(
         {o: k for k, o in enumerate(OBJECTIVES)}) if x.name == "objective" else x, kind="stable").reset_index(drop=True)
-    for k in ("replicas", "tensor", "pipeline", "concurrency", "chips", "chips_deployed", "units"):
+    for k in ("replicas", "tensor", "pipeline", "expert", "concurrency", "chips", "chips_deployed", "units"):
         out[k] = pd.array(out[k], dtype="Int64")  # type: ignore[call-overload]  # pandas-stubs: no Series overload
     for k in ("per_user_tok_s", "aggregate_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"):
         out[k] = out[k].astype(float)
@@ -996,8 +1120,8 @@ class Result:
         c = self.curve(objective)
         keep = set(self.targets[::every]) | {self.targets[-1]}
         c = c[c.target_tok_s.isin(keep)]
-        return c[["target_tok_s", "platform", "layout", "concurrency", "chips", "units", "per_user_tok_s", "ttft_s",
-                  "usd_per_mtok", "joules_per_token"]].reset_index(drop=True)
+        return c[["target_tok_s", "platform", "layout", "speculative", "concurrency", "chips", "units",
+                  "per_user_tok_s", "ttft_s", "usd_per_mtok", "joules_per_token"]].reset_index(drop=True)
 
     def curve(self, objective: str = "usd_per_mtok") -> pd.DataFrame:
         """The cheapest configuration of each platform at every target (feasible rows only)."""
@@ -1010,8 +1134,8 @@ class Result:
         """Per target, the cheapest platform of each side (target, side, platform, value)."""
         c = self.curve(objective)
         i = c.groupby(["target_tok_s", "side"])[objective].idxmin()
-        return c.loc[i.to_numpy(), ["target_tok_s", "side", "platform", "layout", "concurrency", objective]].reset_index(
-            drop=True)
+        return c.loc[i.to_numpy(), ["target_tok_s", "side", "platform", "layout", "speculative", "concurrency",
+                                    objective]].reset_index(drop=True)
 
     @property
     def headline(self) -> str | None:
@@ -1061,7 +1185,7 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             map_axis: str = "card_price", map_values: Sequence | None = None, map_range: Sequence | None = None,
             map_models: Sequence[str] = (), grid_points: int = 120, quantiles=(2.5, 97.5),
             cutoff: str = speed.DEFAULT_CUTOFF, layout_kw: Mapping | None = None, with_measured: bool = True,
-            prebuilt: Candidates | None = None) -> Result:
+            prebuilt: Candidates | None = None, drafts: Mapping[str, str] | None = None) -> Result:
     """The frontier of ``model`` on ``devices`` (default every priced device) at the speed
     targets (``(low, high, n)`` log-spaced, or an array), its crossovers with their
     Monte Carlo intervals (``quantiles`` of ``samples`` joint draws; ``samples=0``: the
@@ -1069,7 +1193,10 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
     is cheaper over the targets x ``map_axis``: ``map_values`` (model ids for ``model``,
     numbers in :data:`AXIS_UNITS` otherwise), or ``map_models`` for the model axis and
     ``map_range = (low, high, points)`` for the others (default :func:`default_axis`).
-    ``prebuilt``: the :class:`Candidates` of the same model and platforms, when built already."""
+    ``prebuilt``: the :class:`Candidates` of the same model and platforms, when built already.
+    ``drafts``: ``{target model: draft model}``: a target named there is also searched with
+    speculative decoding by that draft (k and alpha: the defaults of ``data/serving.toml``);
+    a model with its own MTP heads is searched with them whether or not it is named."""
     if isinstance(targets, tuple) and len(targets) == 3:
         tg = speed_targets(*targets)
     else:
@@ -1090,6 +1217,8 @@ def analyse(model: str, devices: Sequence[str] | None = None, *, precisions: Map
             map_values = axis_values(map_axis, *map_range)
     cal, measured_devices, _ = speed.calibrate(cutoff)
     lk = dict(layout_kw or {})
+    if drafts is not None:
+        lk["drafts"] = check_drafts(drafts)
     if prebuilt is None:
         plats, skipped = platforms(devices, precisions)
         cands = candidates(model, plats, prompt, output, **lk)
@@ -1257,12 +1386,13 @@ def _with_sentences(res: Result) -> Result:
     if not {"sram", "hbm"} <= set(fast):
         return res
     fs, fg = fast["sram"], fast["hbm"]
+    lay = lambda x: x.layout if x.speculative == "off" else f"{x.layout}, speculative {x.speculative}"  # noqa: E731
     k2 = claims_["C2"].claimed
     ratio = fs.per_user_tok_s / fg.per_user_tok_s
     below = fs.per_user_tok_s / k2
     s2 = (f"'{k2:g}x faster' holds only against GPU deployments run at or below {fmt.number(below)} tok/s per "
-          f"user: the fastest {fs.platform} configuration ({fs.layout}) reaches {fmt.number(fs.per_user_tok_s)} tok/s "
-          f"per user, the fastest {fg.platform} one ({fg.layout}) {fmt.number(fg.per_user_tok_s)}, "
+          f"user: the fastest {fs.platform} configuration ({lay(fs)}) reaches {fmt.number(fs.per_user_tok_s)} tok/s "
+          f"per user, the fastest {fg.platform} one ({lay(fg)}) {fmt.number(fg.per_user_tok_s)}, "
           f"{fmt.ratio(ratio)} apart")
     if res.model == claims_["C2"].as_stated.get("model"):
         try:

@@ -602,8 +602,9 @@ def _replica(model, dep: Deployment, streams, output, prompt: int, context, stag
     b_hi, n_hi, b_lo, n_lo = _split(np.maximum(s, 1.0), m)
     n_lo = n_lo * (b_lo >= 1)
     hi = step_profile(model, dep, b_hi, context, b_hi / output, prompt, stages, tokens)
-    lo = step_profile(model, dep, np.maximum(b_lo, 1.0), context, np.maximum(b_lo, 1.0) / output, prompt, stages,
-                      tokens)
+    # micro-batches of equal size (one micro-batch, or streams that split evenly) have the same step: built once
+    lo = hi if np.array_equal(np.maximum(b_lo, 1.0), b_hi) else step_profile(
+        model, dep, np.maximum(b_lo, 1.0), context, np.maximum(b_lo, 1.0) / output, prompt, stages, tokens)
     return _Replica(s, n_hi, n_lo, hi, lo)
 
 
@@ -676,7 +677,9 @@ def serving_profile(model, dep: Deployment, concurrency, prompt: int, output: in
     n_lo = n_lo * (s_lo >= 1)
     steps = output if fused_prefill else np.inf     # steps a request lasts: one prompt starts per ``steps``
     hi = _replica(model, dep, s_hi, steps, prompt, ctx, stages)
-    lo = _replica(model, dep, np.maximum(s_lo, 1.0), steps, prompt, ctx, stages)
+    # the same streams give the same steps (one replica, or streams that split evenly): built once
+    lo = hi if np.array_equal(np.maximum(s_lo, 1.0), s_hi) else _replica(model, dep, np.maximum(s_lo, 1.0), steps,
+                                                                          prompt, ctx, stages)
     lo = replace(lo, streams=s_lo)
     alone = step_profile(model, dep, 0.0, 0.0, 1.0, prompt, stages)
     busy = step_profile(model, dep, np.maximum(s_hi - 1.0, 1.0), ctx, 1.0, prompt, stages)

@@ -346,10 +346,12 @@ class SpeculativeProfile:
     def chips(self) -> int:
         return self.deployment.chips + self.deployment.layout.replicas * self.where.chips_per_replica
 
-    def evaluate(self, knobs: perf.Knobs | None = None) -> perf.Prediction:
+    def evaluate(self, knobs: perf.Knobs | None = None, plain: perf.Prediction | None = None) -> perf.Prediction:
+        """The prediction under ``knobs``; ``plain``: ``self.base.evaluate(knobs)`` when the
+        caller has it already (the baseline of the speed-ups)."""
         k = knobs or perf.Knobs.of(self.deployment)
         b = self.base
-        plain = b.evaluate(k)
+        plain = b.evaluate(k) if plain is None else plain
         E, K = self.spec.tokens_per_step, self.spec.k
         v_hi, t_hi = perf._round_time(self.verify_hi, k)
         v_lo, _ = perf._round_time(self.verify_lo, k)
@@ -383,10 +385,17 @@ def _draft_model_id(prof: SpeculativeProfile) -> str:
 
 
 def speculative_profile(model: Model, dep: perf.Deployment, spec: Speculation, concurrency, prompt: int, output: int,
-                        *, fused_prefill: bool = True) -> SpeculativeProfile:
-    """The knob-free part of :func:`predict` (arguments as :func:`lpulab.perf.predict`)."""
+                        *, fused_prefill: bool = True, base: perf.ServingProfile | None = None) -> SpeculativeProfile:
+    """The knob-free part of :func:`predict` (arguments as :func:`lpulab.perf.predict`).
+    ``base``: the plain profile of the same model, deployment, concurrency, prompt and
+    output when built already (a search that times both keeps one)."""
     spec.check(model)
-    base = perf.serving_profile(model, dep, concurrency, prompt, output, fused_prefill=fused_prefill)
+    if base is None:
+        base = perf.serving_profile(model, dep, concurrency, prompt, output, fused_prefill=fused_prefill)
+    elif (base.model != model.id or base.deployment != dep or (base.prompt, base.output) != (int(prompt), int(output))
+          or not np.array_equal(base.concurrency, np.asarray(concurrency, float))):
+        raise SpeculationError("speculative_profile: base is the plain profile of another model, deployment, "
+                               "concurrency, prompt or output")
     prompt, output = int(prompt), int(output)
     E, K = spec.tokens_per_step, spec.k
     ctx = float(math.floor(prompt + output / 2.0))
@@ -399,10 +408,12 @@ def speculative_profile(model: Model, dep: perf.Deployment, spec: Speculation, c
     v_steps = output / E if fused_prefill else np.inf
     d_steps = K * output / E if fused_prefill else np.inf
     s_hi, s_lo = base.hi.streams, np.maximum(base.lo.streams, 1.0)
+    same = np.array_equal(s_lo, s_hi)     # the same streams give the same steps: built once
     vh = perf._replica(model, dep, s_hi, v_steps, prompt, ctx, stages, K + 1)
-    vl = replace(perf._replica(model, dep, s_lo, v_steps, prompt, ctx, stages, K + 1), streams=base.lo.streams)
+    vl = replace(vh if same else perf._replica(model, dep, s_lo, v_steps, prompt, ctx, stages, K + 1),
+                 streams=base.lo.streams)
     dh = perf._replica(d, ddep, s_hi, d_steps, prompt, ctx, dstages)
-    dl = replace(perf._replica(d, ddep, s_lo, d_steps, prompt, ctx, dstages), streams=base.lo.streams)
+    dl = replace(dh if same else perf._replica(d, ddep, s_lo, d_steps, prompt, ctx, dstages), streams=base.lo.streams)
     fits = np.asarray(base.fits, bool)
     need = draft_bytes(model, spec, dep.precision, s_hi, prompt + output)
     if where.colocated:
