@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,7 +41,7 @@ from pathlib import Path
 from .. import paths
 from . import provenance
 from .cite import citation
-from .io import atomic_write_text, recover, replace_dir, tmp_name
+from .io import atomic_write_text, read_status, recover, replace_dir, tmp_name
 from .params import ParameterError, check_parameters, declared_parameters, load_param_file, short
 from .record import MIME
 
@@ -137,15 +138,6 @@ def plan(notebook, parameters: dict | None = None, param_file=None, label: str |
     dhash = provenance.data_hash(files)
     rid = provenance.report_id(nb_path.stem, label, params, git["commit"], dhash, draft=bool(git.get("dirty")))
     return Plan(nb_path, params, label, git, files, dhash, rid, non_default(nb_path, params))
-
-
-def read_status(folder: Path) -> dict | None:
-    """A report folder's status.json, or None when it is missing or unreadable."""
-    try:
-        st = json.loads((Path(folder) / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return st if isinstance(st, dict) else None
 
 
 def completed(folder: Path, p: Plan) -> bool:
@@ -266,6 +258,20 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path)
 
 
+class _DeadKernelTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" record for a kernel that died: a
+    background task of the kernel client outlives the kernel (a Ctrl-C reaches the kernel and the
+    runner at once), and the run itself already reports a dead kernel, with the notebook and
+    cell, as a failed or interrupted run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "DeadKernelError"
+
+
+_QUIET = _DeadKernelTasks()
+
+
 def run_notebook(notebook, parameters: dict | None = None, param_file=None, *, label: str | None = None,
                  reports: Path | None = None, timeout: int = DEFAULT_TIMEOUT, progress=True,
                  build_index: bool = True, kernel_retries: int = 1, extra_status: dict | None = None,
@@ -279,6 +285,8 @@ def run_notebook(notebook, parameters: dict | None = None, param_file=None, *, l
     ``skip_completed``: return at once (``skipped=True``) when the same run already completed.
     ``planned``: the run's :class:`Plan`, when the caller made it already.
     """
+    if _QUIET not in logging.getLogger("asyncio").filters:
+        logging.getLogger("asyncio").addFilter(_QUIET)
     p = planned or plan(notebook, parameters, param_file, label)
     nb_path, params, rid = p.notebook, p.params, p.report_id
     reports = Path(reports or paths.reports_dir())
