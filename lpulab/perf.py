@@ -200,6 +200,18 @@ class Deployment:
         return 2 * math.ceil(math.log2(t)) * self.hop_latency_s
 
     @property
+    def attention_compute(self) -> str:
+        """The format attention's products run in: the wider of the activations' (queries)
+        and the KV cache's (keys, values). NVFP4 weights and activations with an FP8 cache
+        run attention at the FP8 peak, not the FP4 one. A device with no peak at that format
+        runs attention like the other products."""
+        p = self.precision
+        try:
+            return compute_format(self.device, workload.Precision(p.kv, p.activations, p.kv))
+        except PerfError:
+            return self.compute  # type: ignore[return-value]  # set by __post_init__
+
+    @property
     def peak(self) -> float:
         return self.device.peak(self.compute) * self.efficiency.compute  # type: ignore[arg-type]  # set by __post_init__
 
@@ -353,6 +365,7 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
     live = (b > 0).astype(float)
     n = dep.layout.tensor
     P, W = dep.device.peak(dep.compute) * n, dep.device.bandwidth() * n  # type: ignore[arg-type]  # set by __post_init__
+    P_att = dep.device.peak(dep.attention_compute) * n
     kinds = architecture.layer_kinds(model)
     names = ["embedding"] + [k.name for k in kinds] + ["head"]
     tc: dict = {g: [] for g in names}
@@ -397,8 +410,9 @@ def step_profile(model, dep: Deployment, decode_batch, context, prefill_requests
             continue
         base = workload.Counts(*(np.asarray(getattr(od.counts, c), float) * live for c in workload.COLUMNS))
         m = _merge(base, op.counts, rg)
-        tc[od.part].append(np.broadcast_to(np.asarray(base.flops, float) / P, shape))
-        tp[od.part].append(np.broadcast_to(rg * np.asarray(op.counts.flops, float) / P, shape))
+        peak = P_att if od.kind == "attention" else P
+        tc[od.part].append(np.broadcast_to(np.asarray(base.flops, float) / peak, shape))
+        tp[od.part].append(np.broadcast_to(rg * np.asarray(op.counts.flops, float) / peak, shape))
         tm[od.part].append(np.broadcast_to(np.asarray(m.bytes, float) / W, shape))
     tc, tp, tm, inv = ({g: np.stack(v, axis=-1) if v else np.zeros(shape + (1,)) for g, v in d.items()}
                        for d in (tc, tp, tm, inv))

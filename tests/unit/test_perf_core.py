@@ -75,6 +75,28 @@ def test_fused_attention_reads_the_cache_but_never_writes_the_scores():
     assert t["mat"] - t["fused"] == pytest.approx(M.layers * 4 * H * K * 2.0 / d.bandwidth(), rel=1e-9)
 
 
+def test_attention_runs_at_the_caches_format_and_the_other_products_at_the_weights():
+    """NVFP4 weights and activations with an FP8 cache: the projections at the FP4 peak,
+    attention's products at the FP8 peak (half of it); a device without an FP8 peak runs
+    attention like the rest."""
+    from lpulab.catalog import Value
+
+    d = device(bw="inf")
+    v = d.compute["fp16"]
+    d = dataclasses.replace(d, compute={"fp8": dataclasses.replace(v, si=2e12), "fp4": dataclasses.replace(v, si=4e12)})
+    p = workload.Precision("nvfp4", "nvfp4", "fp8")
+    dep = perf.Deployment(d, Layout(), p)
+    assert (dep.compute, dep.attention_compute) == ("fp4", "fp8")
+    ops = perf._op_list(M, dep, "decode", 8, 500, None)
+    by_hand = sum(float(o.counts.flops) / (2e12 if o.kind == "attention" else 4e12)
+                  * (M.layers if o.group == "layer" else 1) for o in ops)
+    got = float(perf.step_times(perf.step_profile(M, dep, 8, 500, 0.0, 1), perf.Knobs()).stage.sum())
+    assert got == pytest.approx(by_hand, rel=1e-12)
+    assert any(o.kind == "attention" and float(o.counts.flops) > 0 for o in ops)
+    only4 = dataclasses.replace(d, compute={"fp4": Value(4e12, 4e12, "FLOP/s", v.source, "vendor-peak", "dense")})
+    assert perf.Deployment(only4, Layout(), p).attention_compute == "fp4"
+
+
 def test_the_slowest_stage_sets_a_full_pipelines_pace():
     """Three layers, an embedding and a head on two stages: whole items per stage, so the
     stages are uneven; with two micro-batches the round is twice the slowest stage."""

@@ -56,6 +56,21 @@ def test_one_run_filed_twice_and_several_submitters_collapse_into_one_point():
     assert agg[0].measured == pytest.approx(20000.0)        # the median of 20,000, 20,000 and 22,000
 
 
+def test_runs_with_stated_lengths_stay_apart_when_only_their_output_differs():
+    # one table, one system: 2,048 in / 128 out and 2,048 in / 2,048 out are two runs
+    # (a benchmark dataset's rows, with no stated prompt, merge across submitters instead)
+    rows = [_rows(id=f"t-{o}", source_url="https://example.org/table", scenario="Offline", input_tokens=2048.0,
+                  output_tokens=float(o), value=v, value_si=v, tensor=1.0, pipeline=1.0, replicas=1.0,
+                  hardware="nvidia-h200")
+            for o, v in ((128, 1000.0), (2048, 4000.0))]
+    pts, skipped = speed.points(pd.DataFrame(rows))
+    assert not skipped and len(pts) == 2
+    by_out = {p.profile.output: p for p in pts}
+    assert set(by_out) == {128, 2048}
+    assert by_out[128].measured == 1000.0 and by_out[2048].measured == 4000.0
+    assert by_out[128].rows == ("t-128",) and by_out[2048].rows == ("t-2048",)
+
+
 @pytest.mark.parametrize("over,why", [
     ({"hardware": "no-such-chip"}, "is not in the catalog"),
     ({"tensor": np.nan, "pipeline": np.nan, "replicas": np.nan}, "layout not published"),
