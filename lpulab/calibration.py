@@ -315,9 +315,16 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
     weak = {}
     for n in names:
         lo_, hi_ = interval[n]
+        why = []
         if hi_ / lo_ > 10.0:
-            weak[n] = (f"weakly identified: its 95 % interval [{specs[n].show(lo_)}, {specs[n].show(hi_)}] spans a "
+            why.append(f"weakly identified: its 95 % interval [{specs[n].show(lo_)}, {specs[n].show(hi_)}] spans a "
                        f"factor of {number(hi_ / lo_)}")
+        for end, bound in (("upper", specs[n].high), ("lower", specs[n].low)):
+            if abs(math.log(values[n] / bound)) < math.log(1.05):
+                why.append(f"at the {end} end of its allowed range ({specs[n].show(bound)}): the fitted points would "
+                           f"take it further, so the range (an assumption) bounds it")
+        if why:
+            weak[n] = "; ".join(why)
     for n in held:
         interval[n] = (specs[n].low, specs[n].high)
     # every point: prediction, interval, leave-one-out

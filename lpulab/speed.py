@@ -134,6 +134,11 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
         if r.hardware not in devices:
             skipped.append(Skipped(r.id, f"hardware {r.hardware!r} is not in the catalog"))
             continue
+        spec = getattr(r, "speculative", "none")
+        if isinstance(spec, str) and spec not in ("none", "unknown", ""):
+            skipped.append(Skipped(r.id, f"speculative decoding ({spec}): the knobs describe plain decoding, and the "
+                                         "row states no acceptance rate for lpulab.speculative to model it"))
+            continue
         runs.setdefault(_run_key(r), []).append(r)
     groups: dict[tuple, list] = {}
     for rows in runs.values():

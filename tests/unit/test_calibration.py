@@ -67,6 +67,22 @@ def test_a_knob_no_point_moves_is_held_at_its_prior_and_says_why():
     assert table.loc["sram.memory", "status"] == "held at prior"
 
 
+def test_a_knob_the_data_pushes_to_the_end_of_its_range_is_flagged(monkeypatch):
+    # the synthetic truth's per-layer time (20 us) lies beyond a range capped at 10 us
+    import dataclasses
+
+    specs = {k.name: k for k in calibration.KNOBS}
+    monkeypatch.setattr(calibration, "KNOBS", tuple(dataclasses.replace(k, high=1.0e-5)
+                                                    if k.name == "hbm.layer_overhead_s" else k
+                                                    for k in calibration.KNOBS))
+    cal = calibration.fit(synthetic(), "2024-12-31", knobs=list(TRUE), loo=False)
+    assert cal.values["hbm.layer_overhead_s"] == pytest.approx(1.0e-5, rel=0.05)
+    assert "at the upper end of its allowed range" in cal.weak["hbm.layer_overhead_s"]
+    # knobs fitted inside their ranges carry no such flag
+    assert not any("allowed range" in w for n, w in cal.weak.items() if n != "hbm.layer_overhead_s")
+    assert specs["hbm.layer_overhead_s"].high > 1.0e-5
+
+
 def test_too_few_points_for_the_knobs_is_refused():
     pts = synthetic(concurrencies=(1, 1024), dates=("2024-01-01",))[:2]
     with pytest.raises(calibration.CalibrationError, match=r"cannot determine|fewer than"):

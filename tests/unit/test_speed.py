@@ -71,6 +71,17 @@ def test_runs_with_stated_lengths_stay_apart_when_only_their_output_differs():
     assert by_out[128].rows == ("t-128",) and by_out[2048].rows == ("t-2048",)
 
 
+def test_a_speculative_run_is_left_out_of_the_plain_decoding_points():
+    rows = [_rows(id="m", scenario="vendor-claim", metric="output_tok_s_per_user", value=268.0, value_si=268.0,
+                  speculative="medusa", tensor=8.0, replicas=1.0, hardware="nvidia-h200"),
+            _rows(id="u", scenario="vendor-claim", metric="output_tok_s_per_user", value=100.0, value_si=100.0,
+                  speculative="unknown", tensor=8.0, replicas=1.0, hardware="nvidia-h200")]
+    pts, skipped = speed.points(pd.DataFrame(rows))
+    assert [p.rows for p in pts] == [("u",)]          # not stated either way: kept
+    (s,) = skipped
+    assert s.row == "m" and "speculative decoding (medusa)" in s.why and "acceptance rate" in s.why
+
+
 @pytest.mark.parametrize("over,why", [
     ({"hardware": "no-such-chip"}, "is not in the catalog"),
     ({"tensor": np.nan, "pipeline": np.nan, "replicas": np.nan}, "layout not published"),
