@@ -262,22 +262,22 @@ def test_the_explorer_shows_the_searchs_numbers_and_moves_with_its_controls(buil
     from lpulab import explore
 
     cands, cal = built
-    r = F.analyse("llama-2-70b", targets=[20.0, 60.0, 150.0], samples=0, with_measured=False, prebuilt=cands)
-    c = explore.Curves(cands.model, cands.platforms, np.array([20.0, 60.0, 150.0]),
-                       np.stack([F.ladder(cands.points(F.point_knobs(cal)), i).query(0, [20.0, 60.0, 150.0])[0]
+    r = F.analyse("llama-2-70b", targets=[20.0, 30.0, 150.0], samples=0, with_measured=False, prebuilt=cands)
+    c = explore.Curves(cands.model, cands.platforms, np.array([20.0, 30.0, 150.0]),
+                       np.stack([F.ladder(cands.points(F.point_knobs(cal)), i).query(0, [20.0, 30.0, 150.0])[0]
                                  for i in range(len(cands.platforms))]))
     sel = [p.label for p in cands.platforms]
     inputs = F.price_inputs(cands.platforms)
-    out = explore.evaluate(c, sel, inputs, target=60.0)
+    out = explore.evaluate(c, sel, inputs, target=30.0)
     best = r.curve("usd_per_mtok")
     for p in sel:
-        want = best[(best.platform == p) & (best.target_tok_s == 60.0)].usd_per_mtok
+        want = best[(best.platform == p) & (best.target_tok_s == 30.0)].usd_per_mtok
         assert out["at_target"][p]["usd_per_mtok"] == pytest.approx(float(want.iloc[0]), rel=1e-12)
-    cheaper = explore.evaluate(c, sel, inputs, target=60.0, sram_price=0.5)
+    cheaper = explore.evaluate(c, sel, inputs, target=30.0, sram_price=0.5)
     lpu = "groq-lpu-v1 int8"
     assert cheaper["at_target"][lpu]["usd_per_mtok"] < out["at_target"][lpu]["usd_per_mtok"]
     assert cheaper["at_target"]["nvidia-h100-sxm fp8"] == out["at_target"]["nvidia-h100-sxm fp8"]
-    idle = explore.evaluate(c, sel, inputs, target=60.0, utilisation=0.2)
+    idle = explore.evaluate(c, sel, inputs, target=30.0, utilisation=0.2)
     assert idle["at_target"][lpu]["joules_per_token"] > out["at_target"][lpu]["joules_per_token"]
     one = explore.evaluate(c, [lpu], inputs)
     assert one["crossover"]["usd_per_mtok"] is None                     # one side only: no crossover
