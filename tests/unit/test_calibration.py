@@ -99,6 +99,11 @@ def test_the_split_is_by_date_and_leave_one_out_refits_without_the_point():
     assert fit.loo_rel_error.abs().median() >= fit.rel_error.abs().median() * 0.9
     s = cal.error_summary().set_index(["set", "metric"])
     assert {"fit", "leave-one-out", "test"} <= set(s.index.get_level_values(0))
+    # the speed metrics are the fitted ones; the share beyond 30 % is counted, not assumed
+    e = test[test.metric.isin(cal.metrics)].rel_error.abs()
+    assert s.loc[("test", "speed metrics"), "points"] == len(e)
+    assert s.loc[("test", "speed metrics"), "median_abs_error"] == pytest.approx(e.median())
+    assert s.loc[("test", "speed metrics"), "beyond_30pct"] == pytest.approx((e > 0.3).mean())
 
 
 def test_a_bad_cutoff_or_no_points_is_refused():
