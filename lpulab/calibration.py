@@ -327,7 +327,7 @@ def fit(points: Sequence[Point], cutoff: str, *, knobs: Sequence[str] | None = N
         for end, bound in (("upper", specs[n].high), ("lower", specs[n].low)):
             if abs(math.log(values[n] / bound)) < math.log(1.05):
                 why.append(f"at the {end} end of its allowed range ({specs[n].show(bound)}): the fitted points would "
-                           f"take it further, so the range (an assumption) bounds it")
+                           f"take it further, so the range, not the data, sets it")
         if why:
             weak[n] = "; ".join(why)
     for n in held:

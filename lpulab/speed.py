@@ -221,9 +221,11 @@ def points(measurements: pd.DataFrame | None = None, assumptions: Mapping | None
             skipped += [Skipped(i, str(exc)) for i in ids]
             continue
         # a benchmark's dataset (no stated prompt length): its output length is each submitter's
-        # own mean, and submitters merge; stated lengths are part of the run (128 vs 2,048 out)
+        # own mean, and submitters merge; stated lengths are part of the run (128 vs 2,048 out),
+        # so is a stated concurrency (a sweep's 1, 5, 25 and 50 streams are four operating points)
         stated = r0.input_tokens == r0.input_tokens
-        gkey = (str(r0.date), r0.model, r0.hardware, scen, layout, prec, prompt, output if stated else None)
+        gkey = (str(r0.date), r0.model, r0.hardware, scen, layout, prec, prompt, output if stated else None,
+                r0.concurrency if r0.concurrency == r0.concurrency else None)
         for r in rows:
             if r.metric not in METRIC_COLUMN:
                 continue

@@ -71,6 +71,17 @@ def test_runs_with_stated_lengths_stay_apart_when_only_their_output_differs():
     assert by_out[128].rows == ("t-128",) and by_out[2048].rows == ("t-2048",)
 
 
+def test_a_sweep_over_stated_concurrencies_gives_one_point_per_concurrency():
+    rows = [_rows(id=f"s-{c}", source_url="https://example.org/sweep", scenario="fixed-concurrency",
+                  concurrency=float(c), input_tokens=2000.0, output_tokens=500.0, value=v, value_si=v,
+                  tensor=2.0, pipeline=1.0, replicas=1.0)
+            for c, v in ((1, 52.0), (5, 218.0), (25, 623.0), (50, 800.0))]
+    pts, skipped = speed.points(pd.DataFrame(rows))
+    assert not skipped and len(pts) == 4
+    got = sorted((int(p.profile.concurrency), p.measured) for p in pts)
+    assert got == [(1, 52.0), (5, 218.0), (25, 623.0), (50, 800.0)]
+
+
 def test_a_speculative_run_is_left_out_of_the_plain_decoding_points():
     rows = [_rows(id="m", scenario="vendor-claim", metric="output_tok_s_per_user", value=268.0, value_si=268.0,
                   speculative="medusa", tensor=8.0, replicas=1.0, hardware="nvidia-h200"),
