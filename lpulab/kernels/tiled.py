@@ -74,8 +74,10 @@ GEMM_TILE_ELEMS = 1 << 18
 GEMV_MAX = 4
 #: Row splits are multiples of this (BLAS kernels work on groups of rows).
 ROW_ALIGN = 16
-#: Below this many weight elements a product runs on the calling thread alone.
-PARALLEL_MIN_ELEMS = 1 << 17
+#: Below this many weight elements a product runs on the calling thread alone: handing a
+#: small product to a worker costs more than it saves (SmolLM2's 576 x 1536 matrices ran
+#: 1.6x slower on two threads than on one; benchmarks/bench_smollm2.py).
+PARALLEL_MIN_ELEMS = 1 << 21
 
 
 # --------------------------------------------------------------------------- threads
