@@ -190,6 +190,13 @@ class Calibration:
                                  else float("nan")})
         return pd.DataFrame(rows)
 
+    def error(self, set_: str, metric: str, column: str = "median_abs_error") -> float:
+        """One number of :meth:`error_summary` (e.g. ``("test", "speed metrics")``'s median),
+        NaN where that set has no point of that metric."""
+        s = self.error_summary()
+        hit = s[(s["set"] == set_) & (s["metric"] == metric)]
+        return float(hit[column].iloc[0]) if len(hit) else float("nan")
+
     def to_dict(self) -> dict:
         return {"values": dict(self.values), "fitted": list(self.fitted), "held": dict(self.held), "weak": dict(self.weak),
                 "interval": {k: list(v) for k, v in self.interval.items()}, "sigma": self.sigma, "cutoff": self.cutoff,

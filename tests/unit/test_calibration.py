@@ -104,6 +104,8 @@ def test_the_split_is_by_date_and_leave_one_out_refits_without_the_point():
     assert s.loc[("test", "speed metrics"), "points"] == len(e)
     assert s.loc[("test", "speed metrics"), "median_abs_error"] == pytest.approx(e.median())
     assert s.loc[("test", "speed metrics"), "beyond_30pct"] == pytest.approx((e > 0.3).mean())
+    assert cal.error("test", "speed metrics", "beyond_30pct") == s.loc[("test", "speed metrics"), "beyond_30pct"]
+    assert math.isnan(cal.error("test", "no such metric"))
 
 
 def test_a_bad_cutoff_or_no_points_is_refused():
